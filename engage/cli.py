@@ -1,0 +1,140 @@
+"""The `engage` command: demo, serve, up, simulate, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+
+from engage.stack import SERVICES, Stack
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from engage.demo import run_demo
+
+    return asyncio.run(run_demo(args.users, args.groups, args.seed, args.keep_running))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Run one service in the foreground; start the embedded default for what is not configured."""
+    import uvicorn
+
+    stack = Stack.from_env().start_infra(fresh_database=False)
+    os.environ.update(
+        {
+            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap or "",
+            "ENGAGE_DATABASE_URL": stack.database_url or "",
+        }
+    )
+    factory, port = SERVICES[args.service]
+    try:
+        uvicorn.run(factory, factory=True, host=args.host, port=args.port or port, access_log=False)
+    finally:
+        stack.stop()
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    """Every service plus the embedded default, until Ctrl-C."""
+    stack = Stack.from_env().start_infra(fresh_database=False)
+    try:
+        for name in SERVICES:
+            service = stack.start_service(name)
+            print(f"{name:<8} {service.url}/docs")
+        print(f"broker   {stack.kafka_bootstrap}\ndatabase {stack.database_url}")
+        asyncio.run(asyncio.Event().wait())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from services.ingest.admin import issue_api_key
+    from shared.auth import Role
+
+    url = os.environ.get("ENGAGE_DATABASE_URL")
+    if not url:
+        print("set ENGAGE_DATABASE_URL to ingest's database", file=sys.stderr)
+        return 2
+    issued = asyncio.run(issue_api_key(url, args.name, [Role(r) for r in args.role], args.rate))
+    print(f"key id {issued.key_id}\nsecret {issued.secret}  (shown once; store it now)")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from engage.demo import simulate_through_ingest
+    from engage.simulator.world import SimConfig
+
+    config = SimConfig(
+        seed=args.seed,
+        users=args.users,
+        groups=args.groups,
+        duplicate_rate=args.duplicates,
+        shuffle_window=args.shuffle_window,
+    )
+    imported, posted = asyncio.run(
+        simulate_through_ingest(
+            args.url, args.key, args.import_key or args.key, config, datetime.now(UTC)
+        )
+    )
+    for label, report in (("last month", imported), ("this month", posted)):
+        print(
+            f"{label}: sent {report.sent:,}, accepted {report.accepted:,}, "
+            f"rejected {report.rejected:,}, retries {report.retries:,}, "
+            f"{report.sent / max(report.seconds, 1e-9):,.0f} events/s"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engage", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--groups", type=int, default=120)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--keep-running", action="store_true", help="leave services up afterwards")
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser("serve", help="run one service (embedded default if unconfigured)")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_cmd_serve)
+
+    up = sub.add_parser("up", help="run every service on the embedded default until Ctrl-C")
+    up.set_defaults(func=_cmd_up)
+
+    keys = sub.add_parser("keys", help="issue an API key")
+    keys.add_argument("--name", required=True)
+    keys.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["ingest", "importer", "viewer", "campaign_owner", "approver", "admin"],
+    )
+    keys.add_argument("--rate", type=float, default=None, help="events/s (default 5000)")
+    keys.set_defaults(func=_cmd_keys)
+
+    sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
+    sim.add_argument("--url", default="http://127.0.0.1:8001")
+    sim.add_argument("--key", required=True, help="key with the ingest role")
+    sim.add_argument("--import-key", help="key with the importer role (default: --key)")
+    sim.add_argument("--users", type=int, default=2000)
+    sim.add_argument("--groups", type=int, default=120)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--duplicates", type=float, default=0.02)
+    sim.add_argument("--shuffle-window", type=int, default=500)
+    sim.set_defaults(func=_cmd_simulate)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`engage demo`: the whole pipeline from nothing on the embedded default, then a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engage.simulator.client import PostReport, post_events
+from engage.simulator.world import (
+    SimConfig,
+    World,
+    deliveries,
+    generate,
+    month_start,
+    previous_month,
+)
+from engage.stack import Stack
+from engage.topic_audit import tally_topic
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
+from shared.contract import EVENTS_TOPIC
+
+Event = dict[str, Any]
+
+
+def split_months(config: SimConfig, now: datetime) -> tuple[list[Event], list[Event]]:
+    """The simulated events of last month in full, and of this month up to `now`."""
+    tz = ZoneInfo(config.timezone)
+    this_month = month_start(now.astimezone(tz).date())
+    boundary = datetime(this_month.year, this_month.month, 1, tzinfo=tz)
+    events = generate(World.build(config), previous_month(this_month), now)
+    history: list[Event] = []
+    live: list[Event] = []
+    for event in events:
+        (history if datetime.fromisoformat(event["occurred_at"]) < boundary else live).append(event)
+    return history, live
+
+
+async def simulate_through_ingest(
+    ingest_url: str, live_key: str, import_key: str, config: SimConfig, now: datetime
+) -> tuple[PostReport, PostReport]:
+    """Last month in full through the import endpoint, then this month to date live."""
+    history, live = split_months(config, now)
+    imported = await post_events(
+        ingest_url,
+        import_key,
+        deliveries(history, config),
+        path="/v1/events:import",
+        batch_size=500,
+        label="last month",
+    )
+    posted = await post_events(
+        ingest_url, live_key, deliveries(live, config), batch_size=100, label="this month"
+    )
+    return imported, posted
+
+
+def _row(label: str, value: object) -> str:
+    return f"  {label:<34} {value}"
+
+
+async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> int:
+    stack = Stack.from_env()
+    print(
+        "Engage demo — embedded default (local Kafka-protocol broker + embedded PostgreSQL)"
+        if not os.environ.get("ENGAGE_KAFKA_BOOTSTRAP")
+        else "Engage demo"
+    )
+    try:
+        stack.start_infra()
+        print(_row("broker", stack.kafka_bootstrap))
+        print(_row("database", stack.database_url))
+        ingest = stack.start_service("ingest")
+        assert stack.database_url is not None and stack.kafka_bootstrap is not None
+        live_key = await issue_api_key(stack.database_url, "simulator", [Role.INGEST], 1e6)
+        import_key = await issue_api_key(stack.database_url, "backfill", [Role.IMPORTER], 1e6)
+        config = SimConfig(seed=seed, users=users, groups=groups)
+        now = datetime.now(UTC)
+        print(
+            f"Simulating {users:,} users in {groups:,} groups (seed {seed}): last month in full "
+            "through POST /v1/events:import, this month to date through POST /v1/events"
+        )
+        imported, posted = await simulate_through_ingest(
+            ingest.url, live_key.secret, import_key.secret, config, now
+        )
+        total = PostReport()
+        total.merge(imported)
+        total.merge(posted)
+        tally = await tally_topic(stack.kafka_bootstrap, EVENTS_TOPIC)
+
+        print("\nSummary")
+        print(_row("deliveries posted (with resends)", f"{total.sent:,}"))
+        print(_row("  answered accepted", f"{total.accepted:,}"))
+        print(_row("  answered rejected", f"{total.rejected:,} {dict(total.rejections)}"))
+        print(_row("  retried after 429/503", f"{total.retries:,}"))
+        print(_row("distinct events accepted", f"{total.unique_accepted:,}"))
+        print(
+            _row(
+                "ingest rate (import / live)",
+                f"{imported.sent / imported.seconds:,.0f} / {posted.sent / posted.seconds:,.0f}"
+                " events/s",
+            )
+        )
+        print(_row(f"records on {EVENTS_TOPIC}", f"{tally.records:,}"))
+        missing = total.accepted_ids - tally.event_ids
+        print(
+            _row(
+                "distinct event ids on the topic",
+                f"{len(tally.event_ids):,} (accepted but missing: {len(missing)})",
+            )
+        )
+        print("  events by type (distinct, on the topic):")
+        for kind, count in sorted(tally.by_type.items(), key=lambda kv: -kv[1]):
+            print(f"    {kind:<18} {count:>9,}")
+        print("\nServices")
+        for service in stack.services.values():
+            print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")
+        print(f"  logs under {Path(stack.var_dir) / 'logs'}")
+        if keep_running:
+            print("\nRunning; Ctrl-C stops everything.")
+            await asyncio.Event().wait()
+        return 0 if not missing and tally.keyed_by_user else 1
+    finally:
+        stack.stop()

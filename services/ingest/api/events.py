@@ -1,0 +1,163 @@
+"""`POST /v1/events` and `POST /v1/events:import` (SPEC §3). Thin: read, screen, publish, answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+from prometheus_client import Counter
+from pydantic import BaseModel, Field
+
+from services.ingest.api.body import read_json_body
+from services.ingest.domain.intake import Screening, screen
+from services.ingest.publisher import EventPublisher
+from shared.api_auth import RequireImporter, RequireIngest
+from shared.auth import Principal, TokenBucket
+from shared.contract import MAX_FUTURE, WindowContext
+from shared.errors import RateLimited
+from shared.http import PROBLEM_JSON, Problem
+
+EVENTS = Counter(
+    "engage_ingest_events_total",
+    "Events received by ingest, by result and type.",
+    ["result", "type"],
+)
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+class RejectedItem(BaseModel):
+    index: int = Field(description="Position of the event in the request (0 for a single event).")
+    event_id: str | None
+    code: str = Field(
+        description="missing_field, unknown_field, invalid_field, unknown_type, "
+        "out_of_window or invalid_event"
+    )
+    message: str = Field(description="Names the offending field(s).")
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Events the broker acknowledged.")
+    rejected: list[RejectedItem]
+
+
+_EXAMPLE = {
+    "events": [
+        {
+            "event_id": "6f1c2a8e-8a7e-4d1b-9a53-2f1d6c1e0b11",
+            "type": "message",
+            "occurred_at": "2026-11-22T09:30:00+08:00",
+            "user_id": "u1001",
+            "client": "mobile",
+            "group_id": "g42",
+        },
+        {
+            "event_id": "0d5e9b7c-1f2a-4c3b-8d4e-5f6a7b8c9d0e",
+            "type": "login",
+            "occurred_at": "2026-11-22T09:00:00+08:00",
+            "user_id": "u1001",
+            "client": "pc",
+            "session_id": "s-77",
+        },
+    ]
+}
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": IngestResult, "description": "At least one event accepted"},
+    400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Malformed body"},
+    401: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Missing/unknown key"},
+    403: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Key lacks the role"},
+    413: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Over 1 MiB (after gunzip) or over 500 events",
+    },
+    415: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not JSON"},
+    422: {"model": IngestResult, "description": "No event accepted; `rejected` says why"},
+    429: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Over the key's rate; see Retry-After",
+    },
+    503: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Broker did not confirm; retry after Retry-After with the same event_id",
+    },
+}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Event"},
+                        {"$ref": "#/components/schemas/EventBatch"},
+                    ]
+                },
+                "example": _EXAMPLE,
+            }
+        },
+    }
+}
+
+
+async def _ingest(
+    request: Request, principal: Principal, max_age: timedelta | None
+) -> ORJSONResponse:
+    received = datetime.now(UTC)
+    payload = await read_json_body(request)
+    screening: Screening = screen(payload, WindowContext(received, max_age, MAX_FUTURE))
+
+    if screening.accepted:
+        bucket: TokenBucket = request.app.state.rate_limiter
+        wait_s = bucket.take(principal.key_id, principal.rate_per_s, len(screening.accepted))
+        if wait_s > 0:
+            raise RateLimited(
+                f"over this key's rate of {principal.rate_per_s:g} events/s",
+                retry_after_s=int(wait_s + 0.999),
+            )
+        publisher: EventPublisher = request.app.state.publisher
+        await publisher.publish(screening.accepted, received.isoformat(), principal.key_id)
+
+    for item in screening.accepted:
+        EVENTS.labels("accepted", item.event.type).inc()
+    for rej in screening.rejected:
+        EVENTS.labels("rejected", rej.type).inc()
+    body = {
+        "accepted": len(screening.accepted),
+        "rejected": [r.as_dict() for r in screening.rejected],
+    }
+    return ORJSONResponse(body, status_code=202 if screening.accepted else 422)
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    summary="Submit one event or a batch of up to 500",
+    description="Live events, `occurred_at` within [received − 35 days, received + 5 minutes]. "
+    "Valid events of a batch are accepted even if others are not. Nothing is acknowledged "
+    "before the broker acknowledged it. `Content-Encoding: gzip` accepted (1 MiB decompressed).",
+    responses=_RESPONSES,
+    openapi_extra=_BODY,
+    response_class=ORJSONResponse,
+)
+async def post_events(request: Request, principal: RequireIngest) -> ORJSONResponse:
+    return await _ingest(request, principal, max_age=request.app.state.max_age)
+
+
+@router.post(
+    "/events:import",
+    status_code=202,
+    summary="Historical backfill: events of any age",
+    description="Same contract as `POST /v1/events` for keys with the `importer` role; events "
+    "may be of any age (not more than 5 minutes in the future).",
+    responses=_RESPONSES,
+    openapi_extra=_BODY,
+    response_class=ORJSONResponse,
+)
+async def import_events(request: Request, principal: RequireImporter) -> ORJSONResponse:
+    return await _ingest(request, principal, max_age=None)

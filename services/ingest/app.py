@@ -1,0 +1,112 @@
+"""Ingest: validates client events and writes them to Kafka. The one place that wires things."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import text
+
+from services.ingest.api import events
+from services.ingest.publisher import EventPublisher
+from services.ingest.settings import IngestSettings
+from services.ingest.store.keys import active_principals
+from services.ingest.store.models import metadata
+from shared.auth import KeyCache, TokenBucket
+from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS
+from shared.db import make_engine, make_sessionmaker, migrate
+from shared.http import create_service_app
+from shared.kafka import ensure_topics
+from shared.logging import configure_logging
+from shared.settings import CommonSettings
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: IngestSettings | None = None
+) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or IngestSettings()
+    bootstrap = common.require_kafka()
+    configure_logging("ingest", common.log_level)
+    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    sessions = make_sessionmaker(engine)
+    publisher = EventPublisher(bootstrap, settings.broker_ack_timeout_s)
+
+    async def load_keys() -> Any:
+        async with sessions() as session:
+            return await active_principals(session)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(engine, MIGRATIONS, settings.schema_name, metadata)
+        await ensure_topics(
+            bootstrap, {EVENTS_TOPIC: common.topic_partitions}, common.topic_replication
+        )
+        await publisher.start()
+        yield
+        await publisher.stop()
+        await engine.dispose()
+
+    async def database_ready() -> str | None:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"database: {type(exc).__name__}"
+        return None
+
+    app = create_service_app(
+        service="ingest",
+        title="Engage ingest",
+        description="Client apps post message, login and other engagement events here (SPEC §3).",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness=[database_ready, publisher.ready],
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.publisher = publisher
+    app.state.key_cache = KeyCache(load_keys, ttl_s=settings.key_cache_ttl_s)
+    app.state.rate_limiter = TokenBucket()
+    app.state.max_age = MAX_AGE
+    app.include_router(events.router)
+    _document_event_schema(app)
+    return app
+
+
+def _document_event_schema(app: FastAPI) -> None:
+    """Put the event contract's JSON Schema (from the pydantic models) into the OpenAPI document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        event = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event.pop("$defs", {}))
+        components["Event"] = event
+        components["EventBatch"] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["events"],
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_EVENTS,
+                    "items": {"$ref": "#/components/schemas/Event"},
+                }
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

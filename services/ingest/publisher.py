@@ -1,0 +1,103 @@
+"""Writes accepted events to `engage.events.v1`, answering only once the broker acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Histogram
+
+from services.ingest.domain.intake import AcceptedEvent
+from shared.contract import EVENTS_TOPIC, encode_envelope
+from shared.errors import Unavailable
+from shared.kafka import make_producer
+
+log = logging.getLogger(__name__)
+
+PUBLISH_SECONDS = Histogram(
+    "engage_ingest_publish_seconds",
+    "Time from handing a request's events to the producer until the broker acknowledged all.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+class EventPublisher:
+    """Owns the producer; (re)connects in the background so ingest starts even if Kafka is down."""
+
+    def __init__(self, bootstrap: str, ack_timeout_s: float, client_id: str = "ingest") -> None:
+        self._bootstrap = bootstrap
+        self._ack_timeout_s = ack_timeout_s
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connector), timeout=10)
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while self._producer is None:
+            producer = make_producer(
+                self._bootstrap, self._client_id, request_timeout_ms=int(self._ack_timeout_s * 1000)
+            )
+            try:
+                await producer.start()
+                self._producer = producer
+                log.info("connected to the broker", extra={"bootstrap": self._bootstrap})
+            except KafkaError as exc:
+                await producer.stop()
+                log.warning("broker not reachable yet", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def ready(self) -> str | None:
+        if self._producer is None:
+            return "kafka: not connected"
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2)
+        except (KafkaError, TimeoutError) as exc:
+            return f"kafka: {type(exc).__name__}"
+        return None
+
+    async def publish(self, events: Sequence[AcceptedEvent], received_at: str, source: str) -> None:
+        """Send every event keyed by `user_id`; return only when all are acknowledged."""
+        producer = self._producer
+        if producer is None:
+            raise Unavailable("the event broker is not reachable; retry with the same event_id")
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                futures = [
+                    await producer.send(
+                        EVENTS_TOPIC,
+                        encode_envelope(e.raw, received_at, source),
+                        key=e.event.user_id.encode(),
+                    )
+                    for e in events
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("broker did not confirm a write", extra={"error": repr(exc)})
+            raise Unavailable(
+                "the event broker did not confirm the write; retry with the same event_id"
+            ) from None
+        PUBLISH_SECONDS.observe(time.perf_counter() - start)

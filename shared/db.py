@@ -1,0 +1,82 @@
+"""Database plumbing: SQLAlchemy 2 async on asyncpg, one schema per service, Alembic migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def make_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
+    """An engine whose connections resolve unqualified names in the service's own schema."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The one transaction boundary: commit on success, roll back on any error."""
+    async with factory() as session, session.begin():
+        yield session
+
+
+def _alembic_config(script_location: Path, schema: str, metadata: MetaData) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["schema"] = schema
+    cfg.attributes["metadata"] = metadata
+    return cfg
+
+
+async def migrate(
+    engine: AsyncEngine, script_location: Path, schema: str, metadata: MetaData
+) -> None:
+    """Bring the service's schema to the newest revision; safe with concurrent replicas."""
+    cfg = _alembic_config(script_location, schema, metadata)
+
+    def upgrade(conn: Connection) -> None:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        # One migrator at a time per schema; the others wait and then find nothing to do.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        await conn.run_sync(upgrade)
+
+
+def run_migrations_online() -> None:
+    """Body of every service's Alembic `env.py`: run on the connection `migrate` handed over."""
+    from alembic import context
+
+    cfg = context.config
+    conn: Connection = cfg.attributes["connection"]
+    context.configure(
+        connection=conn,
+        target_metadata=cfg.attributes["metadata"],
+        version_table_schema=cfg.attributes["schema"],
+        include_schemas=False,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

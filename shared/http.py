@@ -1,0 +1,161 @@
+"""What every service's HTTP face shares: problem+json errors, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import EngageError
+from shared.metrics import HttpMetricsMiddleware, metrics_endpoint
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]  # None = ready, else the reason
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable machine `code` and field-level `errors`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ProblemResponse(Response):
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
+    for status, text in [
+        (401, "Missing or unknown API key"),
+        (403, "The key lacks the required role"),
+        (422, "Validation failed; `errors` names each field"),
+    ]
+}
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EngageError)
+    async def engage_error(request: Request, exc: EngageError) -> Response:
+        return problem(
+            exc.status, exc.code, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")),
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(
+            422, "validation_failed", "Validation failed", detail, request.url.path, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            str(exc.detail),
+            request.url.path,
+            dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem(
+            500,
+            "internal_error",
+            "Internal error",
+            "an unexpected error occurred",
+            request.url.path,
+        )
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    version: str,
+    lifespan: Any,
+    readiness: Sequence[ReadinessCheck] | Callable[[FastAPI], Sequence[ReadinessCheck]],
+) -> FastAPI:
+    """A FastAPI app with problem+json errors, HTTP metrics, `/healthz`, `/readyz`, `/metrics`."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    _install_problem_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, service=service)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: database and Kafka reachable",
+        responses={503: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+    )
+    async def readyz(request: Request) -> Response:
+        checks = readiness(request.app) if callable(readiness) else readiness
+        failures = [reason for check in checks if (reason := await check()) is not None]
+        if failures:
+            return problem(
+                503, "not_ready", "Not ready", "; ".join(failures), "/readyz", {"Retry-After": "2"}
+            )
+        return JSONResponse({"status": "ready"})
+
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    return app

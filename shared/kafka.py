@@ -1,0 +1,62 @@
+"""Kafka plumbing on aiokafka: topic creation and a producer that waits for `acks=all`.
+
+The embedded broker supports neither idempotent nor transactional producers (FIELD-NOTES), and
+Kafka transactions would not cover a database sink anyway: delivery is at-least-once and every
+consumer is idempotent (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: dict[str, int], replication: int = 1, timeout_s: float = 30.0
+) -> None:
+    """Create the named topics (name → partitions) if they do not exist yet."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name, partitions, replication)
+                for name, partitions in topics.items()
+                if name not in existing
+            ]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another replica won
+                    await admin.create_topics(missing)
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+def make_producer(
+    bootstrap: str, client_id: str, request_timeout_ms: int = 5000
+) -> AIOKafkaProducer:
+    """A producer whose sends complete only once every in-sync replica has the record."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=request_timeout_ms,
+        retry_backoff_ms=100,
+        metadata_max_age_ms=30_000,
+    )

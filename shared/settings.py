@@ -1,0 +1,46 @@
+"""Settings every service shares; each service extends this with its own env prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import EngageError
+
+
+class CommonSettings(BaseSettings):
+    """Connection and runtime settings read from `ENGAGE_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers; unset = start the embedded broker on loopback.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql+asyncpg://...); unset = embedded PostgreSQL.",
+    )
+    var_dir: str = Field(default="var", description="Where the embedded runtime keeps its state.")
+    timezone: str = Field(default="Asia/Shanghai", description="Deployment time zone (SPEC §4).")
+    log_level: str = Field(default="INFO")
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    topic_replication: int = Field(default=1, ge=1, le=5)
+
+    def require_database_url(self, override: str | None = None) -> str:
+        """The service's own URL if set, else the shared one; fail clearly if neither is."""
+        url = override or self.database_url
+        if not url:
+            raise EngageError(
+                "no database configured: set ENGAGE_DATABASE_URL, or start the "
+                "service with `engage serve`, which runs the embedded default"
+            )
+        return url
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap:
+            raise EngageError(
+                "no Kafka configured: set ENGAGE_KAFKA_BOOTSTRAP, or start the "
+                "service with `engage serve`, which runs the embedded default"
+            )
+        return self.kafka_bootstrap
