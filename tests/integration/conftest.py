@@ -1,0 +1,61 @@
+"""A real stack for integration tests: embedded broker + PostgreSQL + services as processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engage.stack import ServiceProcess, Stack
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var = Path(tmp_path_factory.mktemp("var"))
+    stack = Stack(var_dir=var, fixed_ports=False).start_infra()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def ingest(stack: Stack) -> ServiceProcess:
+    return stack.start_service("ingest", env={"INGEST_BROKER_ACK_TIMEOUT_S": "2"})
+
+
+@dataclass(frozen=True)
+class Keys:
+    ingest: str
+    importer: str
+    viewer: str
+    admin: str
+    slow: str  # ingest role, 1 event/s
+
+
+@pytest.fixture(scope="session")
+async def keys(stack: Stack) -> Keys:
+    url = stack.database_url
+    assert url is not None
+
+    async def issue(name: str, roles: list[Role], rate: float = 1e6) -> str:
+        return (await issue_api_key(url, name, roles, rate)).secret
+
+    return Keys(
+        ingest=await issue("client-app", [Role.INGEST]),
+        importer=await issue("backfill", [Role.IMPORTER]),
+        viewer=await issue("dashboard", [Role.VIEWER]),
+        admin=await issue("ops", [Role.ADMIN]),
+        slow=await issue("throttled", [Role.INGEST], rate=1),
+    )
+
+
+@pytest.fixture
+async def client(ingest: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as c:
+        yield c
