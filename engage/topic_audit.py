@@ -32,6 +32,7 @@ async def tally_topic(
     await consumer.start()
     tally = TopicTally()
     try:
+        await consumer.topics()  # fresh metadata: the topic may have been (re)created just now
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
             return tally
@@ -59,5 +60,6 @@ async def tally_topic(
                     remaining.discard(tp)
             await asyncio.sleep(0)
     finally:
+        await asyncio.sleep(0)  # aiokafka: stop() right after start() trips on an unstarted task
         await consumer.stop()
     return tally

@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,16 @@ async def ensure_topics(
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another replica won
                     await admin.create_topics(missing)
+            # A broker may have auto-created a topic with fewer partitions (Tansu does after a
+            # restart); records keyed to the missing partitions would be lost, so add them.
+            short: dict[str, NewPartitions] = {}
+            for desc in await admin.describe_topics(list(topics)):
+                have = len(desc.get("partitions") or [])
+                if desc.get("error_code", 0) == 0 and have < topics[desc["topic"]]:
+                    short[desc["topic"]] = NewPartitions(topics[desc["topic"]])
+            if short:
+                log.warning("adding partitions", extra={"topics": sorted(short)})
+                await admin.create_partitions(short)
             return
         except KafkaError:
             if asyncio.get_running_loop().time() > deadline:

@@ -36,7 +36,8 @@ def create_app(
     configure_logging("ingest", common.log_level)
     engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
     sessions = make_sessionmaker(engine)
-    publisher = EventPublisher(bootstrap, settings.broker_ack_timeout_s)
+    topics = {EVENTS_TOPIC: common.topic_partitions}
+    publisher = EventPublisher(bootstrap, settings.broker_ack_timeout_s, topics)
 
     async def load_keys() -> Any:
         async with sessions() as session:
@@ -45,9 +46,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrate(engine, MIGRATIONS, settings.schema_name, metadata)
-        await ensure_topics(
-            bootstrap, {EVENTS_TOPIC: common.topic_partitions}, common.topic_replication
-        )
+        await ensure_topics(bootstrap, topics, common.topic_replication)
         await publisher.start()
         yield
         await publisher.stop()

@@ -15,7 +15,7 @@ from prometheus_client import Histogram
 from services.ingest.domain.intake import AcceptedEvent
 from shared.contract import EVENTS_TOPIC, encode_envelope
 from shared.errors import Unavailable
-from shared.kafka import make_producer
+from shared.kafka import ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,20 @@ PUBLISH_SECONDS = Histogram(
 class EventPublisher:
     """Owns the producer; (re)connects in the background so ingest starts even if Kafka is down."""
 
-    def __init__(self, bootstrap: str, ack_timeout_s: float, client_id: str = "ingest") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        ack_timeout_s: float,
+        topics: dict[str, int],
+        client_id: str = "ingest",
+    ) -> None:
         self._bootstrap = bootstrap
         self._ack_timeout_s = ack_timeout_s
+        self._topics = topics
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_forever())
@@ -57,11 +65,35 @@ class EventPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _begin_recovery(self) -> None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """After a failed write, accept nothing until the topics are whole again.
+
+        A restarted broker may have lost or shrunk a topic; writing before it is re-created
+        with all its partitions could have records acknowledged and then lost.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await ensure_topics(self._bootstrap, self._topics, timeout_s=self._ack_timeout_s)
+                if self._producer is not None:
+                    await self._producer.client.force_metadata_update()
+                log.info("broker writes resumed")
+                return
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("broker still unavailable", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def stop(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+        for task in (self._connector, self._recovery):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._producer is not None:
             await self._producer.stop()
 
@@ -72,6 +104,8 @@ class EventPublisher:
     async def ready(self) -> str | None:
         if self._producer is None:
             return "kafka: not connected"
+        if self._recovery is not None and not self._recovery.done():
+            return "kafka: recovering from a failed write"
         try:
             await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=2)
         except (KafkaError, TimeoutError) as exc:
@@ -81,7 +115,7 @@ class EventPublisher:
     async def publish(self, events: Sequence[AcceptedEvent], received_at: str, source: str) -> None:
         """Send every event keyed by `user_id`; return only when all are acknowledged."""
         producer = self._producer
-        if producer is None:
+        if producer is None or (self._recovery is not None and not self._recovery.done()):
             raise Unavailable("the event broker is not reachable; retry with the same event_id")
         start = time.perf_counter()
         try:
@@ -97,6 +131,7 @@ class EventPublisher:
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             log.warning("broker did not confirm a write", extra={"error": repr(exc)})
+            self._begin_recovery()
             raise Unavailable(
                 "the event broker did not confirm the write; retry with the same event_id"
             ) from None
