@@ -1,4 +1,4 @@
-"""Broker faults: ingest answers 503 + Retry-After (never 5xx otherwise) and loses nothing it acked."""
+"""Broker faults: ingest answers 503 + Retry-After and loses nothing it acknowledged."""
 
 from __future__ import annotations
 
