@@ -1,0 +1,65 @@
+"""Property-based fuzzing of ingest's OpenAPI document (schemathesis): no 5xx, responses conform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from engage.stack import ServiceProcess
+from tests.integration.conftest import Keys
+
+# A schema-valid event can still be refused: its `occurred_at` window depends on the time it is
+# received, which no JSON Schema can express. Everything else schemathesis checks stays on.
+CONTEXT_DEPENDENT = [positive_data_acceptance]
+FUZZ = settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+
+
+def operations(service: ServiceProcess) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode))
+def test_ingest_never_answers_5xx_and_matches_its_schema(
+    ingest: ServiceProcess, keys: Keys, mode: GenerationMode
+) -> None:
+    ops = operations(ingest)
+    assert {op.path for op in ops} >= {"/v1/events", "/v1/events:import"}
+    for op in ops:
+        if mode is GenerationMode.NEGATIVE and op.method.upper() != "POST":
+            continue  # nothing to make invalid in a parameterless GET
+
+        @given(case=op.as_strategy(generation_mode=mode))
+        @FUZZ
+        def check(case: Any) -> None:
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {keys.admin}"}, excluded_checks=CONTEXT_DEPENDENT
+            )
+
+        check()
+
+
+def test_anonymous_fuzzed_calls_are_refused_with_problem_json(ingest: ServiceProcess) -> None:
+    for op in operations(ingest):
+        if not op.path.startswith("/v1/"):
+            continue
+
+        @given(case=op.as_strategy())
+        @settings(FUZZ, max_examples=20)
+        def check(case: Any) -> None:
+            response = case.call()
+            assert response.status_code == 401
+            assert response.headers["content-type"][0] == "application/problem+json"
+
+        check()
