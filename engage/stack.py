@@ -130,9 +130,12 @@ class Stack:
         wait: bool = True,
         env: dict[str, str] | None = None,
         instance: str = "",
+        factory: str | None = None,
     ) -> ServiceProcess:
-        factory, default_port = SERVICES[name]
-        port = port or (default_port if self.fixed_ports else free_port())
+        """Start a service (or, with `factory`, any ASGI app factory) as its own process."""
+        default_factory, default_port = SERVICES.get(name, ("", 0))
+        factory = factory or default_factory
+        port = port or (default_port if self.fixed_ports and default_port else free_port())
         label = f"{name}{instance}"
         log_path = self.var_dir / "logs" / f"{label}.log"
         out = open(log_path, "ab")  # noqa: SIM115  (owned by the child process)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,26 +14,38 @@ from shared.errors import Forbidden, Unauthorized
 bearer = HTTPBearer(auto_error=False, description="An Engage API key: `Bearer eng_…`")
 
 
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    if credentials is None or not credentials.credentials:
+# Documents the scheme on routes that authenticate inline (hot paths skip dependency solving).
+BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+
+
+async def authorize(request: Request, role: Role | None = None) -> Principal:
+    """The caller's principal from `Authorization: Bearer <key>`, checked for `role`."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized()
     cache: KeyCache = request.app.state.key_cache
-    principal = await cache.resolve(credentials.credentials)
+    principal = await cache.resolve(key.strip())
     if principal is None:
         raise Unauthorized()
+    if role is not None and not principal.has(role):
+        raise Forbidden(f"this key lacks the '{role}' role", code="missing_role")
     return principal
+
+
+async def authenticate(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    return await authorize(request)
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits keys carrying `role` (or `admin`)."""
 
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.has(role):
-            raise Forbidden(f"this key lacks the '{role}' role", code="missing_role")
-        return principal
+    async def dependency(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        return await authorize(request, role)
 
     dependency.__name__ = f"require_{role}"
     return dependency

@@ -134,6 +134,9 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # Metrics go to Prometheus (SPEC §8); FastAPI's native OpenTelemetry hooks cost ~5% CPU
+        # per request for nothing here.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _install_problem_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, service=service)

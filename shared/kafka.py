@@ -64,7 +64,9 @@ def make_producer(
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
-        linger_ms=2,
+        # No linger: records accumulate on their own while a produce request is in flight, and
+        # measured here linger_ms=2 cut a 32-writer single-record load from 30k to 8k msg/s.
+        linger_ms=0,
         max_batch_size=256 * 1024,
         request_timeout_ms=request_timeout_ms,
         retry_backoff_ms=100,

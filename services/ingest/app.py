@@ -86,10 +86,20 @@ def _document_event_schema(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
         )
         event = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "HTTPBearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An Engage API key: `Bearer eng_…`",
+            }
+        }
+        components = schema["components"].setdefault("schemas", {})
         components.update(event.pop("$defs", {}))
         components["Event"] = event
         components["EventBatch"] = {

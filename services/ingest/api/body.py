@@ -31,6 +31,9 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> objec
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is {declared} bytes; at most {limit}")
 
+    if encoding == "identity" and declared is not None and declared.isdigit():
+        return _parse(await request.body())  # length known and within the limit: read at once
+
     too_large = PayloadTooLarge(f"body exceeds {limit} bytes (after decompression)")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks: list[bytes] = []
@@ -52,7 +55,10 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> objec
         chunks.append(chunk)
     if inflater is not None and not inflater.eof:
         raise BadRequest("gzip body is truncated", code="invalid_gzip")
-    body = b"".join(chunks)
+    return _parse(b"".join(chunks))
+
+
+def _parse(body: bytes) -> object:
     if not body:
         raise BadRequest("body is empty", code="invalid_body")
     try:

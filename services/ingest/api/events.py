@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from services.ingest.api.body import read_json_body
 from services.ingest.domain.intake import Screening, screen
 from services.ingest.publisher import EventPublisher
-from shared.api_auth import RequireImporter, RequireIngest
-from shared.auth import Principal, TokenBucket
+from shared.api_auth import BEARER_SECURITY, authorize
+from shared.auth import Principal, Role, TokenBucket
 from shared.contract import MAX_FUTURE, WindowContext
 from shared.errors import RateLimited
 from shared.http import PROBLEM_JSON, Problem
@@ -88,6 +88,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 _BODY = {
+    **BEARER_SECURITY,
     "requestBody": {
         "required": True,
         "content": {
@@ -101,7 +102,7 @@ _BODY = {
                 "example": _EXAMPLE,
             }
         },
-    }
+    },
 }
 
 
@@ -145,7 +146,8 @@ async def _ingest(
     openapi_extra=_BODY,
     response_class=ORJSONResponse,
 )
-async def post_events(request: Request, principal: RequireIngest) -> ORJSONResponse:
+async def post_events(request: Request) -> ORJSONResponse:
+    principal = await authorize(request, Role.INGEST)
     return await _ingest(request, principal, max_age=request.app.state.max_age)
 
 
@@ -159,5 +161,6 @@ async def post_events(request: Request, principal: RequireIngest) -> ORJSONRespo
     openapi_extra=_BODY,
     response_class=ORJSONResponse,
 )
-async def import_events(request: Request, principal: RequireImporter) -> ORJSONResponse:
+async def import_events(request: Request) -> ORJSONResponse:
+    principal = await authorize(request, Role.IMPORTER)
     return await _ingest(request, principal, max_age=None)

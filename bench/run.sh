@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run a benchmark: bash bench/run.sh ingest [--scale 0.2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+what=${1:-ingest}; shift || true
+exec .venv/bin/python -m "bench.bench_${what}" "$@"
