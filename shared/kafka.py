@@ -18,8 +18,15 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
+COMPACTED = {"cleanup.policy": "compact"}
+
+
 async def ensure_topics(
-    bootstrap: str, topics: dict[str, int], replication: int = 1, timeout_s: float = 30.0
+    bootstrap: str,
+    topics: dict[str, int],
+    replication: int = 1,
+    timeout_s: float = 30.0,
+    compacted: frozenset[str] = frozenset(),
 ) -> None:
     """Create the named topics (name → partitions) if they do not exist yet."""
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -29,7 +36,12 @@ async def ensure_topics(
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, partitions, replication)
+                NewTopic(
+                    name,
+                    partitions,
+                    replication,
+                    topic_configs=COMPACTED if name in compacted else None,
+                )
                 for name, partitions in topics.items()
                 if name not in existing
             ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import text
 
 from services.ingest.api import events
+from services.ingest.key_sync import keep_keys_published
 from services.ingest.publisher import EventPublisher
 from services.ingest.settings import IngestSettings
 from services.ingest.store.keys import active_principals
@@ -48,7 +51,11 @@ def create_app(
         await migrate(engine, MIGRATIONS, settings.schema_name, metadata)
         await ensure_topics(bootstrap, topics, common.topic_replication)
         await publisher.start()
+        key_sync = asyncio.create_task(keep_keys_published(sessions, bootstrap))
         yield
+        key_sync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await key_sync
         await publisher.stop()
         await engine.dispose()
 

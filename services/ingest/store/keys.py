@@ -37,7 +37,8 @@ async def revoke_key(session: AsyncSession, key_id: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def active_principals(session: AsyncSession) -> list[tuple[str, Principal]]:
+async def key_records(session: AsyncSession) -> list[tuple[str, Principal, bool]]:
+    """Every key as (hash, principal, revoked): what the key directory topic carries."""
     rows = await session.execute(
         select(
             api_keys.c.key_hash,
@@ -45,7 +46,8 @@ async def active_principals(session: AsyncSession) -> list[tuple[str, Principal]
             api_keys.c.name,
             api_keys.c.roles,
             api_keys.c.rate_per_s,
-        ).where(api_keys.c.revoked_at.is_(None))
+            api_keys.c.revoked_at,
+        )
     )
     return [
         (
@@ -56,6 +58,11 @@ async def active_principals(session: AsyncSession) -> list[tuple[str, Principal]
                 roles=frozenset(Role(r) for r in row.roles if r in Role._value2member_map_),
                 rate_per_s=row.rate_per_s,
             ),
+            row.revoked_at is not None,
         )
         for row in rows
     ]
+
+
+async def active_principals(session: AsyncSession) -> list[tuple[str, Principal]]:
+    return [(h, p) for h, p, revoked in await key_records(session) if not revoked]
