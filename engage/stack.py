@@ -23,6 +23,7 @@ from engage.runtime import EmbeddedBroker, EmbeddedPostgres, free_port
 # name → (ASGI app factory, default port); later services join this table.
 SERVICES: dict[str, tuple[str, int]] = {
     "ingest": ("services.ingest.app:create_app", 8001),
+    "scoring": ("services.scoring.app:create_app", 8002),
 }
 
 

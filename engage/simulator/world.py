@@ -47,6 +47,7 @@ class User:
     province: str
     client: str  # preferred client: pc, mobile or sms
     activity: float  # probability of being active on a given day
+    chatty: bool = False  # sends more than the 20 messages a day that earn points
     groups: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,7 @@ class World:
                 province=rnd.choices(provinces, weights)[0],
                 client=rnd.choices(["pc", "mobile", "sms"], [0.35, 0.55, 0.10])[0],
                 activity=min(0.95, rnd.betavariate(2, 3)),
+                chatty=rnd.random() < 0.1,
             )
             for i in range(config.users)
         ]
@@ -199,15 +201,25 @@ def _user_day(rnd: random.Random, world: World, user: User, day: datetime) -> li
     for _ in range(rnd.choice([1, 1, 1, 2])):
         start = day + timedelta(
             seconds=rnd.randint(6 * 3600, 23 * 3600 + 1800)
-        )  # some cross midnight
-        length = timedelta(seconds=int(rnd.expovariate(1 / (2400 if client == "pc" else 900))) + 30)
+        )  # may cross midnight
+        mean_s = 2400 if client == "pc" else 900
+        length = timedelta(seconds=int(rnd.expovariate(1 / mean_s)) + 30)
+        quirk = rnd.random()
+        if quirk < 0.01:  # a client that never logged out: counted up to 24 h
+            length = timedelta(hours=rnd.randint(20, 40))
+        elif quirk < 0.015:  # a skewed clock: logout stamped before login, counts nothing
+            length = -timedelta(minutes=rnd.randint(1, 30))
         session = f"s{rnd.getrandbits(40):x}"
         out.append(_event(rnd, "login", start, user.user_id, client=client, session_id=session))
+        if quirk > 0.98:  # a reconnect: a later login from another client, same session
+            other = "mobile" if client == "pc" else "pc"
+            later = start + timedelta(seconds=rnd.randint(1, 600))
+            out.append(_event(rnd, "login", later, user.user_id, client=other, session_id=session))
         out.append(
             _event(rnd, "logout", start + length, user.user_id, client=client, session_id=session)
         )
-        for _ in range(rnd.randint(0, 8)):
-            at = start + timedelta(seconds=rnd.randint(0, int(length.total_seconds())))
+        for _ in range(rnd.randint(5, 25) if user.chatty else rnd.randint(0, 8)):
+            at = start + timedelta(seconds=rnd.randint(0, max(0, int(length.total_seconds()))))
             fields: dict[str, Any] = {"client": client}
             if user.groups and rnd.random() < 0.7:
                 fields["group_id"] = rnd.choice(user.groups)

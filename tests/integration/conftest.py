@@ -44,7 +44,7 @@ async def keys(stack: Stack) -> Keys:
     assert url is not None
 
     async def issue(name: str, roles: list[Role], rate: float = 1e6) -> str:
-        return (await issue_api_key(url, name, roles, rate)).secret
+        return (await issue_api_key(url, name, roles, rate, stack.kafka_bootstrap)).secret
 
     return Keys(
         ingest=await issue("client-app", [Role.INGEST]),

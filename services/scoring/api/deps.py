@@ -1,0 +1,31 @@
+"""Typed dependencies of the scoring API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+async def _session_in_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """The one place a write request commits (or rolls back, on any error)."""
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+def _tz(request: Request) -> ZoneInfo:
+    tz: ZoneInfo = request.app.state.tz
+    return tz
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+UnitOfWork = Annotated[AsyncSession, Depends(_session_in_transaction)]
+TimeZone = Annotated[ZoneInfo, Depends(_tz)]

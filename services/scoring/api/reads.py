@@ -1,0 +1,189 @@
+"""Read API: user days and months, group months, leaderboards (SPEC §4)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query
+
+from services.scoring.api.deps import SessionDep, TimeZone
+from services.scoring.api.schemas import GroupMonth, Leaderboard, UserDay, UserMonth, WeightsBody
+from services.scoring.domain.periods import month_label, parse_month
+from services.scoring.domain.vitality import Weights
+from services.scoring.store import queries
+from services.scoring.store.apply import derived_day_points
+from shared.api_auth import RequireViewer
+from shared.contract import PROVINCES
+from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.http import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1", tags=["metrics"], responses=PROBLEM_RESPONSES)
+
+ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
+UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id")]
+GroupId = Annotated[str, Path(pattern=ID_PATTERN, description="The group's id")]
+MonthText = Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", examples=["2026-11"])]
+
+
+def _month(text: str) -> date:
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"month: {exc}", extra={"errors": [{"field": "month", "message": str(exc)}]}
+        ) from None
+
+
+async def _weights(
+    session: SessionDep,
+    profile: str,
+    w_growth: float | None,
+    w_activity: float | None,
+    w_bonus: float | None,
+) -> tuple[str, Weights]:
+    explicit = [w_growth, w_activity, w_bonus]
+    if any(w is not None for w in explicit):
+        if any(w is None for w in explicit):
+            raise ValidationFailed("give all of w_growth, w_activity and w_bonus, or none")
+        assert w_growth is not None and w_activity is not None and w_bonus is not None
+        return "custom", Weights(w_growth, w_activity, w_bonus)
+    found = await queries.profile(session, profile)
+    if found is None:
+        raise NotFound(f"no weight profile named '{profile}'")
+    return profile, found
+
+
+Weight = Annotated[float | None, Query(ge=-1000, le=1000, allow_inf_nan=False)]
+ProfileName = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+@router.get(
+    "/users/{user_id}/days/{day}",
+    response_model=UserDay,
+    summary="A user's metrics for one local day",
+)
+async def get_user_day(
+    user_id: UserId, day: date, session: SessionDep, _: RequireViewer
+) -> dict[str, Any]:
+    row = await queries.user_day(session, user_id, day)
+    return {"user_id": user_id, "day": day.isoformat(), **row, **derived_day_points(row)}
+
+
+@router.get(
+    "/users/{user_id}/months/{month}",
+    response_model=UserMonth,
+    summary="A user's metrics for one local month (daily caps applied per day)",
+)
+async def get_user_month(
+    user_id: UserId, month: MonthText, session: SessionDep, _: RequireViewer
+) -> dict[str, Any]:
+    row = await queries.user_month(session, user_id, _month(month))
+    return {"user_id": user_id, "month": month, **row, "active": row["messages"] >= 1}
+
+
+@router.get(
+    "/groups/{group_id}/months/{month}",
+    response_model=GroupMonth,
+    summary="A group's month: components, weights, vitality, rank, top members",
+)
+async def get_group_month(
+    group_id: GroupId,
+    month: MonthText,
+    session: SessionDep,
+    tz: TimeZone,
+    _: RequireViewer,
+    profile: ProfileName = "default",
+    w_growth: Weight = None,
+    w_activity: Weight = None,
+    w_bonus: Weight = None,
+    top: Annotated[int, Query(ge=0, le=100)] = 10,
+) -> dict[str, Any]:
+    name, w = await _weights(session, profile, w_growth, w_activity, w_bonus)
+    row = await queries.group_month(session, group_id, _month(month), w, tz, top)
+    if row is None:
+        raise NotFound(f"no group '{group_id}'")
+    return {
+        **row,
+        "month": month,
+        "dissolved": row["dissolved_at"] is not None,
+        "weights": _weights_body(w),
+        "profile": name,
+    }
+
+
+@router.get(
+    "/leaderboards/{month}/{province}",
+    response_model=Leaderboard,
+    summary="Groups of a province by vitality (then active members, then id)",
+)
+async def get_leaderboard(
+    month: MonthText,
+    province: Annotated[str, Path(pattern="^(" + "|".join(PROVINCES) + ")$")],
+    session: SessionDep,
+    tz: TimeZone,
+    _: RequireViewer,
+    profile: ProfileName = "default",
+    w_growth: Weight = None,
+    w_activity: Weight = None,
+    w_bonus: Weight = None,
+    min_members: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    min_active_ratio: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    _name, w = await _weights(session, profile, w_growth, w_activity, w_bonus)
+    after = _decode_cursor(cursor) if cursor else None
+    items = await queries.leaderboard(
+        session,
+        _month(month),
+        province,
+        w,
+        tz,
+        min_members=min_members,
+        min_active_ratio=min_active_ratio,
+        limit=limit,
+        after=after,
+    )
+    next_cursor = None
+    if len(items) == limit:
+        last = items[-1]
+        next_cursor = _encode_cursor(
+            queries.BoardCursor(
+                float(last["vitality"]), int(last["active_members"]), last["group_id"], last["rank"]
+            )
+        )
+    return {
+        "month": month_label(_month(month)),
+        "province": province,
+        "weights": _weights_body(w),
+        "items": items,
+        "next_cursor": next_cursor,
+    }
+
+
+def _weights_body(w: Weights) -> WeightsBody:
+    return WeightsBody(w_growth=w.growth, w_activity=w.activity, w_bonus=w.bonus)
+
+
+def _encode_cursor(c: queries.BoardCursor) -> str:
+    raw = orjson.dumps([c.vitality, c.active_members, c.group_id, c.rank])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> queries.BoardCursor:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        v, a, g, r = orjson.loads(raw)
+        if not (
+            isinstance(v, int | float)
+            and isinstance(a, int)
+            and isinstance(g, str)
+            and isinstance(r, int)
+        ):
+            raise ValueError
+        return queries.BoardCursor(float(v), a, g, r)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadRequest("cursor: not a cursor this API returned", code="invalid_cursor") from None

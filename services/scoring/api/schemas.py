@@ -1,0 +1,106 @@
+"""Response and request bodies of the scoring API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class UserDay(BaseModel):
+    user_id: str
+    day: str
+    messages: int
+    messages_sms: int
+    online_seconds_pc: int
+    online_seconds_mobile: int
+    online_points: int
+    message_points: int
+    activity_points: int
+    points_delta: int
+    friends_added: int
+    checkins: int
+    logins: int
+
+
+class UserMonth(BaseModel):
+    user_id: str
+    month: str
+    messages: int
+    messages_sms: int
+    online_seconds_pc: int
+    online_seconds_mobile: int
+    online_points: int
+    message_points: int
+    activity_points: int
+    points_delta: int
+    friends_added: int
+    checkins: int
+    logins: int
+    active_days: int
+    active: bool = Field(description="messages ≥ 1 this month; SMS-only users are never active")
+
+
+class WeightsBody(BaseModel):
+    w_growth: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
+    w_activity: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
+    w_bonus: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
+
+
+class Profile(WeightsBody):
+    name: str
+    updated_at: datetime
+    updated_by: str
+
+
+class Member(BaseModel):
+    user_id: str
+    activity_points: int
+    points_delta: int
+    messages: int
+    contribution: float
+
+
+class GroupMonth(BaseModel):
+    group_id: str
+    month: str
+    name: str | None
+    province: str | None
+    owner_id: str | None
+    dissolved: bool
+    members: int
+    active_members: int
+    activity_points: int
+    points_growth: int
+    bonus_points: int
+    group_messages: int
+    vitality: float
+    weights: WeightsBody
+    profile: str
+    rank: int | None = Field(
+        description="Rank within the province's leaderboard; null if the "
+        "group is not eligible (no group_created, or dissolved)"
+    )
+    top_members: list[Member]
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int
+    group_id: str
+    name: str | None
+    owner_id: str | None
+    members: int
+    active_members: int
+    activity_points: int
+    points_growth: int
+    bonus_points: int
+    group_messages: int
+    vitality: float
+
+
+class Leaderboard(BaseModel):
+    month: str
+    province: str
+    weights: WeightsBody
+    items: list[LeaderboardEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")

@@ -1,0 +1,117 @@
+"""Scoring: per-user and per-group metrics and vitality (SPEC §4). The one place that wires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+from sqlalchemy import MetaData, text
+
+from services.scoring.api import profiles, reads
+from services.scoring.consumers.events import DLQ_TOPIC, EventsConsumer
+from services.scoring.settings import ScoringSettings
+from shared.auth import KeyCache
+from shared.contract import EVENTS_TOPIC
+from shared.db import make_engine, make_sessionmaker, migrate
+from shared.http import create_service_app
+from shared.kafka import ensure_topics, make_producer
+from shared.key_directory import KeyDirectory
+from shared.logging import configure_logging
+from shared.outbox import OutboxRelay
+from shared.settings import CommonSettings
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+METRICS_TOPIC = "engage.metrics.v1"
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: ScoringSettings | None = None
+) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or ScoringSettings()
+    bootstrap = common.require_kafka()
+    configure_logging("scoring", common.log_level)
+    tz = ZoneInfo(common.timezone)
+    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    sessions = make_sessionmaker(engine)
+    producer = make_producer(bootstrap, "scoring")
+    directory = KeyDirectory(bootstrap)
+    relay = OutboxRelay(sessions, producer, "changelog_outbox", METRICS_TOPIC, "scoring")
+    consumer = EventsConsumer(
+        bootstrap,
+        sessions,
+        producer,
+        tz,
+        settings.consumer_group,
+        settings.max_batch_records,
+        on_commit=relay.wakeup.set,
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(coro))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await ensure_topics(
+            bootstrap,
+            {
+                EVENTS_TOPIC: common.topic_partitions,
+                METRICS_TOPIC: common.topic_partitions,
+                DLQ_TOPIC: 1,
+            },
+            common.topic_replication,
+            compacted=frozenset({METRICS_TOPIC}),
+        )
+        await producer.start()
+        await directory.start()
+        spawn(relay.run())
+        if settings.consume:
+            spawn(consumer.run())
+        yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await directory.stop()
+        await producer.stop()
+        await engine.dispose()
+
+    async def database_ready() -> str | None:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"database: {type(exc).__name__}"
+        return None
+
+    async def kafka_ready() -> str | None:
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"kafka: {type(exc).__name__}"
+        return None
+
+    app = create_service_app(
+        service="scoring",
+        title="Engage scoring",
+        description="Per-user and per-group engagement metrics, group vitality and leaderboards "
+        "(SPEC §4), kept up to date from engage.events.v1 with exactly-once effect.",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness=[database_ready, kafka_ready],
+    )
+    app.state.sessions = sessions
+    app.state.tz = tz
+    app.state.key_cache = KeyCache(directory.principals, ttl_s=1.0, miss_reload_s=0.0)
+    app.state.consumer = consumer
+    app.include_router(reads.router)
+    app.include_router(profiles.router)
+    return app

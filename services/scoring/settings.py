@@ -1,0 +1,16 @@
+"""Scoring settings (`SCORING_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ScoringSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
+
+    schema_name: str = Field(default="scoring", description="PostgreSQL schema this service owns.")
+    database_url: str | None = Field(default=None, description="Overrides ENGAGE_DATABASE_URL.")
+    consumer_group: str = "scoring"
+    max_batch_records: int = Field(default=5000, ge=1, le=100_000)
+    consume: bool = Field(default=True, description="Run the consumer (off = read API only).")

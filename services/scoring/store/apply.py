@@ -1,0 +1,596 @@
+"""Performs a batch plan in one transaction: ledger, aggregates, changelog outbox and offsets.
+
+Concurrency (several replicas, SPEC §4 "scales out"): user-level rows belong to one partition
+(events are keyed by user_id), so replicas never share them. Group rows are shared; every
+transaction takes transaction-scoped advisory locks on the groups it touches, in ascending key
+order and in one statement, before it writes any group row — so there is no deadlock cycle, and
+the last transaction to commit recomputes a group from everything committed before it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring.domain.batch import BatchPlan, SessionFact
+from services.scoring.domain.membership import MembershipEvent, spans_of
+from services.scoring.domain.periods import month_label, month_of, months_between
+from services.scoring.domain.sessions import SessionState, online_time_by_day
+from services.scoring.domain.vitality import (
+    MESSAGE_POINTS_CAP,
+    MOBILE_SECONDS_PER_POINT,
+    ONLINE_POINTS_CAP,
+    PC_SECONDS_PER_POINT,
+    Weights,
+    vitality,
+)
+from shared.contract import Envelope
+
+ONLINE_POINTS_SQL = (
+    f"LEAST({ONLINE_POINTS_CAP}, online_seconds_pc / {PC_SECONDS_PER_POINT}"
+    f" + online_seconds_mobile / {MOBILE_SECONDS_PER_POINT})"
+)
+MESSAGE_POINTS_SQL = f"LEAST(messages, {MESSAGE_POINTS_CAP})"
+MONTH_END_SQL = "((t.month + interval '1 month')::timestamp AT TIME ZONE :tz)"
+
+
+class OffsetConflict(Exception):
+    """Another consumer moved this partition's offset: our batch is stale (a zombie's)."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    new_events: list[Envelope] = field(default_factory=list)
+    duplicates: int = 0
+    user_days: int = 0
+    user_months: int = 0
+    group_months: int = 0
+
+
+async def claim_offsets(
+    session: AsyncSession, topic: str, first_offsets: dict[int, int]
+) -> dict[int, int]:
+    """Lock this batch's partitions' stored offsets; return where each really starts.
+
+    A stored offset beyond the batch's first means someone else processed part of it (we are a
+    zombie after a rebalance, or the broker redelivered): records below it are skipped. A stored
+    offset behind it means records would be skipped: refuse.
+    """
+    rows = await session.execute(
+        text(
+            "SELECT partition, next_offset FROM consumer_offsets "
+            "WHERE topic = :topic AND partition = ANY(:parts) ORDER BY partition FOR UPDATE"
+        ),
+        {"topic": topic, "parts": sorted(first_offsets)},
+    )
+    stored = {int(r.partition): int(r.next_offset) for r in rows}
+    for partition, first in first_offsets.items():
+        expected = stored.get(partition, 0)
+        if first > expected:
+            raise OffsetConflict(
+                f"partition {partition}: batch starts at {first}, stored offset is {expected}"
+            )
+    return {p: stored.get(p, 0) for p in first_offsets}
+
+
+async def store_offsets(session: AsyncSession, topic: str, next_offsets: dict[int, int]) -> None:
+    parts = sorted(next_offsets)
+    await session.execute(
+        text(
+            "INSERT INTO consumer_offsets (topic, partition, next_offset) "
+            "SELECT :topic, p, o "
+            "FROM unnest(CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS x(p, o) "
+            "ON CONFLICT (topic, partition) DO UPDATE SET "
+            "next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset), "
+            "updated_at = now()"
+        ),
+        {"topic": topic, "parts": parts, "offs": [next_offsets[p] for p in parts]},
+    )
+
+
+async def keep_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> list[Envelope]:
+    """Record every event id in the ledger; return the events never seen before."""
+    unique: dict[str, Envelope] = {}
+    for env in envelopes:
+        unique.setdefault(env.event.event_id, env)
+    if not unique:
+        return []
+    ids = list(unique)
+    rows = await session.execute(
+        text(
+            "INSERT INTO processed_events (event_id, occurred_at) "
+            "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[])) "
+            "ON CONFLICT DO NOTHING RETURNING event_id::text"
+        ),
+        {"ids": ids, "ats": [unique[i].event.occurred_at for i in ids]},
+    )
+    fresh = {str(r[0]) for r in rows}
+    return [env for i, env in unique.items() if i.lower() in fresh or i in fresh]
+
+
+async def _apply_sessions(
+    session: AsyncSession,
+    facts: list[SessionFact],
+    tz: ZoneInfo,
+    user_day: dict[tuple[str, date], dict[str, int]],
+) -> None:
+    by_key: dict[tuple[str, str], list[SessionFact]] = defaultdict(list)
+    for fact in facts:
+        by_key[(fact.user_id, fact.session_id)].append(fact)
+    keys = sorted(by_key)
+    rows = await session.execute(
+        text(
+            "SELECT s.user_id, s.session_id, start_at, start_client, start_event_id, end_at "
+            "FROM sessions s JOIN unnest(CAST(:u AS text[]), CAST(:s AS text[])) AS k(u, s) "
+            "ON s.user_id = k.u AND s.session_id = k.s FOR UPDATE OF s"
+        ),
+        {"u": [k[0] for k in keys], "s": [k[1] for k in keys]},
+    )
+    old = {
+        (r.user_id, r.session_id): SessionState(
+            r.start_at, r.start_client, r.start_event_id, r.end_at
+        )
+        for r in rows
+    }
+    new_states: list[tuple[tuple[str, str], SessionState]] = []
+    for key in keys:
+        before = old.get(key, SessionState())
+        after = before
+        for fact in by_key[key]:
+            after = (
+                after.with_login(fact.at, fact.client, fact.event_id)
+                if fact.kind == "login"
+                else after.with_logout(fact.at)
+            )
+        new_states.append((key, after))
+        gained, lost = online_time_by_day(after, tz), online_time_by_day(before, tz)
+        for day in gained.keys() | lost.keys():
+            g, lo = gained.get(day), lost.get(day)
+            d_pc = (g.pc if g else 0) - (lo.pc if lo else 0)
+            d_mobile = (g.mobile if g else 0) - (lo.mobile if lo else 0)
+            if d_pc or d_mobile:
+                counters = user_day.setdefault((key[0], day), {})
+                counters["online_seconds_pc"] = counters.get("online_seconds_pc", 0) + d_pc
+                counters["online_seconds_mobile"] = (
+                    counters.get("online_seconds_mobile", 0) + d_mobile
+                )
+    await session.execute(
+        text(
+            "INSERT INTO sessions "
+            "(user_id, session_id, start_at, start_client, start_event_id, end_at) "
+            "SELECT * FROM unnest(CAST(:u AS text[]), CAST(:s AS text[]), "
+            "CAST(:sa AS timestamptz[]), "
+            "CAST(:sc AS text[]), CAST(:se AS text[]), CAST(:ea AS timestamptz[])) "
+            "ON CONFLICT (user_id, session_id) DO UPDATE SET start_at = excluded.start_at, "
+            "start_client = excluded.start_client, start_event_id = excluded.start_event_id, "
+            "end_at = excluded.end_at"
+        ),
+        {
+            "u": [k[0] for k, _ in new_states],
+            "s": [k[1] for k, _ in new_states],
+            "sa": [st.start_at for _, st in new_states],
+            "sc": [st.start_client for _, st in new_states],
+            "se": [st.start_event_id for _, st in new_states],
+            "ea": [st.end_at for _, st in new_states],
+        },
+    )
+
+
+USER_DAY_COLUMNS = (
+    "messages",
+    "messages_sms",
+    "online_seconds_pc",
+    "online_seconds_mobile",
+    "points_delta",
+    "friends_added",
+    "checkins",
+    "logins",
+)
+USER_MONTH_COLUMNS = (
+    "messages",
+    "messages_sms",
+    "online_seconds_pc",
+    "online_seconds_mobile",
+    "online_points",
+    "message_points",
+    "activity_points",
+    "points_delta",
+    "friends_added",
+    "checkins",
+    "logins",
+    "active_days",
+)
+GROUP_MONTH_COLUMNS = (
+    "members",
+    "active_members",
+    "activity_points",
+    "points_growth",
+    "bonus_points",
+    "group_messages",
+)
+
+
+async def _add_user_days(
+    session: AsyncSession, user_day: dict[tuple[str, date], dict[str, int]]
+) -> list[dict[str, Any]]:
+    keys = sorted(user_day)
+    if not keys:
+        return []
+    cols = ", ".join(USER_DAY_COLUMNS)
+    arrays = ", ".join(f"CAST(:{c} AS bigint[])" for c in USER_DAY_COLUMNS)
+    updates = ", ".join(f"{c} = user_day.{c} + excluded.{c}" for c in USER_DAY_COLUMNS)
+    params: dict[str, Any] = {"u": [k[0] for k in keys], "d": [k[1] for k in keys]}
+    for c in USER_DAY_COLUMNS:
+        params[c] = [user_day[k].get(c, 0) for k in keys]
+    rows = await session.execute(
+        text(
+            f"INSERT INTO user_day (user_id, day, {cols}) "
+            f"SELECT * FROM unnest(CAST(:u AS text[]), CAST(:d AS date[]), {arrays}) "
+            f"ON CONFLICT (user_id, day) DO UPDATE SET {updates} RETURNING *"
+        ),
+        params,
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def _recompute_user_months(
+    session: AsyncSession, keys: list[tuple[str, date]]
+) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    rows = await session.execute(
+        text(f"""
+        INSERT INTO user_month (user_id, month, {", ".join(USER_MONTH_COLUMNS)})
+        SELECT d.user_id, t.month, sum(messages), sum(messages_sms), sum(online_seconds_pc),
+               sum(online_seconds_mobile), sum({ONLINE_POINTS_SQL}), sum({MESSAGE_POINTS_SQL}),
+               sum({ONLINE_POINTS_SQL} + {MESSAGE_POINTS_SQL}), sum(points_delta),
+               sum(friends_added), sum(checkins), sum(logins),
+               count(*) FILTER (WHERE messages >= 1)
+        FROM unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS t(user_id, month)
+        JOIN user_day d ON d.user_id = t.user_id AND d.day >= t.month
+                       AND d.day < (t.month + interval '1 month')
+        GROUP BY d.user_id, t.month
+        ON CONFLICT (user_id, month) DO UPDATE SET
+          {", ".join(f"{c} = excluded.{c}" for c in USER_MONTH_COLUMNS)}
+        RETURNING *"""),
+        {"u": [k[0] for k in keys], "m": [k[1] for k in keys]},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def _apply_membership(
+    session: AsyncSession, plan: BatchPlan, tz: ZoneInfo, now: datetime
+) -> set[tuple[str, date]]:
+    """Store join/leave facts, recompute the touched pairs' spans; return affected group-months."""
+    facts = plan.membership
+    if not facts:
+        return set()
+    await session.execute(
+        text(
+            "INSERT INTO membership_events (group_id, user_id, occurred_at, event_id, joined) "
+            "SELECT * FROM unnest(CAST(:g AS text[]), CAST(:u AS text[]), "
+            "CAST(:at AS timestamptz[]), CAST(:e AS text[]), CAST(:j AS boolean[])) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {
+            "g": [f.group_id for f in facts],
+            "u": [f.user_id for f in facts],
+            "at": [f.at for f in facts],
+            "e": [f.event_id for f in facts],
+            "j": [f.joined for f in facts],
+        },
+    )
+    earliest: dict[tuple[str, str], datetime] = {}
+    for f in facts:
+        pair = (f.group_id, f.user_id)
+        earliest[pair] = min(earliest.get(pair, f.at), f.at)
+    pairs = sorted(earliest)
+    params = {"g": [p[0] for p in pairs], "u": [p[1] for p in pairs]}
+    rows = await session.execute(
+        text(
+            "SELECT e.group_id, e.user_id, occurred_at, event_id, joined FROM membership_events e "
+            "JOIN unnest(CAST(:g AS text[]), CAST(:u AS text[])) AS k(g, u) "
+            "ON e.group_id = k.g AND e.user_id = k.u"
+        ),
+        params,
+    )
+    events: dict[tuple[str, str], list[MembershipEvent]] = defaultdict(list)
+    for r in rows:
+        events[(r.group_id, r.user_id)].append(MembershipEvent(r.occurred_at, r.event_id, r.joined))
+    await session.execute(
+        text(
+            "DELETE FROM membership_spans s USING unnest(CAST(:g AS text[]), CAST(:u AS text[])) "
+            "AS k(g, u) WHERE s.group_id = k.g AND s.user_id = k.u"
+        ),
+        params,
+    )
+    spans = [(pair, span) for pair in pairs for span in spans_of(events[pair])]
+    if spans:
+        await session.execute(
+            text(
+                "INSERT INTO membership_spans (group_id, user_id, joined_at, left_at) "
+                "SELECT * FROM unnest(CAST(:g AS text[]), CAST(:u AS text[]), "
+                "CAST(:j AS timestamptz[]), CAST(:l AS timestamptz[]))"
+            ),
+            {
+                "g": [p[0] for p, _ in spans],
+                "u": [p[1] for p, _ in spans],
+                "j": [s.joined_at for _, s in spans],
+                "l": [s.left_at for _, s in spans],
+            },
+        )
+    current = month_of(now.astimezone(tz).date())
+    touched: set[tuple[str, date]] = set()
+    for (group_id, _), first in earliest.items():
+        last = max(current, month_of(first.astimezone(tz).date()))
+        touched.update((group_id, m) for m in months_between(first.astimezone(tz).date(), last))
+    return touched
+
+
+async def _groups_of_members(
+    session: AsyncSession, user_months: Iterable[tuple[str, date]], tz: ZoneInfo
+) -> set[tuple[str, date]]:
+    keys = sorted(set(user_months))
+    if not keys:
+        return set()
+    rows = await session.execute(
+        text(
+            f"SELECT DISTINCT s.group_id, t.month "
+            f"FROM unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS t(user_id, month) "
+            f"JOIN membership_spans s ON s.user_id = t.user_id "
+            f"WHERE s.joined_at < {MONTH_END_SQL} "
+            f"AND (s.left_at IS NULL OR s.left_at >= {MONTH_END_SQL})"
+        ),
+        {"u": [k[0] for k in keys], "m": [k[1] for k in keys], "tz": tz.key},
+    )
+    return {(r.group_id, r.month) for r in rows}
+
+
+async def _lock_groups(session: AsyncSession, group_ids: Iterable[str]) -> None:
+    """Serialise writers of the same groups; one statement, ascending lock keys: no deadlock."""
+    ids = sorted(set(group_ids))
+    if ids:
+        await session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
+                "hashtextextended(g, 0) AS k FROM unnest(CAST(:g AS text[])) AS g ORDER BY k) s"
+            ),
+            {"g": ids},
+        )
+
+
+async def _apply_group_facts(session: AsyncSession, plan: BatchPlan) -> None:
+    if plan.created:
+        c = sorted(plan.created, key=lambda x: (x.group_id, x.at, x.event_id))
+        await session.execute(
+            text("""
+            INSERT INTO groups (group_id, owner_id, name, province, created_at, created_event_id)
+            SELECT DISTINCT ON (g) g, o, n, p, a, e FROM unnest(CAST(:g AS text[]),
+                CAST(:o AS text[]), CAST(:n AS text[]), CAST(:p AS text[]),
+                CAST(:a AS timestamptz[]), CAST(:e AS text[])) AS x(g, o, n, p, a, e)
+            ORDER BY g, a, e
+            ON CONFLICT (group_id) DO UPDATE SET owner_id = excluded.owner_id,
+                name = excluded.name, province = excluded.province,
+                created_at = excluded.created_at, created_event_id = excluded.created_event_id
+            WHERE groups.created_at IS NULL
+               OR (excluded.created_at, excluded.created_event_id)
+                  < (groups.created_at, groups.created_event_id)"""),
+            {
+                "g": [x.group_id for x in c],
+                "o": [x.owner_id for x in c],
+                "n": [x.name for x in c],
+                "p": [x.province for x in c],
+                "a": [x.at for x in c],
+                "e": [x.event_id for x in c],
+            },
+        )
+    if plan.dissolved:
+        ids = sorted(plan.dissolved)
+        await session.execute(
+            text(
+                "INSERT INTO groups (group_id, dissolved_at) "
+                "SELECT * FROM unnest(CAST(:g AS text[]), CAST(:a AS timestamptz[])) "
+                "ON CONFLICT (group_id) DO UPDATE SET dissolved_at = "
+                "LEAST(COALESCE(groups.dissolved_at, excluded.dissolved_at), excluded.dissolved_at)"
+            ),
+            {"g": ids, "a": [plan.dissolved[i] for i in ids]},
+        )
+    if plan.group_month:
+        keys = sorted(plan.group_month)
+        await session.execute(
+            text(
+                "INSERT INTO group_month (group_id, month, group_messages, bonus_points) "
+                "SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), "
+                "CAST(:gm AS int[]), CAST(:bp AS bigint[])) "
+                "ON CONFLICT (group_id, month) DO UPDATE SET "
+                "group_messages = group_month.group_messages + excluded.group_messages, "
+                "bonus_points = group_month.bonus_points + excluded.bonus_points"
+            ),
+            {
+                "g": [k[0] for k in keys],
+                "m": [k[1] for k in keys],
+                "gm": [plan.group_month[k]["group_messages"] for k in keys],
+                "bp": [plan.group_month[k]["bonus_points"] for k in keys],
+            },
+        )
+
+
+async def _recompute_group_months(
+    session: AsyncSession, keys: list[tuple[str, date]], tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    """Member-derived components from scratch, from membership at each month's end (SPEC §4)."""
+    if not keys:
+        return []
+    rows = await session.execute(
+        text(f"""
+        WITH t AS (SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]))
+                   AS t(group_id, month)),
+        members AS (
+            SELECT DISTINCT t.group_id, t.month, s.user_id FROM t
+            JOIN membership_spans s ON s.group_id = t.group_id
+            WHERE s.joined_at < {MONTH_END_SQL}
+              AND (s.left_at IS NULL OR s.left_at >= {MONTH_END_SQL})
+        ),
+        agg AS (
+            SELECT m.group_id, m.month, count(*) AS members,
+                   count(*) FILTER (WHERE um.messages >= 1) AS active_members,
+                   COALESCE(sum(um.activity_points), 0) AS activity_points,
+                   COALESCE(sum(um.points_delta), 0) AS points_growth
+            FROM members m
+            LEFT JOIN user_month um ON um.user_id = m.user_id AND um.month = m.month
+            GROUP BY m.group_id, m.month
+        )
+        INSERT INTO group_month (group_id, month, members, active_members, activity_points,
+                                 points_growth)
+        SELECT t.group_id, t.month, COALESCE(a.members, 0), COALESCE(a.active_members, 0),
+               COALESCE(a.activity_points, 0), COALESCE(a.points_growth, 0)
+        FROM t LEFT JOIN agg a ON a.group_id = t.group_id AND a.month = t.month
+        ORDER BY t.group_id, t.month
+        ON CONFLICT (group_id, month) DO UPDATE SET members = excluded.members,
+            active_members = excluded.active_members, activity_points = excluded.activity_points,
+            points_growth = excluded.points_growth
+        RETURNING *"""),
+        {"g": [k[0] for k in keys], "m": [k[1] for k in keys], "tz": tz.key},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def default_weights(session: AsyncSession) -> Weights:
+    row = (
+        await session.execute(
+            text("SELECT w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = 'default'")
+        )
+    ).first()
+    return Weights(row.w_growth, row.w_activity, row.w_bonus) if row else Weights()
+
+
+def _changelog(
+    user_days: list[dict[str, Any]],
+    user_months: list[dict[str, Any]],
+    group_months: list[dict[str, Any]],
+    weights: Weights,
+) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for r in user_days:
+        out.append(
+            (
+                f"user:{r['user_id']}:{r['day'].isoformat()}",
+                orjson.dumps(
+                    {
+                        "entity": "user",
+                        "id": r["user_id"],
+                        "period": r["day"].isoformat(),
+                        "grain": "day",
+                        **{c: r[c] for c in USER_DAY_COLUMNS},
+                        **derived_day_points(r),
+                    }
+                ),
+            )
+        )
+    for r in user_months:
+        out.append(
+            (
+                f"user:{r['user_id']}:{month_label(r['month'])}",
+                orjson.dumps(
+                    {
+                        "entity": "user",
+                        "id": r["user_id"],
+                        "period": month_label(r["month"]),
+                        "grain": "month",
+                        **{c: r[c] for c in USER_MONTH_COLUMNS},
+                        "active": r["messages"] >= 1,
+                    }
+                ),
+            )
+        )
+    for r in group_months:
+        out.append(
+            (
+                f"group:{r['group_id']}:{month_label(r['month'])}",
+                orjson.dumps(
+                    {
+                        "entity": "group",
+                        "id": r["group_id"],
+                        "period": month_label(r["month"]),
+                        "grain": "month",
+                        **{c: r[c] for c in GROUP_MONTH_COLUMNS},
+                        "vitality": vitality(
+                            r["points_growth"], r["activity_points"], r["bonus_points"], weights
+                        ),
+                    }
+                ),
+            )
+        )
+    return out
+
+
+def derived_day_points(row: dict[str, Any]) -> dict[str, int]:
+    from services.scoring.domain.vitality import message_points, online_points
+
+    op = online_points(row["online_seconds_pc"], row["online_seconds_mobile"])
+    mp = message_points(row["messages"])
+    return {"online_points": op, "message_points": mp, "activity_points": op + mp}
+
+
+async def _write_outbox(session: AsyncSession, entries: list[tuple[str, bytes]]) -> None:
+    if not entries:
+        return
+    latest = dict(entries)
+    keys = sorted(latest)
+    await session.execute(
+        text(
+            "INSERT INTO changelog_outbox (key, value) "
+            "SELECT * FROM unnest(CAST(:k AS text[]), CAST(:v AS bytea[])) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "seq = nextval('changelog_seq')"
+        ),
+        {"k": keys, "v": [latest[k] for k in keys]},
+    )
+
+
+async def apply_batch(
+    session: AsyncSession,
+    envelopes: Sequence[Envelope],
+    plan_for: Any,
+    tz: ZoneInfo,
+    now: datetime,
+) -> BatchOutcome:
+    """Apply new events; `plan_for(new_events)` is the pure planner (domain.batch.plan_batch)."""
+    outcome = BatchOutcome()
+    outcome.new_events = await keep_new(session, envelopes)
+    outcome.duplicates = len(envelopes) - len(outcome.new_events)
+    if not outcome.new_events:
+        return outcome
+    plan: BatchPlan = plan_for(outcome.new_events)
+
+    user_day = {k: dict(v) for k, v in plan.user_day.items()}
+    if plan.sessions:
+        await _apply_sessions(session, plan.sessions, tz, user_day)
+    day_rows = await _add_user_days(session, user_day)
+    user_months = sorted({(u, month_of(d)) for u, d in user_day})
+    month_rows = await _recompute_user_months(session, user_months)
+
+    touched = await _apply_membership(session, plan, tz, now)
+    touched |= await _groups_of_members(session, user_months, tz)
+    touched |= set(plan.group_month)
+    touched |= {(c.group_id, month_of(c.at.astimezone(tz).date())) for c in plan.created}
+    await _lock_groups(session, {g for g, _ in touched} | set(plan.dissolved))
+    await _apply_group_facts(session, plan)
+    group_rows = await _recompute_group_months(session, sorted(touched), tz)
+
+    weights = await default_weights(session)
+    await _write_outbox(session, _changelog(day_rows, month_rows, group_rows, weights))
+    outcome.user_days, outcome.user_months, outcome.group_months = (
+        len(day_rows),
+        len(month_rows),
+        len(group_rows),
+    )
+    return outcome

@@ -1,0 +1,203 @@
+"""Reads for the scoring API: user days and months, group months, leaderboards, profiles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring.domain.periods import end_of_month
+from services.scoring.domain.vitality import Weights
+from services.scoring.store.apply import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
+
+VITALITY_SQL = "(:wg * gm.points_growth + :wa * gm.activity_points + :wb * gm.bonus_points)"
+ELIGIBLE_SQL = (
+    "g.created_at IS NOT NULL AND g.created_at < :month_end "
+    "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end)"
+)
+
+
+async def user_day(session: AsyncSession, user_id: str, day: date) -> dict[str, Any]:
+    row = (await session.execute(
+        text(f"SELECT {', '.join(USER_DAY_COLUMNS)} FROM user_day WHERE user_id = :u AND day = :d"),
+        {"u": user_id, "d": day},
+    )).first()  # fmt: skip
+    return dict(row._mapping) if row else dict.fromkeys(USER_DAY_COLUMNS, 0)
+
+
+async def user_month(session: AsyncSession, user_id: str, month: date) -> dict[str, Any]:
+    row = (await session.execute(
+        text(f"SELECT {', '.join(USER_MONTH_COLUMNS)} FROM user_month "
+             "WHERE user_id = :u AND month = :m"),
+        {"u": user_id, "m": month},
+    )).first()  # fmt: skip
+    return dict(row._mapping) if row else dict.fromkeys(USER_MONTH_COLUMNS, 0)
+
+
+async def profile(session: AsyncSession, name: str) -> Weights | None:
+    row = (await session.execute(
+        text("SELECT w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = :n"),
+        {"n": name},
+    )).first()  # fmt: skip
+    return Weights(row.w_growth, row.w_activity, row.w_bonus) if row else None
+
+
+async def profiles(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = await session.execute(text(
+        "SELECT name, w_growth, w_activity, w_bonus, updated_at, updated_by FROM weight_profiles "
+        "ORDER BY name"))  # fmt: skip
+    return [dict(r._mapping) for r in rows]
+
+
+async def save_profile(
+    session: AsyncSession, name: str, w: Weights, by: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Upsert a profile; return (before, after) for the audit trail."""
+    before = (await session.execute(
+        text("SELECT name, w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = :n "
+             "FOR UPDATE"), {"n": name})).first()  # fmt: skip
+    after = (await session.execute(
+        text("INSERT INTO weight_profiles (name, w_growth, w_activity, w_bonus, updated_by) "
+             "VALUES (:n, :g, :a, :b, :by) ON CONFLICT (name) DO UPDATE SET w_growth = :g, "
+             "w_activity = :a, w_bonus = :b, updated_at = now(), updated_by = :by "
+             "RETURNING name, w_growth, w_activity, w_bonus, updated_at, updated_by"),
+        {"n": name, "g": w.growth, "a": w.activity, "b": w.bonus, "by": by},
+    )).one()  # fmt: skip
+    before_d = dict(before._mapping) if before else None
+    after_d = dict(after._mapping)
+    await session.execute(
+        text(
+            "INSERT INTO audit_log (actor, action, subject, before, after) "
+            "VALUES (:by, 'profile.save', :n, CAST(:b AS jsonb), CAST(:a AS jsonb))"
+        ),
+        {
+            "by": by,
+            "n": name,
+            "b": orjson.dumps(before_d).decode() if before_d else None,
+            "a": orjson.dumps(after_d).decode(),
+        },
+    )
+    return before_d, after_d
+
+
+@dataclass(frozen=True, slots=True)
+class BoardCursor:
+    vitality: float
+    active_members: int
+    group_id: str
+    rank: int
+
+
+async def leaderboard(
+    session: AsyncSession,
+    month: date,
+    province: str,
+    w: Weights,
+    tz: ZoneInfo,
+    *,
+    min_members: int = 0,
+    min_active_ratio: float = 0.0,
+    limit: int = 20,
+    after: BoardCursor | None = None,
+) -> list[dict[str, Any]]:
+    """Eligible groups by vitality desc, active_members desc, group_id asc (SPEC §4)."""
+    keyset = ""
+    params: dict[str, Any] = {
+        "m": month,
+        "p": province,
+        "wg": w.growth,
+        "wa": w.activity,
+        "wb": w.bonus,
+        "month_end": end_of_month(month, tz),
+        "min_members": min_members,
+        "ratio": min_active_ratio,
+        "limit": limit,
+    }
+    if after is not None:
+        keyset = (
+            f"AND ({VITALITY_SQL} < :cv OR ({VITALITY_SQL} = :cv AND "
+            "(gm.active_members < :ca OR (gm.active_members = :ca AND g.group_id > :cg))))"
+        )
+        params |= {"cv": after.vitality, "ca": after.active_members, "cg": after.group_id}
+    rows = await session.execute(
+        text(f"""
+        SELECT g.group_id, g.name, g.province, g.owner_id, gm.members, gm.active_members,
+               gm.activity_points, gm.points_growth, gm.bonus_points, gm.group_messages,
+               {VITALITY_SQL} AS vitality
+        FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
+        WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
+          AND gm.members >= :min_members AND gm.active_members >= :ratio * gm.members
+          {keyset}
+        ORDER BY vitality DESC, gm.active_members DESC, g.group_id ASC
+        LIMIT :limit"""),
+        params,
+    )
+    start = after.rank if after else 0
+    return [{"rank": start + i + 1, **dict(r._mapping)} for i, r in enumerate(rows)]
+
+
+async def group_month(
+    session: AsyncSession, group_id: str, month: date, w: Weights, tz: ZoneInfo, top: int = 10
+) -> dict[str, Any] | None:
+    params = {
+        "g": group_id,
+        "m": month,
+        "wg": w.growth,
+        "wa": w.activity,
+        "wb": w.bonus,
+        "month_end": end_of_month(month, tz),
+        "top": top,
+    }
+    row = (await session.execute(
+        text(f"""
+        SELECT g.group_id, g.name, g.province, g.owner_id, g.created_at, g.dissolved_at,
+               gm.members, gm.active_members, gm.activity_points, gm.points_growth,
+               gm.bonus_points, gm.group_messages, {VITALITY_SQL} AS vitality,
+               ({ELIGIBLE_SQL}) AS ranked
+        FROM groups g LEFT JOIN group_month gm ON gm.group_id = g.group_id AND gm.month = :m
+        WHERE g.group_id = :g"""), params)).first()  # fmt: skip
+    if row is None:
+        return None
+    result = dict(row._mapping)
+    for key in (
+        "members",
+        "active_members",
+        "activity_points",
+        "points_growth",
+        "bonus_points",
+        "group_messages",
+        "vitality",
+    ):
+        result[key] = result[key] or 0
+    result["rank"] = None
+    if result["ranked"] and result["province"]:
+        result["rank"] = 1 + (await session.execute(text(f"""
+            SELECT count(*) FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
+            WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
+              AND ({VITALITY_SQL} > :v OR ({VITALITY_SQL} = :v AND (gm.active_members > :am
+                   OR (gm.active_members = :am AND g.group_id < :g))))"""),
+            params | {"p": result["province"], "v": result["vitality"],
+                      "am": result["active_members"]})).scalar_one()  # fmt: skip
+    members = await session.execute(
+        text("""
+        SELECT s.user_id, COALESCE(um.activity_points, 0) AS activity_points,
+               COALESCE(um.points_delta, 0) AS points_delta, COALESCE(um.messages, 0) AS messages,
+               (:wa * COALESCE(um.activity_points, 0) + :wg * COALESCE(um.points_delta, 0))
+                   AS contribution
+        FROM (SELECT DISTINCT user_id FROM membership_spans WHERE group_id = :g
+              AND joined_at < :month_end AND (left_at IS NULL OR left_at >= :month_end)) s
+        LEFT JOIN user_month um ON um.user_id = s.user_id AND um.month = :m
+        ORDER BY contribution DESC, s.user_id ASC LIMIT :top"""),
+        params,
+    )
+    result["top_members"] = [dict(r._mapping) for r in members]
+    return result
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

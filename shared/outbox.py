@@ -1,0 +1,92 @@
+"""Relays an outbox table (key, value, seq) to a Kafka topic: written in the business
+transaction, published after it, deleted only once the broker acknowledged.
+
+The table holds the latest value per key (a changelog), so a crash between publish and delete
+republishes the same latest value: consumers treat the topic as latest state (SPEC §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+log = logging.getLogger(__name__)
+
+OUTBOX_PUBLISHED = Counter(
+    "engage_outbox_published_total", "Outbox records published to Kafka.", ["service", "topic"]
+)
+OUTBOX_PENDING = Gauge(
+    "engage_outbox_pending", "Outbox records waiting to be published.", ["service", "topic"]
+)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        table: str,
+        topic: str,
+        service: str,
+        batch: int = 2000,
+    ) -> None:
+        self._sessions = sessions
+        self._producer = producer
+        self._table = table
+        self._topic = topic
+        self._service = service
+        self._batch = batch
+        self.wakeup = asyncio.Event()
+
+    async def relay_once(self) -> int:
+        """Publish up to one batch; return how many records went out."""
+        async with self._sessions() as session, session.begin():
+            rows = (await session.execute(
+                text(f"SELECT key, value, seq FROM {self._table} ORDER BY seq "
+                     "LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": self._batch},
+            )).all()  # fmt: skip
+            if not rows:
+                return 0
+            futures = [
+                await self._producer.send(self._topic, bytes(r.value), key=r.key.encode())
+                for r in rows
+            ]
+            for future in futures:
+                await future
+            # Delete only what was sent: a key rewritten meanwhile has a new seq and stays.
+            await session.execute(
+                text(
+                    f"DELETE FROM {self._table} t USING unnest(CAST(:k AS text[]), "
+                    "CAST(:s AS bigint[])) AS x(k, s) WHERE t.key = x.k AND t.seq = x.s"
+                ),
+                {"k": [r.key for r in rows], "s": [r.seq for r in rows]},
+            )
+        OUTBOX_PUBLISHED.labels(self._service, self._topic).inc(len(rows))
+        return len(rows)
+
+    async def pending(self) -> int:
+        async with self._sessions() as session:
+            n = (await session.execute(text(f"SELECT count(*) FROM {self._table}"))).scalar_one()
+        OUTBOX_PENDING.labels(self._service, self._topic).set(n)
+        return int(n)
+
+    async def run(self, idle_s: float = 0.2) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except (KafkaError, OperationalError, DBAPIError, OSError) as exc:
+                log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(1)
+                continue
+            if sent == 0:
+                self.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), idle_s)

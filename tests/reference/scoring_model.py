@@ -1,0 +1,170 @@
+"""An independent model of SPEC §4, written from the spec alone: plain Python over the list of
+distinct events, sharing no code with services/scoring. Tests compare the service against it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def day_of(at: datetime) -> date:
+    return at.astimezone(TZ).date()
+
+
+def month_key(d: date) -> str:
+    return f"{d.year:04d}-{d.month:02d}"
+
+
+def month_end(month: str) -> datetime:
+    y, m = int(month[:4]), int(month[5:])
+    y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return datetime(y, m, 1, tzinfo=TZ)
+
+
+@dataclass
+class Expected:
+    user_day: dict[tuple[str, date], dict[str, int]] = field(default_factory=dict)
+    user_month: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    group_month: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
+    unique = {e["event_id"].lower(): e for e in events}.values()
+    out = Expected()
+    raw: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    logins: dict[tuple[str, str], list[tuple[datetime, str, str]]] = defaultdict(list)
+    logouts: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    membership: dict[tuple[str, str], list[tuple[datetime, str, bool]]] = defaultdict(list)
+    bonus: dict[tuple[str, str], int] = defaultdict(int)
+    group_messages: dict[tuple[str, str], int] = defaultdict(int)
+
+    for e in unique:
+        at = ts(e["occurred_at"])
+        d = day_of(at)
+        u = e["user_id"]
+        kind = e["type"]
+        if kind == "message":
+            if e["client"] == "sms":
+                raw[(u, d)]["messages_sms"] += 1
+            else:
+                raw[(u, d)]["messages"] += 1
+                if e.get("group_id"):
+                    group_messages[(e["group_id"], month_key(d))] += 1
+        elif kind == "login":
+            raw[(u, d)]["logins"] += 1
+            logins[(u, e["session_id"])].append((at, e["event_id"], e["client"]))
+        elif kind == "logout":
+            logouts[(u, e["session_id"])].append(at)
+        elif kind == "points":
+            raw[(u, d)]["points_delta"] += e["delta"]
+        elif kind == "friend_added":
+            raw[(u, d)]["friends_added"] += 1
+        elif kind == "checkin":
+            raw[(u, d)]["checkins"] += 1
+        elif kind == "bonus_card":
+            bonus[(e["group_id"], month_key(d))] += e["points"]
+        elif kind == "group_created":
+            g = e["group_id"]
+            prior = out.groups.get(g)
+            if prior is None or (at, e["event_id"]) < (prior["created_at"], prior["event_id"]):
+                out.groups[g] = {
+                    **(prior or {}),
+                    "owner": u,
+                    "province": e["province"],
+                    "created_at": at,
+                    "event_id": e["event_id"],
+                }
+            membership[(g, u)].append((at, e["event_id"], True))
+        elif kind in ("group_join", "group_leave"):
+            membership[(e["group_id"], u)].append((at, e["event_id"], kind == "group_join"))
+        elif kind == "group_dissolved":
+            g = e["group_id"]
+            info = out.groups.setdefault(g, {})
+            info["dissolved_at"] = min(info.get("dissolved_at", at), at)
+
+    # Sessions: earliest login (client of it), latest logout, capped at 24 h, split by local day.
+    for key, ins in logins.items():
+        if key not in logouts:
+            continue
+        start, _, client = min(ins)
+        end = min(max(logouts[key]), start + timedelta(hours=24))
+        if end <= start or client == "sms":
+            continue
+        cursor = start
+        while cursor < end:
+            d = day_of(cursor)
+            next_midnight = datetime(d.year, d.month, d.day, tzinfo=TZ) + timedelta(days=1)
+            upto = min(end, next_midnight)
+            raw[(key[0], d)][f"online_seconds_{client}"] += int((upto - cursor).total_seconds())
+            cursor = upto
+
+    fields = (
+        "messages",
+        "messages_sms",
+        "online_seconds_pc",
+        "online_seconds_mobile",
+        "points_delta",
+        "friends_added",
+        "checkins",
+        "logins",
+    )
+    for (u, d), counters in raw.items():
+        row = {f: counters.get(f, 0) for f in fields}
+        online = min(4, row["online_seconds_pc"] // 900 + row["online_seconds_mobile"] // 300)
+        msg = min(row["messages"], 20)
+        row |= {"online_points": online, "message_points": msg, "activity_points": online + msg}
+        out.user_day[(u, d)] = row
+        month = out.user_month.setdefault((u, month_key(d)), defaultdict(int))
+        for k, v in row.items():
+            month[k] += v
+        month["active_days"] += 1 if row["messages"] >= 1 else 0
+
+    for month in months:
+        end = month_end(month)
+        members_of: dict[str, list[str]] = defaultdict(list)
+        for (g, u), evs in membership.items():
+            before = [ev for ev in evs if ev[0] < end]
+            if before and max(before)[2]:
+                members_of[g].append(u)
+        for g in (
+            set(members_of)
+            | {g for g, m in bonus if m == month}
+            | {g for g, m in group_messages if m == month}
+        ):
+            members = members_of.get(g, [])
+            um = [out.user_month.get((u, month), {}) for u in members]
+            out.group_month[(g, month)] = {
+                "members": len(members),
+                "active_members": sum(1 for x in um if x.get("messages", 0) >= 1),
+                "activity_points": sum(x.get("activity_points", 0) for x in um),
+                "points_growth": sum(x.get("points_delta", 0) for x in um),
+                "bonus_points": bonus.get((g, month), 0),
+                "group_messages": group_messages.get((g, month), 0),
+            }
+    return out
+
+
+def leaderboard(exp: Expected, month: str, province: str) -> list[str]:
+    """Group ids in leaderboard order (default weights, no filters)."""
+    end = month_end(month)
+    rows = []
+    for (g, m), v in exp.group_month.items():
+        info = exp.groups.get(g, {})
+        if m != month or info.get("province") != province or "created_at" not in info:
+            continue
+        if info["created_at"] >= end or info.get("dissolved_at", end) < end:
+            continue
+        vitality = v["points_growth"] + v["activity_points"] + v["bonus_points"]
+        rows.append((-vitality, -v["active_members"], g))
+    return [g for _, _, g in sorted(rows)]
