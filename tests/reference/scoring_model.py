@@ -125,10 +125,10 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
         msg = min(row["messages"], 20)
         row |= {"online_points": online, "message_points": msg, "activity_points": online + msg}
         out.user_day[(u, d)] = row
-        month = out.user_month.setdefault((u, month_key(d)), defaultdict(int))
+        monthly = out.user_month.setdefault((u, month_key(d)), defaultdict(int))
         for k, v in row.items():
-            month[k] += v
-        month["active_days"] += 1 if row["messages"] >= 1 else 0
+            monthly[k] += v
+        monthly["active_days"] += 1 if row["messages"] >= 1 else 0
 
     for month in months:
         end = month_end(month)
