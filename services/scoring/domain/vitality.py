@@ -36,8 +36,3 @@ class Weights:
 
 def vitality(points_growth: int, activity: int, bonus_points: int, w: Weights) -> float:
     return w.growth * points_growth + w.activity * activity + w.bonus * bonus_points
-
-
-def leaderboard_key(vitality_: float, active_members: int, group_id: str) -> tuple[float, int, str]:
-    """Sort ascending by this: vitality desc, then active_members desc, then group_id asc."""
-    return (-vitality_, -active_members, group_id)

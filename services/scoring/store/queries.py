@@ -15,7 +15,11 @@ from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store.apply import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
 
-VITALITY_SQL = "(:wg * gm.points_growth + :wa * gm.activity_points + :wb * gm.bonus_points)"
+# Parameters are cast: asyncpg would otherwise type them after the integer columns and truncate.
+VITALITY_SQL = (
+    "(CAST(:wg AS float8) * gm.points_growth + CAST(:wa AS float8) * gm.activity_points"
+    " + CAST(:wb AS float8) * gm.bonus_points)"
+)
 ELIGIBLE_SQL = (
     "g.created_at IS NOT NULL AND g.created_at < :month_end "
     "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end)"
@@ -85,6 +89,17 @@ async def save_profile(
     return before_d, after_d
 
 
+def _ranked(side: str, vitality: str, active: str, group_id: str) -> str:
+    """Rows ranked `before` or `after` the given (vitality, active_members, group_id) position."""
+    worse, later = ("<", ">") if side == "after" else (">", "<")
+    v = f"CAST({vitality} AS float8)"
+    return (
+        f"({VITALITY_SQL} {worse} {v} OR ({VITALITY_SQL} = {v} AND "
+        f"(gm.active_members {worse} {active} OR "
+        f"(gm.active_members = {active} AND g.group_id {later} {group_id}))))"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BoardCursor:
     vitality: float
@@ -119,10 +134,7 @@ async def leaderboard(
         "limit": limit,
     }
     if after is not None:
-        keyset = (
-            f"AND ({VITALITY_SQL} < :cv OR ({VITALITY_SQL} = :cv AND "
-            "(gm.active_members < :ca OR (gm.active_members = :ca AND g.group_id > :cg))))"
-        )
+        keyset = "AND " + _ranked("after", ":cv", ":ca", ":cg")
         params |= {"cv": after.vitality, "ca": after.active_members, "cg": after.group_id}
     rows = await session.execute(
         text(f"""
@@ -131,7 +143,8 @@ async def leaderboard(
                {VITALITY_SQL} AS vitality
         FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
         WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
-          AND gm.members >= :min_members AND gm.active_members >= :ratio * gm.members
+          AND gm.members >= :min_members
+          AND gm.active_members >= CAST(:ratio AS float8) * gm.members
           {keyset}
         ORDER BY vitality DESC, gm.active_members DESC, g.group_id ASC
         LIMIT :limit"""),
@@ -179,15 +192,15 @@ async def group_month(
         result["rank"] = 1 + (await session.execute(text(f"""
             SELECT count(*) FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
             WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
-              AND ({VITALITY_SQL} > :v OR ({VITALITY_SQL} = :v AND (gm.active_members > :am
-                   OR (gm.active_members = :am AND g.group_id < :g))))"""),
+              AND {_ranked("before", ":v", ":am", ":g")}"""),
             params | {"p": result["province"], "v": result["vitality"],
                       "am": result["active_members"]})).scalar_one()  # fmt: skip
     members = await session.execute(
         text("""
         SELECT s.user_id, COALESCE(um.activity_points, 0) AS activity_points,
                COALESCE(um.points_delta, 0) AS points_delta, COALESCE(um.messages, 0) AS messages,
-               (:wa * COALESCE(um.activity_points, 0) + :wg * COALESCE(um.points_delta, 0))
+               (CAST(:wa AS float8) * COALESCE(um.activity_points, 0)
+                + CAST(:wg AS float8) * COALESCE(um.points_delta, 0))
                    AS contribution
         FROM (SELECT DISTINCT user_id FROM membership_spans WHERE group_id = :g
               AND joined_at < :month_end AND (left_at IS NULL OR left_at >= :month_end)) s
