@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+
+from engage.progress import wait_processed
 from engage.simulator.client import PostReport, post_events
 from engage.simulator.world import (
     SimConfig,
@@ -22,7 +25,7 @@ from engage.stack import Stack
 from engage.topic_audit import tally_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from shared.contract import EVENTS_TOPIC
+from shared.contract import EVENTS_TOPIC, PROVINCES
 
 Event = dict[str, Any]
 
@@ -59,6 +62,32 @@ async def simulate_through_ingest(
     return imported, posted
 
 
+async def print_leaderboards(scoring_url: str, key: str, month: str, top: int = 3) -> None:
+    """The top groups of the provinces with the most groups, through the read API."""
+    boards: dict[str, list[dict[str, Any]]] = {}
+    async with httpx.AsyncClient(
+        base_url=scoring_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        for province in PROVINCES:
+            r = await client.get(f"/v1/leaderboards/{month}/{province}", params={"limit": 500})
+            r.raise_for_status()
+            if r.json()["items"]:
+                boards[province] = r.json()["items"]
+    print(
+        f"\nLeaderboards {month} (default weights; {sum(map(len, boards.values()))} ranked groups"
+        f" in {len(boards)} provinces; the 4 largest shown)"
+    )
+    for province, items in sorted(boards.items(), key=lambda kv: -len(kv[1]))[:4]:
+        print(
+            f"  {province}: "
+            + "   ".join(
+                f"#{i['rank']} {i['group_id']} vitality {i['vitality']:,.0f} "
+                f"({i['active_members']}/{i['members']} active)"
+                for i in items[:top]
+            )
+        )
+
+
 def _row(label: str, value: object) -> str:
     return f"  {label:<34} {value}"
 
@@ -75,9 +104,12 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         print(_row("broker", stack.kafka_bootstrap))
         print(_row("database", stack.database_url))
         ingest = stack.start_service("ingest")
-        assert stack.database_url is not None and stack.kafka_bootstrap is not None
-        live_key = await issue_api_key(stack.database_url, "simulator", [Role.INGEST], 1e6)
-        import_key = await issue_api_key(stack.database_url, "backfill", [Role.IMPORTER], 1e6)
+        scoring = stack.start_service("scoring")
+        url, bootstrap = stack.database_url, stack.kafka_bootstrap
+        assert url is not None and bootstrap is not None
+        live_key = await issue_api_key(url, "simulator", [Role.INGEST], 1e6, bootstrap)
+        import_key = await issue_api_key(url, "backfill", [Role.IMPORTER], 1e6, bootstrap)
+        viewer_key = await issue_api_key(url, "demo-viewer", [Role.VIEWER], 1e6, bootstrap)
         config = SimConfig(seed=seed, users=users, groups=groups)
         now = datetime.now(UTC)
         print(
@@ -90,7 +122,7 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         total = PostReport()
         total.merge(imported)
         total.merge(posted)
-        tally = await tally_topic(stack.kafka_bootstrap, EVENTS_TOPIC)
+        tally = await tally_topic(bootstrap, EVENTS_TOPIC)
 
         print("\nSummary")
         print(_row("deliveries posted (with resends)", f"{total.sent:,}"))
@@ -116,6 +148,18 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         print("  events by type (distinct, on the topic):")
         for kind, count in sorted(tally.by_type.items(), key=lambda kv: -kv[1]):
             print(f"    {kind:<18} {count:>9,}")
+        caught_up = await wait_processed(url, len(total.accepted_ids))
+        print(
+            _row(
+                "scoring caught up",
+                f"{len(total.accepted_ids):,} distinct events, "
+                f"{caught_up:.1f}s after the last post",
+            )
+        )
+        tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
+        this_month = month_start(now.astimezone(tz).date())
+        for month in (previous_month(this_month), this_month):
+            await print_leaderboards(scoring.url, viewer_key.secret, month.strftime("%Y-%m"))
         print("\nServices")
         for service in stack.services.values():
             print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")

@@ -9,7 +9,6 @@ reference computed in tests/reference/scoring_model.py.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
 from collections.abc import Iterator
@@ -18,11 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from engage.demo import simulate_through_ingest, split_months
+from engage.progress import processed_events
+from engage.progress import wait_processed as wait_for_ledger
 from engage.simulator.world import SimConfig
 from engage.stack import ServiceProcess, Stack
 from services.ingest.admin import issue_api_key
@@ -88,21 +88,12 @@ def start_scoring(stack: Stack, schema: str, instance: str = "") -> ServiceProce
 
 async def processed(stack: Stack, schema: str) -> int:
     assert stack.database_url
-    conn = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {schema}.processed_events") or 0)
-    except asyncpg.UndefinedTableError:
-        return 0
-    finally:
-        await conn.close()
+    return await processed_events(stack.database_url, schema)
 
 
 async def wait_processed(stack: Stack, schema: str, target: int, timeout_s: float = 180) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while (n := await processed(stack, schema)) < target:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{schema}: {n} of {target} events processed after {timeout_s}s")
-        await asyncio.sleep(0.2)
+    assert stack.database_url
+    await wait_for_ledger(stack.database_url, target, schema, timeout_s)
 
 
 async def compare_with_reference(sim: Simulation, scoring: ServiceProcess) -> dict[str, int]:
