@@ -44,3 +44,16 @@ class CommonSettings(BaseSettings):
                 "service with `engage serve`, which runs the embedded default"
             )
         return self.kafka_bootstrap
+
+
+def tune_gc(threshold0: int = 50_000) -> None:
+    """Fewer, later young-generation collections, and none over start-up objects.
+
+    A consumer holds tens of thousands of live objects per batch; with the default threshold
+    (700) the cyclic collector rescans them constantly. Measured on scoring's catch-up: decoding
+    went from ~15 to ~9 µs per event, and throughput after the first batch from 15k to 18k/s.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(threshold0, 20, 100)

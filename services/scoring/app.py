@@ -24,7 +24,7 @@ from shared.kafka import ensure_topics, make_producer
 from shared.key_directory import KeyDirectory
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, tune_gc
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 METRICS_TOPIC = "engage.metrics.v1"
@@ -72,6 +72,7 @@ def create_app(
         )
         await producer.start()
         await directory.start()
+        tune_gc()
         spawn(relay.run())
         if settings.consume:
             spawn(consumer.run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from shared.contract import (
@@ -231,5 +232,14 @@ def test_envelope_round_trip_keeps_the_event_as_sent() -> None:
 
 
 def test_malformed_envelope_is_refused_with_a_reason() -> None:
+    record = orjson.dumps({**make_event("points", at=HOUR_AGO), "received_at": NOW.isoformat()})
     with pytest.raises(ValueError, match="source"):
-        decode_envelope(b'{"received_at": "2026-11-22T04:00:00Z"}')
+        decode_envelope(record)
+    with pytest.raises(ValueError, match="type"):
+        decode_envelope(b'{"received_at": "2026-11-22T04:00:00Z", "source": "k"}')
+
+
+def test_envelope_timestamps_must_carry_an_offset() -> None:
+    raw = make_event("points", at=HOUR_AGO)
+    with pytest.raises(ValueError, match="received_at"):
+        decode_envelope(encode_envelope(raw, "2026-11-22T04:00:00", "k"))
