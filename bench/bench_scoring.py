@@ -19,18 +19,24 @@ import asyncio
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.bench_ingest import synthetic_events as synthetic_live_events
+from bench.loadgen import build_request, run_load
 from engage.progress import wait_processed
 from engage.simulator.world import (
     SimConfig,
@@ -41,7 +47,9 @@ from engage.simulator.world import (
     previous_month,
 )
 from engage.stack import Stack
-from shared.contract import EVENTS_TOPIC, encode_envelope
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
+from shared.contract import EVENTS_TOPIC, PROVINCES, encode_envelope
 from shared.kafka import make_producer
 
 OUT = Path(__file__).parent / "out"
@@ -233,6 +241,210 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+async def freshness(results: dict[str, Any], seconds: float = 30.0, rate: int = 2000) -> None:
+    """Probe events posted among a steady load; time from POST to visible in the read API."""
+    stack = Stack(var_dir=OUT / "var-freshness", fixed_ports=False).start_infra()
+    try:
+        assert stack.database_url and stack.kafka_bootstrap
+        ingest = stack.start_service("ingest")
+        scoring = stack.start_service("scoring")
+        issue = partial(
+            issue_api_key, stack.database_url, rate_per_s=1e9, kafka_bootstrap=stack.kafka_bootstrap
+        )
+        writer = (await issue("load", [Role.INGEST])).secret
+        viewer = (await issue("probe", [Role.VIEWER])).secret
+        await wait_processed(stack.database_url, 0)
+        batches = int(seconds * rate / 100)
+        load = [
+            build_request(
+                "127.0.0.1",
+                ingest.port,
+                "/v1/events",
+                orjson.dumps({"events": synthetic_live_events(100, seed=i)}),
+                {"Authorization": f"Bearer {writer}"},
+            )
+            for i in range(batches)
+        ]
+        latencies: list[float] = []
+
+        async def probe(i: int, client: httpx.AsyncClient) -> None:
+            user = f"probe-{i}-{uuid.uuid4().hex[:6]}"
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "type": "message",
+                "client": "mobile",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "user_id": user,
+            }
+            day = datetime.now(UTC).astimezone(TZ).date().isoformat()
+            sent = time.perf_counter()
+            r = await client.post(
+                f"{ingest.url}/v1/events", json=event, headers={"Authorization": f"Bearer {writer}"}
+            )
+            assert r.status_code == 202, r.text
+            while True:
+                got = await client.get(
+                    f"{scoring.url}/v1/users/{user}/days/{day}",
+                    headers={"Authorization": f"Bearer {viewer}"},
+                )
+                if got.json().get("messages") == 1:
+                    latencies.append(time.perf_counter() - sent)
+                    return
+                if time.perf_counter() - sent > 30:
+                    raise TimeoutError(f"probe {user} not visible after 30 s")
+                await asyncio.sleep(0.02)
+
+        async def probes(client: httpx.AsyncClient) -> None:
+            tasks = []
+            for i in range(int(seconds * 10)):
+                tasks.append(asyncio.create_task(probe(i, client)))
+                await asyncio.sleep(0.1)
+            await asyncio.gather(*tasks)
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            background = asyncio.create_task(run_load(ingest.port, load, 16, rate_per_s=rate / 100))
+            await asyncio.sleep(2)  # probes start once the load is steady
+            await probes(client)
+            load_result = await background
+        latencies.sort()
+        p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+        achieved = load_result.requests * 100 / load_result.seconds
+        results["freshness"] = {
+            "offered_events_per_s": rate,
+            "achieved_events_per_s": achieved,
+            "probes": len(latencies),
+            "p50_s": p50,
+            "p99_s": p99,
+            "max_s": latencies[-1],
+        }
+        row(f"freshness at {achieved:,.0f} events/s, {len(latencies)} probes", "p50", "p99", "max")
+        row(
+            "  POST → visible in GET /v1/users/{id}/days/{day}",
+            f"{p50 * 1000:,.0f} ms",
+            f"{p99 * 1000:,.0f} ms",
+            f"{latencies[-1] * 1000:,.0f} ms",
+        )
+    finally:
+        stack.stop()
+
+
+async def reads(results: dict[str, Any], groups: int = 100_000, users: int = 1_000_000) -> None:
+    """Leaderboard pages and group months with 100k groups and 1M users stored."""
+    stack = Stack(var_dir=OUT / "var-reads", fixed_ports=False).start_infra()
+    try:
+        assert stack.database_url and stack.kafka_bootstrap
+        scoring = stack.start_service("scoring", env={"SCORING_CONSUME": "false"})
+        viewer = (
+            await issue_api_key(
+                stack.database_url, "reader", [Role.VIEWER], 1e9, stack.kafka_bootstrap
+            )
+        ).secret
+        month = month_start(datetime.now(UTC).astimezone(TZ).date())
+        t = time.perf_counter()
+        await _bulk_load(stack.database_url, month, groups, users)
+        print(
+            f"  bulk-loaded {groups:,} groups and {users:,} users in {time.perf_counter() - t:.0f}s"
+        )
+        await asyncio.sleep(1.5)  # the key directory picks the new key up
+        headers = {"Authorization": f"Bearer {viewer}"}
+        rnd = random.Random(3)
+        label = month.strftime("%Y-%m")
+
+        def gets(paths: list[str]) -> list[bytes]:
+            return [build_request("127.0.0.1", scoring.port, p, b"", headers, "GET") for p in paths]
+
+        n = 3000
+        boards = gets(
+            [f"/v1/leaderboards/{label}/{rnd.choice(PROVINCES)}?limit=20" for _ in range(n)]
+        )
+        deep = gets(
+            [
+                f"/v1/leaderboards/{label}/{rnd.choice(PROVINCES)}?limit=100&min_members=5"
+                for _ in range(n)
+            ]
+        )
+        group_reads = gets(
+            [f"/v1/groups/G{rnd.randrange(groups)}/months/{label}" for _ in range(n)]
+        )
+        floor = gets(["/healthz"] * n)
+        await run_load(scoring.port, boards[:200], 4)  # warm the caches
+        measured: dict[str, Any] = {}
+        row(f"reads, {groups:,} groups / {users:,} users, 4 connections", "p50", "p99", "req/s")
+        for name, reqs in (
+            ("leaderboard page (20)", boards),
+            ("leaderboard 100, min_members", deep),
+            ("group month + rank + top members", group_reads),
+            ("/healthz (floor)", floor),
+        ):
+            r = await run_load(scoring.port, reqs, 4)
+            bad = {k: v for k, v in r.statuses.items() if k != 200}
+            if bad:
+                raise SystemExit(f"{name}: unexpected statuses {bad}")
+            measured[name] = {
+                "p50_s": r.percentile(0.5),
+                "p99_s": r.percentile(0.99),
+                "req_per_s": r.rate,
+            }
+            row(
+                f"  {name}",
+                f"{r.percentile(0.5) * 1000:.1f} ms",
+                f"{r.percentile(0.99) * 1000:.1f} ms",
+                f"{r.rate:,.0f}",
+            )
+        results["reads"] = {"groups": groups, "users": users, **measured}
+    finally:
+        stack.stop()
+
+
+async def _bulk_load(database_url: str, month: Any, groups: int, users: int) -> None:
+    """Synthetic rows straight into scoring's tables (loading 1M users through events would
+    take longer than the benchmark itself). Every user is a member of one group."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    provinces = list(PROVINCES)
+    try:
+        await conn.execute("SET search_path = scoring")
+        await conn.execute(
+            "INSERT INTO groups (group_id, owner_id, name, province, created_at, created_event_id)"
+            " SELECT 'G' || i, 'U' || (i * 10), 'group ' || i, ($3::text[])[1 + i % 34],"
+            " $1::timestamptz - interval '40 days', 'e' || i FROM generate_series(0, $2 - 1) i",
+            datetime.now(UTC),
+            groups,
+            provinces,
+        )
+        await conn.execute(
+            "INSERT INTO user_month (user_id, month, messages, messages_sms, online_seconds_pc,"
+            " online_seconds_mobile, online_points, message_points, activity_points, points_delta,"
+            " friends_added, checkins, logins, active_days)"
+            " SELECT 'U' || i, $1::date, (i * 7) % 300, 0, (i * 13) % 50000, (i * 17) % 20000,"
+            " (i * 3) % 100, (i * 7) % 300, (i * 11) % 400, (i * 19) % 1000 - 300, i % 5, i % 20,"
+            " i % 40, i % 30 FROM generate_series(0, $2 - 1) i",
+            month,
+            users,
+        )
+        await conn.execute(
+            "INSERT INTO membership_spans (group_id, user_id, joined_at, left_at)"
+            " SELECT 'G' || (i % $2), 'U' || i, $3::timestamptz - interval '40 days', NULL"
+            " FROM generate_series(0, $1 - 1) i",
+            users,
+            groups,
+            datetime.now(UTC),
+        )
+        await conn.execute(
+            "INSERT INTO group_month (group_id, month, members, active_members, activity_points,"
+            " points_growth, bonus_points, group_messages)"
+            " SELECT s.group_id, $1::date, count(*), count(*) FILTER (WHERE um.messages >= 1),"
+            " sum(um.activity_points), sum(um.points_delta), (hashtext(s.group_id) & 1023), 0"
+            " FROM membership_spans s JOIN user_month um ON um.user_id = s.user_id"
+            " AND um.month = $1::date GROUP BY s.group_id",
+            month,
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 async def main(parts: list[str], n: int) -> None:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -242,6 +454,10 @@ async def main(parts: list[str], n: int) -> None:
     print(f"\nScoring benchmark — {results['date']} — {results['machine']}")
     if "catchup" in parts:
         await catchup(n, results)
+    if "freshness" in parts:
+        await freshness(results)
+    if "reads" in parts:
+        await reads(results)
     OUT.mkdir(exist_ok=True)
     (OUT / f"scoring-{results['date'][:10]}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2)

@@ -28,9 +28,11 @@ class LoadResult:
         return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
 
 
-def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+def build_request(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str], method: str = "POST"
+) -> bytes:
     lines = [
-        f"POST {path} HTTP/1.1",
+        f"{method} {path} HTTP/1.1",
         f"Host: {host}:{port}",
         f"Content-Length: {len(body)}",
         "Content-Type: application/json",

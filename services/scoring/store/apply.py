@@ -24,8 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.batch import BatchPlan, SessionFact
-from services.scoring.domain.membership import MembershipEvent, spans_of
-from services.scoring.domain.periods import month_label, month_of, months_between
+from services.scoring.domain.membership import MembershipEvent, Span, is_member, spans_of
+from services.scoring.domain.periods import end_of_month, month_label, month_of, months_between
 from services.scoring.domain.sessions import SessionState, online_time_by_day
 from services.scoring.domain.vitality import (
     MESSAGE_POINTS_CAP,
@@ -286,11 +286,15 @@ async def _recompute_user_months(
 
 async def _apply_membership(
     session: AsyncSession, plan: BatchPlan, tz: ZoneInfo, now: datetime
-) -> set[tuple[str, date]]:
-    """Store join/leave facts, recompute the touched pairs' spans; return affected group-months."""
+) -> list[tuple[str, str, date, int]]:
+    """Store join/leave facts and recompute the touched pairs' spans.
+
+    Returns the flips of month-end membership: (group, user, month, +1 joined / -1 left) for
+    every month whose end the new facts can affect (from the earliest fact's month on).
+    """
     facts = plan.membership
     if not facts:
-        return set()
+        return []
     await session.execute(
         text(
             "INSERT INTO membership_events (group_id, user_id, occurred_at, event_id, joined) "
@@ -323,14 +327,19 @@ async def _apply_membership(
     events: dict[tuple[str, str], list[MembershipEvent]] = defaultdict(list)
     for r in rows:
         events[(r.group_id, r.user_id)].append(MembershipEvent(r.occurred_at, r.event_id, r.joined))
-    await session.execute(
+    removed = await session.execute(
         text(
             "DELETE FROM membership_spans s USING unnest(CAST(:g AS text[]), CAST(:u AS text[])) "
-            "AS k(g, u) WHERE s.group_id = k.g AND s.user_id = k.u"
+            "AS k(g, u) WHERE s.group_id = k.g AND s.user_id = k.u "
+            "RETURNING s.group_id, s.user_id, s.joined_at, s.left_at"
         ),
         params,
     )
-    spans = [(pair, span) for pair in pairs for span in spans_of(events[pair])]
+    old_spans: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    for r in removed:
+        old_spans[(r.group_id, r.user_id)].append(Span(r.joined_at, r.left_at))
+    new_spans = {pair: spans_of(events[pair]) for pair in pairs}
+    spans = [(pair, span) for pair in pairs for span in new_spans[pair]]
     if spans:
         await session.execute(
             text(
@@ -346,22 +355,27 @@ async def _apply_membership(
             },
         )
     current = month_of(now.astimezone(tz).date())
-    touched: set[tuple[str, date]] = set()
-    for (group_id, _), first in earliest.items():
-        last = max(current, month_of(first.astimezone(tz).date()))
-        touched.update((group_id, m) for m in months_between(first.astimezone(tz).date(), last))
-    return touched
+    latest = max(f.at for f in facts).astimezone(tz).date()
+    flips: list[tuple[str, str, date, int]] = []
+    for pair, first in earliest.items():
+        for month in months_between(first.astimezone(tz).date(), max(current, latest)):
+            end = end_of_month(month, tz)
+            was, now_member = is_member(old_spans[pair], end), is_member(new_spans[pair], end)
+            if was != now_member:
+                flips.append((pair[0], pair[1], month, 1 if now_member else -1))
+    return flips
 
 
 async def _groups_of_members(
     session: AsyncSession, user_months: Iterable[tuple[str, date]], tz: ZoneInfo
-) -> set[tuple[str, date]]:
+) -> dict[tuple[str, date], list[str]]:
+    """For each (user, month): the groups the user is a member of at the month's end."""
     keys = sorted(set(user_months))
     if not keys:
-        return set()
+        return {}
     rows = await session.execute(
         text(
-            f"SELECT DISTINCT s.group_id, t.month "
+            f"SELECT DISTINCT t.user_id, t.month, s.group_id "
             f"FROM unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS t(user_id, month) "
             f"JOIN membership_spans s ON s.user_id = t.user_id "
             f"WHERE s.joined_at < {MONTH_END_SQL} "
@@ -369,7 +383,10 @@ async def _groups_of_members(
         ),
         {"u": [k[0] for k in keys], "m": [k[1] for k in keys], "tz": tz.key},
     )
-    return {(r.group_id, r.month) for r in rows}
+    groups: dict[tuple[str, date], list[str]] = defaultdict(list)
+    for r in rows:
+        groups[(r.user_id, r.month)].append(r.group_id)
+    return groups
 
 
 async def _lock_groups(session: AsyncSession, group_ids: Iterable[str]) -> None:
@@ -421,62 +438,62 @@ async def _apply_group_facts(session: AsyncSession, plan: BatchPlan) -> None:
             ),
             {"g": ids, "a": [plan.dissolved[i] for i in ids]},
         )
-    if plan.group_month:
-        keys = sorted(plan.group_month)
-        await session.execute(
-            text(
-                "INSERT INTO group_month (group_id, month, group_messages, bonus_points) "
-                "SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), "
-                "CAST(:gm AS int[]), CAST(:bp AS bigint[])) "
-                "ON CONFLICT (group_id, month) DO UPDATE SET "
-                "group_messages = group_month.group_messages + excluded.group_messages, "
-                "bonus_points = group_month.bonus_points + excluded.bonus_points"
-            ),
-            {
-                "g": [k[0] for k in keys],
-                "m": [k[1] for k in keys],
-                "gm": [plan.group_month[k]["group_messages"] for k in keys],
-                "bp": [plan.group_month[k]["bonus_points"] for k in keys],
-            },
-        )
 
 
-async def _recompute_group_months(
-    session: AsyncSession, keys: list[tuple[str, date]], tz: ZoneInfo
+Contribution = tuple[int, int, int, int]  # members, active members, activity points, growth
+GROUP_DELTA_COLUMNS = (
+    "members",
+    "active_members",
+    "activity_points",
+    "points_growth",
+    "group_messages",
+    "bonus_points",
+)
+
+
+def _contribution(row: dict[str, Any] | None) -> Contribution:
+    """What one member's month adds to a group's month (members counted separately)."""
+    if row is None:
+        return (0, 0, 0, 0)
+    return (0, 1 if row["messages"] >= 1 else 0, row["activity_points"], row["points_delta"])
+
+
+async def _user_month_rows(
+    session: AsyncSession, keys: Iterable[tuple[str, date]]
+) -> dict[tuple[str, date], dict[str, Any]]:
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT um.* FROM user_month um JOIN unnest(CAST(:u AS text[]), CAST(:m AS date[])) "
+            "AS k(u, m) ON um.user_id = k.u AND um.month = k.m"
+        ),
+        {"u": [k[0] for k in keys], "m": [k[1] for k in keys]},
+    )
+    return {(r.user_id, r.month): dict(r._mapping) for r in rows}
+
+
+async def _add_to_group_months(
+    session: AsyncSession, deltas: dict[tuple[str, date], list[int]]
 ) -> list[dict[str, Any]]:
-    """Member-derived components from scratch, from membership at each month's end (SPEC §4)."""
+    """group_month += deltas, one statement in key order; returns the full new rows."""
+    keys = sorted(k for k, d in deltas.items() if any(d))
     if not keys:
         return []
+    params: dict[str, Any] = {"g": [k[0] for k in keys], "m": [k[1] for k in keys]}
+    for i, column in enumerate(GROUP_DELTA_COLUMNS):
+        params[column] = [deltas[k][i] for k in keys]
+    columns = ", ".join(GROUP_DELTA_COLUMNS)
+    arrays = ", ".join(f"CAST(:{c} AS bigint[])" for c in GROUP_DELTA_COLUMNS)
+    updates = ", ".join(f"{c} = group_month.{c} + excluded.{c}" for c in GROUP_DELTA_COLUMNS)
     rows = await session.execute(
-        text(f"""
-        WITH t AS (SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]))
-                   AS t(group_id, month)),
-        members AS (
-            SELECT DISTINCT t.group_id, t.month, s.user_id FROM t
-            JOIN membership_spans s ON s.group_id = t.group_id
-            WHERE s.joined_at < {MONTH_END_SQL}
-              AND (s.left_at IS NULL OR s.left_at >= {MONTH_END_SQL})
+        text(
+            f"INSERT INTO group_month (group_id, month, {columns}) "
+            f"SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), {arrays}) "
+            f"ON CONFLICT (group_id, month) DO UPDATE SET {updates} RETURNING *"
         ),
-        agg AS (
-            SELECT m.group_id, m.month, count(*) AS members,
-                   count(*) FILTER (WHERE um.messages >= 1) AS active_members,
-                   COALESCE(sum(um.activity_points), 0) AS activity_points,
-                   COALESCE(sum(um.points_delta), 0) AS points_growth
-            FROM members m
-            LEFT JOIN user_month um ON um.user_id = m.user_id AND um.month = m.month
-            GROUP BY m.group_id, m.month
-        )
-        INSERT INTO group_month (group_id, month, members, active_members, activity_points,
-                                 points_growth)
-        SELECT t.group_id, t.month, COALESCE(a.members, 0), COALESCE(a.active_members, 0),
-               COALESCE(a.activity_points, 0), COALESCE(a.points_growth, 0)
-        FROM t LEFT JOIN agg a ON a.group_id = t.group_id AND a.month = t.month
-        ORDER BY t.group_id, t.month
-        ON CONFLICT (group_id, month) DO UPDATE SET members = excluded.members,
-            active_members = excluded.active_members, activity_points = excluded.activity_points,
-            points_growth = excluded.points_growth
-        RETURNING *"""),
-        {"g": [k[0] for k in keys], "m": [k[1] for k in keys], "tz": tz.key},
+        params,
     )
     return [dict(r._mapping) for r in rows]
 
@@ -599,20 +616,48 @@ async def apply_batch(
         day_rows = await _add_user_days(session, user_day)
     user_months = sorted({(u, month_of(d)) for u, d in user_day})
     with _step("user_months"):
+        before = await _user_month_rows(session, user_months)
         month_rows = await _recompute_user_months(session, user_months)
+    after = {(r["user_id"], r["month"]): r for r in month_rows}
 
-    with _step("membership"):
-        touched = await _apply_membership(session, plan, tz, now)
+    # Group months change by deltas, which commute across replicas (SPEC §4 "scales out"):
+    # first each member's change under the old membership, then membership flips at the new
+    # values — together, sum over new members of new values.
     with _step("member_groups"):
-        touched |= await _groups_of_members(session, user_months, tz)
-    touched |= set(plan.group_month)
-    touched |= {(c.group_id, month_of(c.at.astimezone(tz).date())) for c in plan.created}
+        member_of = await _groups_of_members(session, user_months, tz)
+    with _step("membership"):
+        flips = await _apply_membership(session, plan, tz, now)
+    deltas: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * 6)
+    for key, groups in member_of.items():
+        old, new = _contribution(before.get(key)), _contribution(after.get(key))
+        change = [n - o for n, o in zip(new, old, strict=True)]
+        if any(change):
+            for group_id in groups:
+                d = deltas[(group_id, key[1])]
+                for i in range(4):
+                    d[i] += change[i]
+    if flips:
+        missing = {(u, m) for _, u, m, _ in flips} - after.keys()
+        values = {**await _user_month_rows(session, missing), **after}
+        for group_id, user_id, month, sign in flips:
+            member = (1, *_contribution(values.get((user_id, month)))[1:])
+            d = deltas[(group_id, month)]
+            for i in range(4):
+                d[i] += sign * member[i]
+    for key, counters in plan.group_month.items():
+        d = deltas[key]
+        d[4] += counters["group_messages"]
+        d[5] += counters["bonus_points"]
+
     with _step("group_locks"):
-        await _lock_groups(session, {g for g, _ in touched} | set(plan.dissolved))
+        await _lock_groups(
+            session,
+            {g for g, _ in deltas} | {c.group_id for c in plan.created} | set(plan.dissolved),
+        )
     with _step("group_facts"):
         await _apply_group_facts(session, plan)
     with _step("group_months"):
-        group_rows = await _recompute_group_months(session, sorted(touched), tz)
+        group_rows = await _add_to_group_months(session, deltas)
 
     with _step("changelog"):
         weights = await default_weights(session)
