@@ -8,7 +8,6 @@ republishes the same latest value: consumers treat the topic as latest state (SP
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -36,7 +35,8 @@ class OutboxRelay:
         table: str,
         topic: str,
         service: str,
-        batch: int = 2000,
+        batch: int = 10_000,
+        interval_s: float = 1.0,
     ) -> None:
         self._sessions = sessions
         self._producer = producer
@@ -44,7 +44,7 @@ class OutboxRelay:
         self._topic = topic
         self._service = service
         self._batch = batch
-        self.wakeup = asyncio.Event()
+        self._interval_s = interval_s
 
     async def relay_once(self) -> int:
         """Publish up to one batch; return how many records went out."""
@@ -78,7 +78,12 @@ class OutboxRelay:
         OUTBOX_PENDING.labels(self._service, self._topic).set(n)
         return int(n)
 
-    async def run(self, idle_s: float = 0.2) -> None:
+    async def run(self) -> None:
+        """Drain the outbox; once drained, let it gather for `interval_s` before the next pass.
+
+        The table keeps one row per key, so waiting coalesces repeated changes of the same
+        entity (a user's month, a group's month change with nearly every batch) into one record.
+        """
         while True:
             try:
                 sent = await self.relay_once()
@@ -86,7 +91,5 @@ class OutboxRelay:
                 log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1)
                 continue
-            if sent == 0:
-                self.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), idle_s)
+            if sent < self._batch:
+                await asyncio.sleep(self._interval_s)

@@ -42,7 +42,14 @@ def create_app(
     sessions = make_sessionmaker(engine)
     producer = make_producer(bootstrap, "scoring")
     directory = KeyDirectory(bootstrap)
-    relay = OutboxRelay(sessions, producer, "changelog_outbox", METRICS_TOPIC, "scoring")
+    relay = OutboxRelay(
+        sessions,
+        producer,
+        "changelog_outbox",
+        METRICS_TOPIC,
+        "scoring",
+        interval_s=settings.changelog_interval_s,
+    )
     consumer = EventsConsumer(
         bootstrap,
         sessions,
@@ -50,7 +57,6 @@ def create_app(
         tz,
         settings.consumer_group,
         settings.max_batch_records,
-        on_commit=relay.wakeup.set,
     )
     tasks: list[asyncio.Task[None]] = []
 

@@ -14,3 +14,10 @@ class ScoringSettings(BaseSettings):
     consumer_group: str = "scoring"
     max_batch_records: int = Field(default=5000, ge=1, le=100_000)
     consume: bool = Field(default=True, description="Run the consumer (off = read API only).")
+    changelog_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long the changelog outbox gathers between passes once drained: repeated "
+        "changes of one entity within it are published once.",
+    )

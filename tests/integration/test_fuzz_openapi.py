@@ -11,7 +11,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from engage.stack import ServiceProcess
+from engage.stack import ServiceProcess, Stack
 from tests.integration.conftest import Keys
 
 # A schema-valid event can still be refused: its `occurred_at` window depends on the time it is
@@ -34,28 +34,49 @@ def operations(service: ServiceProcess) -> list[Any]:
     return [r.ok() for r in results if isinstance(r, Ok)]
 
 
-@pytest.mark.parametrize("mode", list(GenerationMode))
-def test_ingest_never_answers_5xx_and_matches_its_schema(
-    ingest: ServiceProcess, keys: Keys, mode: GenerationMode
-) -> None:
-    ops = operations(ingest)
-    assert {op.path for op in ops} >= {"/v1/events", "/v1/events:import"}
+@pytest.fixture(scope="module")
+def scoring(stack: Stack) -> ServiceProcess:
+    return stack.start_service("scoring")
+
+
+def fuzz(service: ServiceProcess, key: str, mode: GenerationMode) -> list[str]:
+    """Every operation, fuzzed as `key`: no 5xx, and every response matches the document."""
+    ops = operations(service)
     for op in ops:
-        if mode is GenerationMode.NEGATIVE and op.method.upper() != "POST":
-            continue  # nothing to make invalid in a parameterless GET
+        if mode is GenerationMode.NEGATIVE and not (op.path_parameters or op.query or op.body):
+            continue  # nothing to make invalid
 
         @given(case=op.as_strategy(generation_mode=mode))
         @FUZZ
         def check(case: Any) -> None:
             case.call_and_validate(
-                headers={"Authorization": f"Bearer {keys.admin}"}, excluded_checks=CONTEXT_DEPENDENT
+                headers={"Authorization": f"Bearer {key}"}, excluded_checks=CONTEXT_DEPENDENT
             )
 
         check()
+    return [f"{op.method.upper()} {op.path}" for op in ops]
 
 
-def test_anonymous_fuzzed_calls_are_refused_with_problem_json(ingest: ServiceProcess) -> None:
-    for op in operations(ingest):
+@pytest.mark.parametrize("mode", list(GenerationMode))
+def test_ingest_never_answers_5xx_and_matches_its_schema(
+    ingest: ServiceProcess, keys: Keys, mode: GenerationMode
+) -> None:
+    fuzzed = fuzz(ingest, keys.admin, mode)
+    assert {"POST /v1/events", "POST /v1/events:import"} <= set(fuzzed)
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode))
+def test_scoring_never_answers_5xx_and_matches_its_schema(
+    scoring: ServiceProcess, keys: Keys, mode: GenerationMode
+) -> None:
+    fuzzed = fuzz(scoring, keys.admin, mode)
+    assert "GET /v1/leaderboards/{month}/{province}" in fuzzed
+
+
+def test_anonymous_fuzzed_calls_are_refused_with_problem_json(
+    ingest: ServiceProcess, scoring: ServiceProcess
+) -> None:
+    for op in operations(ingest) + operations(scoring):
         if not op.path.startswith("/v1/"):
             continue
 
