@@ -1,14 +1,17 @@
-"""Relays an outbox table (key, value, seq) to a Kafka topic: written in the business
-transaction, published after it, deleted only once the broker acknowledged.
+"""Relays an outbox table to a Kafka topic: written in the business transaction, published
+after it, deleted only once the broker acknowledged.
 
-The table holds the latest value per key (a changelog), so a crash between publish and delete
-republishes the same latest value: consumers treat the topic as latest state (SPEC §4).
+Two shapes: (key, value, seq) rows carry their value; (key, seq) rows only name what changed,
+and `render` reads the entities' current values when publishing — one record per key per pass,
+however often it changed (a changelog is latest state, SPEC §4). A crash between publish and
+delete republishes the same latest value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -37,6 +40,7 @@ class OutboxRelay:
         service: str,
         batch: int = 10_000,
         interval_s: float = 1.0,
+        render: Callable[[AsyncSession, list[str]], Awaitable[dict[str, bytes]]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._producer = producer
@@ -45,19 +49,31 @@ class OutboxRelay:
         self._service = service
         self._batch = batch
         self._interval_s = interval_s
+        self._render = render
 
     async def relay_once(self) -> int:
         """Publish up to one batch; return how many records went out."""
+        columns = "key, seq" if self._render else "key, value, seq"
         async with self._sessions() as session, session.begin():
-            rows = (await session.execute(
-                text(f"SELECT key, value, seq FROM {self._table} ORDER BY seq "
-                     "LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": self._batch},
-            )).all()  # fmt: skip
+            rows = (
+                await session.execute(
+                    text(
+                        f"SELECT {columns} FROM {self._table} ORDER BY seq "
+                        "LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": self._batch},
+                )
+            ).all()
             if not rows:
                 return 0
+            if self._render is not None:
+                values = await self._render(session, [r.key for r in rows])
+                records = [(r.key, values[r.key]) for r in rows if r.key in values]
+            else:
+                records = [(r.key, bytes(r.value)) for r in rows]
             futures = [
-                await self._producer.send(self._topic, bytes(r.value), key=r.key.encode())
-                for r in rows
+                await self._producer.send(self._topic, value, key=key.encode())
+                for key, value in records
             ]
             for future in futures:
                 await future

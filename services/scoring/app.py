@@ -16,6 +16,7 @@ from sqlalchemy import MetaData, text
 from services.scoring.api import profiles, reads
 from services.scoring.consumers.events import DLQ_TOPIC, EventsConsumer
 from services.scoring.settings import ScoringSettings
+from services.scoring.store import changelog
 from shared.auth import KeyCache
 from shared.contract import EVENTS_TOPIC
 from shared.db import make_engine, make_sessionmaker, migrate
@@ -49,6 +50,7 @@ def create_app(
         METRICS_TOPIC,
         "scoring",
         interval_s=settings.changelog_interval_s,
+        render=changelog.render,
     )
     consumer = EventsConsumer(
         bootstrap,

@@ -12,7 +12,7 @@ class ScoringSettings(BaseSettings):
     schema_name: str = Field(default="scoring", description="PostgreSQL schema this service owns.")
     database_url: str | None = Field(default=None, description="Overrides ENGAGE_DATABASE_URL.")
     consumer_group: str = "scoring"
-    max_batch_records: int = Field(default=5000, ge=1, le=100_000)
+    max_batch_records: int = Field(default=10_000, ge=1, le=100_000)
     consume: bool = Field(default=True, description="Run the consumer (off = read API only).")
     changelog_interval_s: float = Field(
         default=1.0,

@@ -14,7 +14,7 @@ from services.scoring.api.schemas import GroupMonth, Leaderboard, UserDay, UserM
 from services.scoring.domain.periods import month_label, parse_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store import queries
-from services.scoring.store.apply import derived_day_points
+from services.scoring.store.changelog import derived_day_points
 from shared.api_auth import RequireViewer
 from shared.contract import PROVINCES
 from shared.errors import BadRequest, NotFound, ValidationFailed

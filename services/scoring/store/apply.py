@@ -18,22 +18,27 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from prometheus_client import Histogram
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.batch import BatchPlan, SessionFact
 from services.scoring.domain.membership import MembershipEvent, Span, is_member, spans_of
-from services.scoring.domain.periods import end_of_month, month_label, month_of, months_between
+from services.scoring.domain.periods import end_of_month, month_of, months_between
 from services.scoring.domain.sessions import SessionState, online_time_by_day
 from services.scoring.domain.vitality import (
     MESSAGE_POINTS_CAP,
     MOBILE_SECONDS_PER_POINT,
     ONLINE_POINTS_CAP,
     PC_SECONDS_PER_POINT,
-    Weights,
-    vitality,
+)
+from services.scoring.store.changelog import (
+    USER_DAY_COLUMNS,
+    USER_MONTH_COLUMNS,
+    group_month_key,
+    mark_changed,
+    user_day_key,
+    user_month_key,
 )
 from shared.contract import Envelope
 
@@ -202,40 +207,6 @@ async def _apply_sessions(
     )
 
 
-USER_DAY_COLUMNS = (
-    "messages",
-    "messages_sms",
-    "online_seconds_pc",
-    "online_seconds_mobile",
-    "points_delta",
-    "friends_added",
-    "checkins",
-    "logins",
-)
-USER_MONTH_COLUMNS = (
-    "messages",
-    "messages_sms",
-    "online_seconds_pc",
-    "online_seconds_mobile",
-    "online_points",
-    "message_points",
-    "activity_points",
-    "points_delta",
-    "friends_added",
-    "checkins",
-    "logins",
-    "active_days",
-)
-GROUP_MONTH_COLUMNS = (
-    "members",
-    "active_members",
-    "activity_points",
-    "points_growth",
-    "bonus_points",
-    "group_messages",
-)
-
-
 async def _add_user_days(
     session: AsyncSession, user_day: dict[tuple[str, date], dict[str, int]]
 ) -> list[dict[str, Any]]:
@@ -252,7 +223,7 @@ async def _add_user_days(
         text(
             f"INSERT INTO user_day (user_id, day, {cols}) "
             f"SELECT * FROM unnest(CAST(:u AS text[]), CAST(:d AS date[]), {arrays}) "
-            f"ON CONFLICT (user_id, day) DO UPDATE SET {updates} RETURNING *"
+            f"ON CONFLICT (user_id, day) DO UPDATE SET {updates} RETURNING user_id, day"
         ),
         params,
     )
@@ -491,104 +462,11 @@ async def _add_to_group_months(
         text(
             f"INSERT INTO group_month (group_id, month, {columns}) "
             f"SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), {arrays}) "
-            f"ON CONFLICT (group_id, month) DO UPDATE SET {updates} RETURNING *"
+            f"ON CONFLICT (group_id, month) DO UPDATE SET {updates} RETURNING group_id, month"
         ),
         params,
     )
     return [dict(r._mapping) for r in rows]
-
-
-async def default_weights(session: AsyncSession) -> Weights:
-    row = (
-        await session.execute(
-            text("SELECT w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = 'default'")
-        )
-    ).first()
-    return Weights(row.w_growth, row.w_activity, row.w_bonus) if row else Weights()
-
-
-def _changelog(
-    user_days: list[dict[str, Any]],
-    user_months: list[dict[str, Any]],
-    group_months: list[dict[str, Any]],
-    weights: Weights,
-) -> list[tuple[str, bytes]]:
-    out: list[tuple[str, bytes]] = []
-    for r in user_days:
-        out.append(
-            (
-                f"user:{r['user_id']}:{r['day'].isoformat()}",
-                orjson.dumps(
-                    {
-                        "entity": "user",
-                        "id": r["user_id"],
-                        "period": r["day"].isoformat(),
-                        "grain": "day",
-                        **{c: r[c] for c in USER_DAY_COLUMNS},
-                        **derived_day_points(r),
-                    }
-                ),
-            )
-        )
-    for r in user_months:
-        out.append(
-            (
-                f"user:{r['user_id']}:{month_label(r['month'])}",
-                orjson.dumps(
-                    {
-                        "entity": "user",
-                        "id": r["user_id"],
-                        "period": month_label(r["month"]),
-                        "grain": "month",
-                        **{c: r[c] for c in USER_MONTH_COLUMNS},
-                        "active": r["messages"] >= 1,
-                    }
-                ),
-            )
-        )
-    for r in group_months:
-        out.append(
-            (
-                f"group:{r['group_id']}:{month_label(r['month'])}",
-                orjson.dumps(
-                    {
-                        "entity": "group",
-                        "id": r["group_id"],
-                        "period": month_label(r["month"]),
-                        "grain": "month",
-                        **{c: r[c] for c in GROUP_MONTH_COLUMNS},
-                        "vitality": vitality(
-                            r["points_growth"], r["activity_points"], r["bonus_points"], weights
-                        ),
-                    }
-                ),
-            )
-        )
-    return out
-
-
-def derived_day_points(row: dict[str, Any]) -> dict[str, int]:
-    from services.scoring.domain.vitality import message_points, online_points
-
-    op = online_points(row["online_seconds_pc"], row["online_seconds_mobile"])
-    mp = message_points(row["messages"])
-    return {"online_points": op, "message_points": mp, "activity_points": op + mp}
-
-
-async def _write_outbox(session: AsyncSession, entries: list[tuple[str, bytes]]) -> None:
-    if not entries:
-        return
-    latest = dict(entries)
-    keys = sorted(latest)
-    await session.execute(
-        text(
-            "INSERT INTO changelog_outbox (key, value) "
-            "SELECT * FROM unnest(CAST(:k AS text[]), CAST(:v AS bytea[])) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-            "seq = nextval('changelog_seq')"
-        ),
-        {"k": keys, "v": [latest[k] for k in keys]},
-    )
 
 
 async def apply_batch(
@@ -660,8 +538,14 @@ async def apply_batch(
         group_rows = await _add_to_group_months(session, deltas)
 
     with _step("changelog"):
-        weights = await default_weights(session)
-        await _write_outbox(session, _changelog(day_rows, month_rows, group_rows, weights))
+        await mark_changed(
+            session,
+            [
+                *(user_day_key(r["user_id"], r["day"]) for r in day_rows),
+                *(user_month_key(r["user_id"], r["month"]) for r in month_rows),
+                *(group_month_key(r["group_id"], r["month"]) for r in group_rows),
+            ],
+        )
     outcome.user_days, outcome.user_months, outcome.group_months = (
         len(day_rows),
         len(month_rows),

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
-from services.scoring.store.apply import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
+from services.scoring.store.changelog import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
 
 # Parameters are cast: asyncpg would otherwise type them after the integer columns and truncate.
 VITALITY_SQL = (

@@ -123,7 +123,6 @@ CREATE TABLE audit_log (
 CREATE SEQUENCE changelog_seq;
 CREATE TABLE changelog_outbox (
     key text PRIMARY KEY,
-    value bytea NOT NULL,
     seq bigint NOT NULL DEFAULT nextval('changelog_seq')
 );
 CREATE INDEX changelog_outbox_seq ON changelog_outbox (seq);

@@ -1,0 +1,162 @@
+"""The changelog of SPEC §4: which entities changed (written in the batch's transaction) and
+their full current values (rendered when the relay publishes, once per key per pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring.domain.periods import month_label, parse_month
+from services.scoring.domain.vitality import Weights, message_points, online_points, vitality
+
+USER_DAY_COLUMNS = (
+    "messages",
+    "messages_sms",
+    "online_seconds_pc",
+    "online_seconds_mobile",
+    "points_delta",
+    "friends_added",
+    "checkins",
+    "logins",
+)
+USER_MONTH_COLUMNS = (
+    "messages",
+    "messages_sms",
+    "online_seconds_pc",
+    "online_seconds_mobile",
+    "online_points",
+    "message_points",
+    "activity_points",
+    "points_delta",
+    "friends_added",
+    "checkins",
+    "logins",
+    "active_days",
+)
+GROUP_MONTH_COLUMNS = (
+    "members",
+    "active_members",
+    "activity_points",
+    "points_growth",
+    "bonus_points",
+    "group_messages",
+)
+
+
+def user_day_key(user_id: str, day: date) -> str:
+    return f"user:{user_id}:{day.isoformat()}"
+
+
+def user_month_key(user_id: str, month: date) -> str:
+    return f"user:{user_id}:{month_label(month)}"
+
+
+def group_month_key(group_id: str, month: date) -> str:
+    return f"group:{group_id}:{month_label(month)}"
+
+
+def derived_day_points(row: dict[str, Any]) -> dict[str, int]:
+    op = online_points(row["online_seconds_pc"], row["online_seconds_mobile"])
+    mp = message_points(row["messages"])
+    return {"online_points": op, "message_points": mp, "activity_points": op + mp}
+
+
+async def mark_changed(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Record that these entities changed; a key already waiting is moved to the back."""
+    ordered = sorted(set(keys))
+    if ordered:
+        await session.execute(
+            text(
+                "INSERT INTO changelog_outbox (key) SELECT * FROM unnest(CAST(:k AS text[])) "
+                "ON CONFLICT (key) DO UPDATE SET seq = nextval('changelog_seq')"
+            ),
+            {"k": ordered},
+        )
+
+
+async def render(session: AsyncSession, keys: list[str]) -> dict[str, bytes]:
+    """Full current values of the given changelog keys (ids may contain ':'; periods do not)."""
+    days: list[tuple[str, date]] = []
+    months: list[tuple[str, date]] = []
+    groups: list[tuple[str, date]] = []
+    for key in keys:
+        head, _, period = key.rpartition(":")
+        entity, _, entity_id = head.partition(":")
+        if entity == "group":
+            groups.append((entity_id, parse_month(period)))
+        elif len(period) == 10:
+            days.append((entity_id, date.fromisoformat(period)))
+        else:
+            months.append((entity_id, parse_month(period)))
+    out: dict[str, bytes] = {}
+    for r in await _rows(session, "user_day", "user_id", "day", days):
+        out[user_day_key(r["user_id"], r["day"])] = orjson.dumps(
+            {
+                "entity": "user",
+                "id": r["user_id"],
+                "period": r["day"].isoformat(),
+                "grain": "day",
+                **{c: r[c] for c in USER_DAY_COLUMNS},
+                **derived_day_points(r),
+            }
+        )
+    for r in await _rows(session, "user_month", "user_id", "month", months):
+        out[user_month_key(r["user_id"], r["month"])] = orjson.dumps(
+            {
+                "entity": "user",
+                "id": r["user_id"],
+                "period": month_label(r["month"]),
+                "grain": "month",
+                **{c: r[c] for c in USER_MONTH_COLUMNS},
+                "active": r["messages"] >= 1,
+            }
+        )
+    if groups:
+        w = await default_weights(session)
+        for r in await _rows(session, "group_month", "group_id", "month", groups):
+            out[group_month_key(r["group_id"], r["month"])] = orjson.dumps(
+                {
+                    "entity": "group",
+                    "id": r["group_id"],
+                    "period": month_label(r["month"]),
+                    "grain": "month",
+                    **{c: r[c] for c in GROUP_MONTH_COLUMNS},
+                    "vitality": vitality(
+                        r["points_growth"], r["activity_points"], r["bonus_points"], w
+                    ),
+                }
+            )
+    return out
+
+
+async def _rows(
+    session: AsyncSession,
+    table: str,
+    id_column: str,
+    period_column: str,
+    keys: list[tuple[str, date]],
+) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    rows = await session.execute(
+        text(
+            f"SELECT t.* FROM {table} t JOIN unnest(CAST(:i AS text[]), CAST(:p AS date[])) "
+            f"AS k(i, p) ON t.{id_column} = k.i AND t.{period_column} = k.p"
+        ),
+        {"i": [k[0] for k in keys], "p": [k[1] for k in keys]},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def default_weights(session: AsyncSession) -> Weights:
+    row = (
+        await session.execute(
+            text("SELECT w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = 'default'")
+        )
+    ).first()
+    return Weights(row.w_growth, row.w_activity, row.w_bonus) if row else Weights()
