@@ -85,12 +85,14 @@ class KeyDirectory:
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # The topic may not exist yet (no key issued); partitions_for_topic() reads the
+                # cached metadata, which `topics()` does not refresh: refresh it often instead.
+                metadata_max_age_ms=1000,
             )
             try:
                 await consumer.start()
                 partitions: set[int] = set()
                 while not partitions:
-                    await consumer.topics()
                     partitions = consumer.partitions_for_topic(KEYS_TOPIC) or set()
                     if not partitions:
                         await asyncio.sleep(0.5)

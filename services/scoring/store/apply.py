@@ -1,10 +1,11 @@
 """Performs a batch plan in one transaction: ledger, aggregates, changelog outbox and offsets.
 
 Concurrency (several replicas, SPEC §4 "scales out"): user-level rows belong to one partition
-(events are keyed by user_id), so replicas never share them. Group rows are shared; every
-transaction takes transaction-scoped advisory locks on the groups it touches, in ascending key
-order and in one statement, before it writes any group row — so there is no deadlock cycle, and
-the last transaction to commit recomputes a group from everything committed before it.
+(events are keyed by user_id, and a retried event keeps its user), so replicas never share them,
+and a partition's batches are serialised by the lock on its stored offset. Group rows are shared:
+they change only by additive deltas, which commute, and every transaction first takes
+transaction-scoped advisory locks on the groups it touches, in ascending key order and in one
+statement — so there is no deadlock cycle.
 """
 
 from __future__ import annotations
