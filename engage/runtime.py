@@ -153,7 +153,9 @@ class EmbeddedPostgres:
             (self.data_dir / "postmaster.pid").unlink()  # stale after a crash of the whole machine
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            # JIT compiles "expensive" plans per execution: +2.5 ms on a 12 ms leaderboard query.
+            "-c jit=off"
         )
         subprocess.run(
             [

@@ -20,6 +20,13 @@ VITALITY_SQL = (
     "(CAST(:wg AS float8) * gm.points_growth + CAST(:wa AS float8) * gm.activity_points"
     " + CAST(:wb AS float8) * gm.bonus_points)"
 )
+# A province's groups, each with its month: driven from the province index with one primary-key
+# lookup per group. (A plain join scans every group's month and hash-joins: ~30 ms at 100k
+# groups instead of ~12 ms; OFFSET 0 keeps the planner from flattening the lateral subquery.)
+PROVINCE_MONTH_SQL = (
+    "groups g CROSS JOIN LATERAL (SELECT * FROM group_month x "
+    "WHERE x.group_id = g.group_id AND x.month = :m OFFSET 0) gm"
+)
 ELIGIBLE_SQL = (
     "g.created_at IS NOT NULL AND g.created_at < :month_end "
     "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end)"
@@ -141,8 +148,8 @@ async def leaderboard(
         SELECT g.group_id, g.name, g.province, g.owner_id, gm.members, gm.active_members,
                gm.activity_points, gm.points_growth, gm.bonus_points, gm.group_messages,
                {VITALITY_SQL} AS vitality
-        FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
-        WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
+        FROM {PROVINCE_MONTH_SQL}
+        WHERE g.province = :p AND {ELIGIBLE_SQL}
           AND gm.members >= :min_members
           AND gm.active_members >= CAST(:ratio AS float8) * gm.members
           {keyset}
@@ -190,8 +197,8 @@ async def group_month(
     result["rank"] = None
     if result["ranked"] and result["province"]:
         result["rank"] = 1 + (await session.execute(text(f"""
-            SELECT count(*) FROM group_month gm JOIN groups g ON g.group_id = gm.group_id
-            WHERE gm.month = :m AND g.province = :p AND {ELIGIBLE_SQL}
+            SELECT count(*) FROM {PROVINCE_MONTH_SQL}
+            WHERE g.province = :p AND {ELIGIBLE_SQL}
               AND {_ranked("before", ":v", ":am", ":g")}"""),
             params | {"p": result["province"], "v": result["vitality"],
                       "am": result["active_members"]})).scalar_one()  # fmt: skip
