@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import EngageError
+from shared.errors import EngageError, ValidationFailed
 from shared.metrics import HttpMetricsMiddleware, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,50 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
-    for status, text in [
-        (401, "Missing or unknown API key"),
-        (403, "The key lacks the required role"),
-        (422, "Validation failed; `errors` names each field"),
-    ]
+_PROBLEM_TEXT = {
+    400: "Malformed request (e.g. a cursor this API did not issue)",
+    401: "Missing or unknown API key",
+    403: "The key lacks the required role",
+    404: "No such resource",
+    409: "Conflicts with the resource's current state",
+    422: "Validation failed; `errors` names each field",
 }
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem+json statuses a route can answer."""
+    return {
+        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _PROBLEM_TEXT[s]}
+        for s in statuses
+    }
+
+
+PROBLEM_RESPONSES = problems(401, 403, 422)
+
+
+async def reject_unknown_query_params(request: Request) -> None:
+    """Refuse query parameters the route does not declare (a typo must not be ignored)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    allowed: set[str] = set()
+    pending = [dependant]
+    while pending:  # the route's own query parameters and those of its dependencies
+        current = pending.pop()
+        allowed.update(p.alias for p in current.query_params)
+        pending.extend(current.dependencies)
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            code="unknown_parameter",
+            extra={
+                "errors": [
+                    {"field": name, "message": "not a parameter of this route"} for name in unknown
+                ]
+            },
+        )
 
 
 def _install_problem_handlers(app: FastAPI) -> None:

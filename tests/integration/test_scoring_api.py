@@ -204,6 +204,7 @@ async def test_user_month_reports_activity(viewer: httpx.AsyncClient) -> None:
         (f"/v1/leaderboards/{MONTH}/BJ?profile=unknown", 404),
         (f"/v1/leaderboards/{MONTH}/BJ?limit=0", 422),
         ("/v1/users/bad%20id/days/2026-11-01", 422),
+        (f"/v1/leaderboards/{MONTH}/BJ?min_member=4", 422),  # a typo is refused, not ignored
     ],
 )
 async def test_bad_requests_are_problems(viewer: httpx.AsyncClient, path: str, status: int) -> None:

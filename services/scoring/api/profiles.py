@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from services.scoring.api.deps import SessionDep, UnitOfWork
 from services.scoring.api.schemas import Profile, WeightsBody
@@ -12,9 +12,14 @@ from services.scoring.domain.vitality import Weights
 from services.scoring.store import queries
 from shared.api_auth import RequireAdmin, RequireViewer
 from shared.errors import NotFound
-from shared.http import PROBLEM_RESPONSES
+from shared.http import problems, reject_unknown_query_params
 
-router = APIRouter(prefix="/v1/profiles", tags=["profiles"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1/profiles",
+    tags=["profiles"],
+    dependencies=[Depends(reject_unknown_query_params)],
+    responses=problems(400, 401, 403, 404, 422),
+)
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 

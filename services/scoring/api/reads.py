@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from services.scoring.api.deps import SessionDep, TimeZone
 from services.scoring.api.schemas import GroupMonth, Leaderboard, UserDay, UserMonth, WeightsBody
@@ -18,9 +18,14 @@ from services.scoring.store.changelog import derived_day_points
 from shared.api_auth import RequireViewer
 from shared.contract import PROVINCES
 from shared.errors import BadRequest, NotFound, ValidationFailed
-from shared.http import PROBLEM_RESPONSES
+from shared.http import problems, reject_unknown_query_params
 
-router = APIRouter(prefix="/v1", tags=["metrics"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1",
+    tags=["metrics"],
+    dependencies=[Depends(reject_unknown_query_params)],
+    responses=problems(400, 401, 403, 404, 422),
+)
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id")]
