@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -38,6 +38,20 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """The one transaction boundary: commit on success, roll back on any error."""
     async with factory() as session, session.begin():
         yield session
+
+
+def database_ready(engine: AsyncEngine) -> Callable[[], Awaitable[str | None]]:
+    """A readiness check: None when the database answers, else the reason."""
+
+    async def check() -> str | None:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"database: {type(exc).__name__}"
+        return None
+
+    return check
 
 
 def _alembic_config(script_location: Path, schema: str, metadata: MetaData) -> Config:

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import text
 
 from services.ingest.api import events
 from services.ingest.key_sync import keep_keys_published
@@ -21,7 +20,7 @@ from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
 from shared.auth import KeyCache, TokenBucket
 from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS
-from shared.db import make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, migrate
 from shared.http import create_service_app
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
@@ -59,21 +58,13 @@ def create_app(
         await publisher.stop()
         await engine.dispose()
 
-    async def database_ready() -> str | None:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return f"database: {type(exc).__name__}"
-        return None
-
     app = create_service_app(
         service="ingest",
         title="Engage ingest",
         description="Client apps post message, login and other engagement events here (SPEC §3).",
         version="1.0.0",
         lifespan=lifespan,
-        readiness=[database_ready, publisher.ready],
+        readiness=[database_ready(engine), publisher.ready],
     )
     app.state.settings = settings
     app.state.sessions = sessions

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 
 from services.scoring.api import profiles, reads
 from services.scoring.consumers.events import DLQ_TOPIC, EventsConsumer
@@ -19,7 +19,7 @@ from services.scoring.settings import ScoringSettings
 from services.scoring.store import changelog
 from shared.auth import KeyCache
 from shared.contract import EVENTS_TOPIC
-from shared.db import make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, migrate
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_producer
 from shared.key_directory import KeyDirectory
@@ -93,14 +93,6 @@ def create_app(
         await producer.stop()
         await engine.dispose()
 
-    async def database_ready() -> str | None:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return f"database: {type(exc).__name__}"
-        return None
-
     async def kafka_ready() -> str | None:
         try:
             await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
@@ -115,7 +107,7 @@ def create_app(
         "(SPEC §4), kept up to date from engage.events.v1 with exactly-once effect.",
         version="1.0.0",
         lifespan=lifespan,
-        readiness=[database_ready, kafka_ready],
+        readiness=[database_ready(engine), kafka_ready],
     )
     app.state.sessions = sessions
     app.state.tz = tz
