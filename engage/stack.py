@@ -88,7 +88,6 @@ class Stack:
     broker: EmbeddedBroker | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, var_dir: Path | None = None, fixed_ports: bool = True) -> Stack:
@@ -121,7 +120,6 @@ class Stack:
             "ENGAGE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "ENGAGE_DATABASE_URL": self.database_url,
             "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
         }
 
     def start_service(

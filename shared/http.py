@@ -81,9 +81,6 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-PROBLEM_RESPONSES = problems(401, 403, 422)
-
-
 async def reject_unknown_query_params(request: Request) -> None:
     """Refuse query parameters the route does not declare (a typo must not be ignored)."""
     route = request.scope.get("route")

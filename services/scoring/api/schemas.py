@@ -7,36 +7,27 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
-class UserDay(BaseModel):
+class _UserMetrics(BaseModel):
     user_id: str
+    messages: int
+    messages_sms: int
+    online_seconds_pc: int
+    online_seconds_mobile: int
+    online_points: int
+    message_points: int
+    activity_points: int
+    points_delta: int
+    friends_added: int
+    checkins: int
+    logins: int
+
+
+class UserDay(_UserMetrics):
     day: str
-    messages: int
-    messages_sms: int
-    online_seconds_pc: int
-    online_seconds_mobile: int
-    online_points: int
-    message_points: int
-    activity_points: int
-    points_delta: int
-    friends_added: int
-    checkins: int
-    logins: int
 
 
-class UserMonth(BaseModel):
-    user_id: str
+class UserMonth(_UserMetrics):
     month: str
-    messages: int
-    messages_sms: int
-    online_seconds_pc: int
-    online_seconds_mobile: int
-    online_points: int
-    message_points: int
-    activity_points: int
-    points_delta: int
-    friends_added: int
-    checkins: int
-    logins: int
     active_days: int
     active: bool = Field(description="messages ≥ 1 this month; SMS-only users are never active")
 

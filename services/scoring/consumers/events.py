@@ -91,7 +91,6 @@ class EventsConsumer:
         tz: ZoneInfo,
         group_id: str = "scoring",
         max_records: int = 5000,
-        on_commit: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bootstrap = bootstrap
@@ -100,10 +99,8 @@ class EventsConsumer:
         self._tz = tz
         self._group_id = group_id
         self._max_records = max_records
-        self._on_commit = on_commit
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
-        self.batches = 0
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -221,9 +218,6 @@ class EventsConsumer:
             observe(max(0.0, (committed - env.received_at).total_seconds()))
         for kind, n in by_type.items():
             PROCESSED.labels(SERVICE, kind).inc(n)
-        self.batches += 1
-        if self._on_commit is not None:
-            self._on_commit()
 
     async def _dead_letter(self, record: Record, reason: str) -> None:
         POISON.labels(SERVICE).inc()

@@ -74,9 +74,6 @@ class OffsetConflict(Exception):
 class BatchOutcome:
     new_events: list[Envelope] = field(default_factory=list)
     duplicates: int = 0
-    user_days: int = 0
-    user_months: int = 0
-    group_months: int = 0
 
 
 async def claim_offsets(
@@ -547,9 +544,4 @@ async def apply_batch(
                 *(group_month_key(r["group_id"], r["month"]) for r in group_rows),
             ],
         )
-    outcome.user_days, outcome.user_months, outcome.group_months = (
-        len(day_rows),
-        len(month_rows),
-        len(group_rows),
-    )
     return outcome

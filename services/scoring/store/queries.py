@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -217,7 +217,3 @@ async def group_month(
     )
     result["top_members"] = [dict(r._mapping) for r in members]
     return result
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
