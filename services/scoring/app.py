@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,7 +51,7 @@ def create_app(
         METRICS_TOPIC,
         "scoring",
         interval_s=settings.changelog_interval_s,
-        render=changelog.render,
+        render=partial(changelog.render, tz=tz),
     )
     consumer = EventsConsumer(
         bootstrap,

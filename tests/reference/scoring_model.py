@@ -37,6 +37,7 @@ class Expected:
     user_month: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     group_month: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # as of month end
 
 
 def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
@@ -59,6 +60,8 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
                 raw[(u, d)]["messages_sms"] += 1
             else:
                 raw[(u, d)]["messages"] += 1
+                if e["client"] == "mobile":
+                    raw[(u, d)]["messages_mobile"] += 1
                 if e.get("group_id"):
                     group_messages[(e["group_id"], month_key(d))] += 1
         elif kind == "login":
@@ -112,6 +115,7 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
     fields = (
         "messages",
         "messages_sms",
+        "messages_mobile",
         "online_seconds_pc",
         "online_seconds_mobile",
         "points_delta",
@@ -127,7 +131,8 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
         out.user_day[(u, d)] = row
         monthly = out.user_month.setdefault((u, month_key(d)), defaultdict(int))
         for k, v in row.items():
-            monthly[k] += v
+            if k != "messages_mobile":  # a day-only metric
+                monthly[k] += v
         monthly["active_days"] += 1 if row["messages"] >= 1 else 0
 
     for month in months:
@@ -142,7 +147,8 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
             | {g for g, m in bonus if m == month}
             | {g for g, m in group_messages if m == month}
         ):
-            members = members_of.get(g, [])
+            members = sorted(members_of.get(g, []))
+            out.members[(g, month)] = members
             um = [out.user_month.get((u, month), {}) for u in members]
             out.group_month[(g, month)] = {
                 "members": len(members),

@@ -24,6 +24,7 @@ class _UserMetrics(BaseModel):
 
 class UserDay(_UserMetrics):
     day: str
+    messages_mobile: int = Field(description="messages sent from the mobile client")
 
 
 class UserMonth(_UserMetrics):

@@ -33,6 +33,7 @@ from shared.contract import (
 USER_DAY_COUNTERS = (
     "messages",
     "messages_sms",
+    "messages_mobile",
     "points_delta",
     "friends_added",
     "checkins",
@@ -99,6 +100,8 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                     counters["messages_sms"] += 1
                 else:
                     counters["messages"] += 1
+                    if e.client == "mobile":
+                        counters["messages_mobile"] += 1
                     if e.group_id is not None:
                         plan.group_month[(e.group_id, month_of(day))]["group_messages"] += 1
             case LoginEvent():

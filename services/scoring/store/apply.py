@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.batch import BatchPlan, SessionFact
 from services.scoring.domain.membership import MembershipEvent, Span, is_member, spans_of
-from services.scoring.domain.periods import end_of_month, month_of, months_between
+from services.scoring.domain.periods import end_of_month, local_day, month_of, months_between
 from services.scoring.domain.sessions import SessionState, online_time_by_day
 from services.scoring.domain.vitality import (
     MESSAGE_POINTS_CAP,
@@ -66,55 +66,10 @@ def _step(name: str) -> Iterator[None]:
     STEP_SECONDS.labels(name).observe(time.perf_counter() - start)
 
 
-class OffsetConflict(Exception):
-    """Another consumer moved this partition's offset: our batch is stale (a zombie's)."""
-
-
 @dataclass(slots=True)
 class BatchOutcome:
     new_events: list[Envelope] = field(default_factory=list)
     duplicates: int = 0
-
-
-async def claim_offsets(
-    session: AsyncSession, topic: str, first_offsets: dict[int, int]
-) -> dict[int, int]:
-    """Lock this batch's partitions' stored offsets; return where each really starts.
-
-    A stored offset beyond the batch's first means someone else processed part of it (we are a
-    zombie after a rebalance, or the broker redelivered): records below it are skipped. A stored
-    offset behind it means records would be skipped: refuse.
-    """
-    rows = await session.execute(
-        text(
-            "SELECT partition, next_offset FROM consumer_offsets "
-            "WHERE topic = :topic AND partition = ANY(:parts) ORDER BY partition FOR UPDATE"
-        ),
-        {"topic": topic, "parts": sorted(first_offsets)},
-    )
-    stored = {int(r.partition): int(r.next_offset) for r in rows}
-    for partition, first in first_offsets.items():
-        expected = stored.get(partition, 0)
-        if first > expected:
-            raise OffsetConflict(
-                f"partition {partition}: batch starts at {first}, stored offset is {expected}"
-            )
-    return {p: stored.get(p, 0) for p in first_offsets}
-
-
-async def store_offsets(session: AsyncSession, topic: str, next_offsets: dict[int, int]) -> None:
-    parts = sorted(next_offsets)
-    await session.execute(
-        text(
-            "INSERT INTO consumer_offsets (topic, partition, next_offset) "
-            "SELECT :topic, p, o "
-            "FROM unnest(CAST(:parts AS int[]), CAST(:offs AS bigint[])) AS x(p, o) "
-            "ON CONFLICT (topic, partition) DO UPDATE SET "
-            "next_offset = GREATEST(consumer_offsets.next_offset, excluded.next_offset), "
-            "updated_at = now()"
-        ),
-        {"topic": topic, "parts": parts, "offs": [next_offsets[p] for p in parts]},
-    )
 
 
 async def keep_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> list[Envelope]:
@@ -542,6 +497,11 @@ async def apply_batch(
                 *(user_day_key(r["user_id"], r["day"]) for r in day_rows),
                 *(user_month_key(r["user_id"], r["month"]) for r in month_rows),
                 *(group_month_key(r["group_id"], r["month"]) for r in group_rows),
+                # A dissolution changes no counter but must reach rewards (revocations).
+                *(
+                    group_month_key(g, month_of(local_day(at, tz)))
+                    for g, at in plan.dissolved.items()
+                ),
             ],
         )
     return outcome

@@ -6,17 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.domain.periods import month_label, parse_month
+from services.scoring.domain.periods import end_of_month, month_label, parse_month
 from services.scoring.domain.vitality import Weights, message_points, online_points, vitality
 
 USER_DAY_COLUMNS = (
     "messages",
     "messages_sms",
+    "messages_mobile",
     "online_seconds_pc",
     "online_seconds_mobile",
     "points_delta",
@@ -79,8 +81,13 @@ async def mark_changed(session: AsyncSession, keys: Iterable[str]) -> None:
         )
 
 
-async def render(session: AsyncSession, keys: list[str]) -> dict[str, bytes]:
-    """Full current values of the given changelog keys (ids may contain ':'; periods do not)."""
+async def render(session: AsyncSession, keys: list[str], tz: ZoneInfo) -> dict[str, bytes]:
+    """Full current values of the given changelog keys (ids may contain ':'; periods do not).
+
+    A group's record also carries its attributes and its members as of the end of the month
+    (for the current month: as of now), which rewards needs for owners, members and the
+    "effective active members" of SPEC §1.
+    """
     days: list[tuple[str, date]] = []
     months: list[tuple[str, date]] = []
     groups: list[tuple[str, date]] = []
@@ -118,7 +125,7 @@ async def render(session: AsyncSession, keys: list[str]) -> dict[str, bytes]:
         )
     if groups:
         w = await default_weights(session)
-        for r in await _rows(session, "group_month", "group_id", "month", groups):
+        for r in await _group_rows(session, groups, tz):
             out[group_month_key(r["group_id"], r["month"])] = orjson.dumps(
                 {
                     "entity": "group",
@@ -129,9 +136,41 @@ async def render(session: AsyncSession, keys: list[str]) -> dict[str, bytes]:
                     "vitality": vitality(
                         r["points_growth"], r["activity_points"], r["bonus_points"], w
                     ),
+                    "owner_id": r["owner_id"],
+                    "name": r["name"],
+                    "province": r["province"],
+                    "created_at": r["created_at"],
+                    "dissolved_at": r["dissolved_at"],
+                    "member_ids": r["member_ids"],
                 }
             )
     return out
+
+
+async def _group_rows(
+    session: AsyncSession, keys: list[tuple[str, date]], tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    counters = ", ".join(f"COALESCE(gm.{c}, 0) AS {c}" for c in GROUP_MONTH_COLUMNS)
+    rows = await session.execute(
+        text(f"""
+        SELECT k.g AS group_id, k.m AS month, {counters}, g.owner_id, g.name, g.province,
+               g.created_at, g.dissolved_at,
+               ARRAY(SELECT DISTINCT s.user_id FROM membership_spans s
+                     WHERE s.group_id = k.g AND s.joined_at < k.e
+                       AND (s.left_at IS NULL OR s.left_at >= k.e)
+                     ORDER BY s.user_id) AS member_ids
+        FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), CAST(:e AS timestamptz[]))
+             AS k(g, m, e)
+        LEFT JOIN groups g ON g.group_id = k.g
+        LEFT JOIN group_month gm ON gm.group_id = k.g AND gm.month = k.m
+        WHERE g.group_id IS NOT NULL OR gm.group_id IS NOT NULL"""),
+        {
+            "g": [k[0] for k in keys],
+            "m": [k[1] for k in keys],
+            "e": [end_of_month(k[1], tz) for k in keys],
+        },
+    )
+    return [dict(r._mapping) for r in rows]
 
 
 async def _rows(
