@@ -24,6 +24,7 @@ from engage.runtime import EmbeddedBroker, EmbeddedPostgres, free_port
 SERVICES: dict[str, tuple[str, int]] = {
     "ingest": ("services.ingest.app:create_app", 8001),
     "scoring": ("services.scoring.app:create_app", 8002),
+    "rewards": ("services.rewards.app:create_app", 8003),
 }
 
 

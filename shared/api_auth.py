@@ -51,6 +51,23 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+def require_any(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits keys carrying any of `roles` (or `admin`)."""
+
+    async def dependency(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        principal = await authorize(request)
+        if not any(principal.has(role) for role in roles):
+            raise Forbidden(
+                f"this key needs one of the roles {', '.join(roles)}", code="missing_role"
+            )
+        return principal
+
+    dependency.__name__ = "require_any_" + "_".join(roles)
+    return dependency
+
+
 Authenticated = Annotated[Principal, Depends(authenticate)]
 RequireIngest = Annotated[Principal, Depends(require(Role.INGEST))]
 RequireImporter = Annotated[Principal, Depends(require(Role.IMPORTER))]
@@ -58,3 +75,7 @@ RequireViewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 RequireCampaignOwner = Annotated[Principal, Depends(require(Role.CAMPAIGN_OWNER))]
 RequireApprover = Annotated[Principal, Depends(require(Role.APPROVER))]
 RequireAdmin = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Campaign reads: whoever works on campaigns or watches them.
+RequireCampaignReader = Annotated[
+    Principal, Depends(require_any(Role.VIEWER, Role.CAMPAIGN_OWNER, Role.APPROVER))
+]

@@ -70,6 +70,7 @@ _PROBLEM_TEXT = {
     404: "No such resource",
     409: "Conflicts with the resource's current state",
     422: "Validation failed; `errors` names each field",
+    503: "Temporarily unavailable; retry after `Retry-After` seconds",
 }
 
 

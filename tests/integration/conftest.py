@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ class Keys:
     viewer: str
     admin: str
     slow: str  # ingest role, 1 event/s
+    owner: str  # campaign_owner
+    approver: str
+    owner_approver: str  # both roles: may write drafts and approve others' versions
 
 
 @pytest.fixture(scope="session")
@@ -52,10 +56,34 @@ async def keys(stack: Stack) -> Keys:
         viewer=await issue("dashboard", [Role.VIEWER]),
         admin=await issue("ops", [Role.ADMIN]),
         slow=await issue("throttled", [Role.INGEST], rate=1),
+        owner=await issue("marketing", [Role.CAMPAIGN_OWNER]),
+        approver=await issue("manager", [Role.APPROVER]),
+        owner_approver=await issue("lead", [Role.CAMPAIGN_OWNER, Role.APPROVER]),
     )
+
+
+@pytest.fixture(scope="session")
+def rewards(stack: Stack) -> ServiceProcess:
+    """Rewards with settlement only on demand (POST /v1/settlements:run)."""
+    return stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
 
 
 @pytest.fixture
 async def client(ingest: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as c:
         yield c
+
+
+async def wait_for_keys(
+    base_url: str, path: str, secrets: list[str], timeout_s: float = 30
+) -> None:
+    """Wait until a service's key directory knows these keys (they travel via engage.keys.v1)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
+        for secret in secrets:
+            while True:
+                r = await c.get(path, headers={"Authorization": f"Bearer {secret}"})
+                if r.status_code != 401:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"{path}: key never known"
+                await asyncio.sleep(0.1)

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
-from services.scoring.api.deps import SessionDep, UnitOfWork
 from services.scoring.api.schemas import Profile, WeightsBody
 from services.scoring.domain.vitality import Weights
 from services.scoring.store import queries
 from shared.api_auth import RequireAdmin, RequireViewer
+from shared.api_deps import SessionDep, UnitOfWork
 from shared.errors import NotFound
 from shared.http import problems, reject_unknown_query_params
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import date
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query
 
-from services.scoring.api.deps import SessionDep, TimeZone
 from services.scoring.api.schemas import GroupMonth, Leaderboard, UserDay, UserMonth, WeightsBody
 from services.scoring.domain.periods import month_label, parse_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store import queries
 from services.scoring.store.changelog import derived_day_points
 from shared.api_auth import RequireViewer
+from shared.api_deps import SessionDep, TimeZone
 from shared.contract import PROVINCES
-from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.http import problems, reject_unknown_query_params
+from shared.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(
     prefix="/v1",
@@ -174,21 +173,18 @@ def _weights_body(w: Weights) -> WeightsBody:
 
 
 def _encode_cursor(c: queries.BoardCursor) -> str:
-    raw = orjson.dumps([c.vitality, c.active_members, c.group_id, c.rank])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor([c.vitality, c.active_members, c.group_id, c.rank])
 
 
 def _decode_cursor(text: str) -> queries.BoardCursor:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        v, a, g, r = orjson.loads(raw)
-        if not (
-            isinstance(v, int | float)
-            and isinstance(a, int)
-            and isinstance(g, str)
-            and isinstance(r, int)
-        ):
-            raise ValueError
-        return queries.BoardCursor(float(v), a, g, r)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise BadRequest("cursor: not a cursor this API returned", code="invalid_cursor") from None
+    v, a, g, r = decode_cursor(
+        text,
+        lambda k: (
+            len(k) == 4
+            and isinstance(k[0], int | float)
+            and isinstance(k[1], int)
+            and isinstance(k[2], str)
+            and isinstance(k[3], int)
+        ),
+    )
+    return queries.BoardCursor(float(v), a, g, r)

@@ -1,4 +1,4 @@
-"""Typed dependencies of the scoring API."""
+"""Typed dependencies every service API shares: sessions, the unit of work, the time zone."""
 
 from __future__ import annotations
 

@@ -1,0 +1,338 @@
+"""Campaign admin API (SPEC §5): owners write drafts, approvers approve, everyone reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import ValidationError
+
+from services.rewards.api.schemas import (
+    AuditPage,
+    Campaign,
+    CampaignPage,
+    CreateCampaign,
+    Draw,
+    Enroll,
+    Enrollment,
+    EnrollmentPage,
+    SettlementPage,
+    SimulationRequest,
+    SimulationResult,
+    Template,
+)
+from services.rewards.domain.rules import CampaignDefinition
+from services.rewards.domain.templates import TEMPLATES
+from services.rewards.store import campaigns, draws, settle, simulate
+from shared.api_auth import RequireApprover, RequireCampaignOwner, RequireCampaignReader
+from shared.api_deps import SessionDep, TimeZone, UnitOfWork
+from shared.errors import ValidationFailed
+from shared.http import problems, reject_unknown_query_params
+from shared.pagination import decode_cursor, encode_cursor
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["campaigns"],
+    dependencies=[Depends(reject_unknown_query_params)],
+    responses=problems(400, 401, 403, 404, 409, 422),
+)
+CampaignId = Annotated[str, Path(pattern=r"^cmp_[0-9a-f]{12}$", description="cmp_…")]
+VersionNo = Annotated[int, Path(ge=1, le=1_000_000)]
+RuleId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
+PeriodLabel = Annotated[str, Path(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=512)]
+
+
+def _next(items: list[dict[str, Any]], limit: int, key: str) -> str | None:
+    return encode_cursor([items[-1][key]]) if len(items) == limit else None
+
+
+def _after_text(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    value: str = decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], str))[0]
+    return value
+
+
+@router.get("/templates", response_model=list[Template], summary="The six campaign templates")
+async def list_templates(_: RequireCampaignReader) -> list[dict[str, str]]:
+    now = datetime.now(UTC)
+    return [
+        {"name": name, "description": make(now, now)["description"]}
+        for name, make in TEMPLATES.items()
+    ]
+
+
+@router.post(
+    "/campaigns",
+    response_model=Campaign,
+    status_code=201,
+    summary="Create a campaign (version 1, draft) from a template or a definition",
+)
+async def create_campaign(
+    body: CreateCampaign, session: UnitOfWork, owner: RequireCampaignOwner
+) -> dict[str, Any]:
+    if body.definition is not None:
+        definition = body.definition
+    else:
+        assert body.template and body.starts_at and body.ends_at
+        doc = TEMPLATES[body.template](body.starts_at, body.ends_at)
+        if body.name:
+            doc["name"] = body.name
+        try:
+            definition = CampaignDefinition.model_validate(doc)
+        except ValidationError as exc:
+            raise ValidationFailed(str(exc.errors()[0]["msg"]), code="invalid_window") from None
+    return await campaigns.create(session, definition, body.template, owner.key_id)
+
+
+@router.get("/campaigns", response_model=CampaignPage, summary="Campaigns, by id")
+async def list_campaigns(
+    session: SessionDep, _: RequireCampaignReader, limit: Limit = 100, cursor: Cursor = None
+) -> dict[str, Any]:
+    items = await campaigns.list_page(session, limit, _after_text(cursor))
+    return {"items": items, "next_cursor": _next(items, limit, "campaign_id")}
+
+
+@router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="One campaign")
+async def get_campaign(
+    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader
+) -> dict[str, Any]:
+    return await campaigns.get(session, campaign_id)
+
+
+@router.put(
+    "/campaigns/{campaign_id}/draft",
+    response_model=Campaign,
+    summary="Edit the draft; editing an approved, active or paused campaign makes a new version",
+)
+async def edit_draft(
+    campaign_id: CampaignId,
+    definition: CampaignDefinition,
+    session: UnitOfWork,
+    owner: RequireCampaignOwner,
+) -> dict[str, Any]:
+    return await campaigns.edit(session, campaign_id, definition, owner.key_id)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/versions/{version}:submit",
+    response_model=Campaign,
+    summary="Submit a draft for approval",
+)
+async def submit_version(
+    campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, owner: RequireCampaignOwner
+) -> dict[str, Any]:
+    return await campaigns.review(session, campaign_id, version, "submit", owner.key_id)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/versions/{version}:approve",
+    response_model=Campaign,
+    summary="Approve a submitted version (not by its author or submitter)",
+)
+async def approve_version(
+    campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, approver: RequireApprover
+) -> dict[str, Any]:
+    return await campaigns.review(session, campaign_id, version, "approve", approver.key_id)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/versions/{version}:reject",
+    response_model=Campaign,
+    summary="Send a submitted version back to draft",
+)
+async def reject_version(
+    campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, approver: RequireApprover
+) -> dict[str, Any]:
+    return await campaigns.review(session, campaign_id, version, "reject", approver.key_id)
+
+
+async def _run_state(
+    action: Literal["activate", "pause", "resume", "end"],
+    campaign_id: str,
+    session: UnitOfWork,
+    actor: str,
+    tz: TimeZone,
+) -> dict[str, Any]:
+    return await campaigns.run_state(session, campaign_id, action, actor, tz)
+
+
+@router.post(
+    "/campaigns/{campaign_id}:activate",
+    response_model=Campaign,
+    summary="Make the newest approved version live; its draws' seed hashes are published",
+)
+async def activate(
+    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
+) -> dict[str, Any]:
+    return await _run_state("activate", campaign_id, session, owner.key_id, tz)
+
+
+@router.post("/campaigns/{campaign_id}:pause", response_model=Campaign, summary="Pause")
+async def pause(
+    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
+) -> dict[str, Any]:
+    return await _run_state("pause", campaign_id, session, owner.key_id, tz)
+
+
+@router.post(
+    "/campaigns/{campaign_id}:resume",
+    response_model=Campaign,
+    summary="Resume; settlements missed while paused catch up",
+)
+async def resume(
+    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
+) -> dict[str, Any]:
+    return await _run_state("resume", campaign_id, session, owner.key_id, tz)
+
+
+@router.post("/campaigns/{campaign_id}:end", response_model=Campaign, summary="End for good")
+async def end(
+    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
+) -> dict[str, Any]:
+    return await _run_state("end", campaign_id, session, owner.key_id, tz)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/enrollments",
+    response_model=Enrollment,
+    status_code=201,
+    summary="Enroll a group by naming its owner",
+)
+async def enroll(
+    campaign_id: CampaignId, body: Enroll, session: UnitOfWork, owner: RequireCampaignOwner
+) -> dict[str, Any]:
+    return await campaigns.enroll(session, campaign_id, body.group_id, body.owner_id, owner.key_id)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/enrollments", response_model=EnrollmentPage, summary="Enrollments"
+)
+async def list_enrollments(
+    campaign_id: CampaignId,
+    session: SessionDep,
+    _: RequireCampaignReader,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    items = await campaigns.enrollments_page(session, campaign_id, limit, _after_text(cursor))
+    return {"items": items, "next_cursor": _next(items, limit, "group_id")}
+
+
+@router.get(
+    "/campaigns/{campaign_id}/audit",
+    response_model=AuditPage,
+    summary="Every change to the campaign: who, when, before and after",
+)
+async def campaign_audit(
+    campaign_id: CampaignId,
+    session: SessionDep,
+    _: RequireCampaignReader,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    await campaigns.get(session, campaign_id)
+    after = (
+        decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], int))[0]
+        if cursor
+        else None
+    )
+    items = await campaigns.audit_page(session, f"campaign:{campaign_id}", limit, after)
+    return {"items": items, "next_cursor": _next(items, limit, "id")}
+
+
+@router.get(
+    "/campaigns/{campaign_id}/draws",
+    response_model=list[Draw],
+    summary="Draws: seed hashes (published at activation), seeds once drawn",
+)
+async def list_draws(
+    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader
+) -> list[dict[str, Any]]:
+    await campaigns.get(session, campaign_id)
+    return await draws.draws_of(session, campaign_id)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/draws/{rule_id}/{period}",
+    response_model=Draw,
+    summary="One draw with its entries and winners, to recompute it",
+)
+async def get_draw(
+    campaign_id: CampaignId,
+    rule_id: RuleId,
+    period: PeriodLabel,
+    session: SessionDep,
+    _: RequireCampaignReader,
+) -> dict[str, Any]:
+    return await draws.draw_of(session, campaign_id, rule_id, period)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/settlements",
+    response_model=SettlementPage,
+    summary="Settled periods with their duration and grant count",
+)
+async def list_settlements(
+    campaign_id: CampaignId,
+    session: SessionDep,
+    _: RequireCampaignReader,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    await campaigns.get(session, campaign_id)
+    items = await settle.settlements_page(session, campaign_id, limit, _after_text(cursor))
+    next_cursor = (
+        encode_cursor([f"{items[-1]['rule_id']}/{items[-1]['period']}"])
+        if len(items) == limit
+        else None
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post(
+    "/campaigns/{campaign_id}/versions/{version}:simulate",
+    response_model=SimulationResult,
+    response_model_by_alias=True,
+    summary="Backtest a version over stored metrics, without side effects",
+)
+async def simulate_version(
+    campaign_id: CampaignId,
+    version: VersionNo,
+    body: Annotated[SimulationRequest, Body()],
+    request: Request,
+    _: RequireCampaignReader,
+    tz: TimeZone,
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    async with request.app.state.sessions() as session, session.begin():
+        await session.execute(campaigns.READ_ONLY)
+        doc = await campaigns.get(session, campaign_id)
+        definition = await campaigns.version_definition(session, campaign_id, version)
+        candidate = await simulate.run(
+            session, campaign_id, definition, body.from_day, body.to_day, tz, now
+        )
+        diff = None
+        live = doc["live_version"]
+        if live is not None and live != version:
+            baseline = await simulate.run(
+                session,
+                campaign_id,
+                await campaigns.version_definition(session, campaign_id, live),
+                body.from_day,
+                body.to_day,
+                tz,
+                now,
+            )
+            diff = {"against_version": live, **simulate.diff(candidate, baseline, body.sample)}
+    return {
+        "campaign_id": campaign_id,
+        "version": version,
+        "from_day": body.from_day,
+        "to_day": body.to_day,
+        **simulate.summary(candidate, body.sample),
+        "diff": diff,
+    }

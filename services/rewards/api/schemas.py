@@ -1,0 +1,224 @@
+"""Request and response bodies of the rewards API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.rewards.domain.rules import CampaignDefinition, RewardKind
+from services.rewards.domain.templates import TEMPLATES
+
+IDENT = r"^[A-Za-z0-9_.:@+\-]{1,64}$"  # SPEC §3 id charset
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateCampaign(_Body):
+    """Either a template with its window (and optionally a name), or a full definition."""
+
+    template: str | None = Field(default=None, description=f"One of {', '.join(TEMPLATES)}.")
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    definition: CampaignDefinition | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CreateCampaign:
+        if (self.template is None) == (self.definition is None):
+            raise ValueError("give either 'template' or 'definition'")
+        if self.template is not None:
+            if self.template not in TEMPLATES:
+                raise ValueError(
+                    f"template: unknown '{self.template}' (one of {', '.join(TEMPLATES)})"
+                )
+            if self.starts_at is None or self.ends_at is None:
+                raise ValueError("a template needs 'starts_at' and 'ends_at'")
+        elif self.starts_at or self.ends_at or self.name:
+            raise ValueError("'starts_at', 'ends_at' and 'name' go inside 'definition'")
+        return self
+
+
+class Enroll(_Body):
+    group_id: str = Field(pattern=IDENT)
+    owner_id: str = Field(pattern=IDENT, description="Must be the group's owner.")
+
+
+class Revoke(_Body):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class SimulationRequest(_Body):
+    from_day: date = Field(alias="from")
+    to_day: date = Field(alias="to")
+    sample: int = Field(default=50, ge=0, le=1000, description="Grants listed in full.")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _range(self) -> SimulationRequest:
+        if self.to_day < self.from_day:
+            raise ValueError("'to' is before 'from'")
+        if (self.to_day - self.from_day).days > 92:
+            raise ValueError("a simulation covers at most 93 days")
+        return self
+
+
+class Version(BaseModel):
+    version: int
+    status: Literal["draft", "submitted", "approved", "active", "paused", "ended", "superseded"]
+    definition: dict[str, Any]
+    author: str
+    submitted_by: str | None
+    approved_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Budget(BaseModel):
+    kind: RewardKind
+    total: int
+    spent: int
+    remaining: int
+
+
+class Campaign(BaseModel):
+    campaign_id: str
+    template: str | None
+    state: str = Field(description="draft, submitted, approved, active, paused or ended")
+    live_version: int | None = Field(description="The version grants come from now")
+    created_by: str
+    created_at: datetime
+    versions: list[Version]
+    budgets: list[Budget]
+
+
+class CampaignSummary(BaseModel):
+    campaign_id: str
+    name: str
+    template: str | None
+    state: str
+    live_version: int | None
+    newest_version: int
+    created_by: str
+    created_at: datetime
+
+
+class Page(BaseModel):
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
+
+
+class CampaignPage(Page):
+    items: list[CampaignSummary]
+
+
+class Enrollment(BaseModel):
+    campaign_id: str
+    group_id: str
+    owner_id: str
+    enrolled_by: str
+    enrolled_at: datetime
+
+
+class EnrollmentPage(Page):
+    items: list[Enrollment]
+
+
+class GrantItem(BaseModel):
+    kind: RewardKind
+    amount: int
+
+
+class Grant(BaseModel):
+    grant_id: int
+    campaign_id: str
+    version: int
+    rule_id: str
+    role: str = Field(description="owner, member or user: whose grant within the rule")
+    user_id: str
+    period: str = Field(description="YYYY-MM-DD, YYYY-MM, or 'campaign' (once per campaign)")
+    status: Literal["granted", "budget_exhausted", "revoked"]
+    items: list[GrantItem]
+    fulfil_by: date
+    group_id: str | None
+    revocable: bool
+    explanation: dict[str, Any] = Field(description="Which values satisfied which condition")
+    created_at: datetime
+    revoked_at: datetime | None
+    revoke_reason: str | None
+
+
+class GrantPage(Page):
+    items: list[Grant]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    before: Any
+    after: Any
+
+
+class AuditPage(Page):
+    items: list[AuditEntry]
+
+
+class Draw(BaseModel):
+    campaign_id: str
+    rule_id: str
+    period: str
+    seed_sha256: str = Field(description="Published when the seed was chosen")
+    committed_at: datetime
+    period_starts_at: datetime
+    committed_before_period: bool
+    drawn_at: datetime | None
+    version: int | None
+    seed: str | None = Field(description="Revealed once drawn")
+    entries_digest: str | None
+    entry_count: int | None
+    winner_count: int | None
+    entries: list[str] | None = None
+    winners: list[str] | None = None
+
+
+class Settlement(BaseModel):
+    campaign_id: str
+    rule_id: str
+    period: str
+    version: int
+    settled_at: datetime | None = None
+    seconds: float | None
+    grants: int | None
+
+
+class SettlementPage(Page):
+    items: list[Settlement]
+
+
+class SettlementRunResult(BaseModel):
+    settled: list[Settlement]
+    already_settled: int = Field(description="Due periods another replica settled meanwhile")
+
+
+class Template(BaseModel):
+    name: str
+    description: str
+
+
+class SimulationResult(BaseModel):
+    campaign_id: str
+    version: int
+    from_day: date = Field(serialization_alias="from")
+    to_day: date = Field(serialization_alias="to")
+    grants: int
+    by_rule: dict[str, dict[str, int]]
+    budget_use: dict[str, dict[str, int | None]]
+    sample: list[dict[str, Any]]
+    diff: dict[str, Any] | None = Field(
+        description="Against the live version (null when simulating the live version itself)"
+    )

@@ -1,0 +1,114 @@
+"""Rewards: campaigns, grants ledger, draws, settlement and simulation (SPEC §5). The one place
+that wires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+from sqlalchemy import MetaData
+
+from services.rewards.api import campaigns, grants
+from services.rewards.consumers.metrics import DLQ_TOPIC, METRICS_TOPIC, MetricsConsumer
+from services.rewards.settings import RewardsSettings
+from services.rewards.settler import Settler
+from shared.auth import KeyCache
+from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.http import create_service_app
+from shared.kafka import ensure_topics, make_producer
+from shared.key_directory import KeyDirectory
+from shared.logging import configure_logging
+from shared.outbox import OutboxRelay
+from shared.settings import CommonSettings, tune_gc
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+GRANTS_TOPIC = "engage.grants.v1"
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: RewardsSettings | None = None
+) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or RewardsSettings()
+    bootstrap = common.require_kafka()
+    configure_logging("rewards", common.log_level)
+    tz = ZoneInfo(common.timezone)
+    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    sessions = make_sessionmaker(engine)
+    producer = make_producer(bootstrap, "rewards")
+    directory = KeyDirectory(bootstrap)
+    relay = OutboxRelay(
+        sessions,
+        producer,
+        "grants_outbox",
+        GRANTS_TOPIC,
+        "rewards",
+        interval_s=settings.outbox_interval_s,
+    )
+    consumer = MetricsConsumer(
+        bootstrap, sessions, producer, tz, settings.consumer_group, settings.max_batch_records
+    )
+    settler = Settler(
+        sessions, consumer, tz, settings.settle_interval_s, settings.catch_up_timeout_s
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> None:
+        tasks.append(asyncio.create_task(coro))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await ensure_topics(
+            bootstrap,
+            {METRICS_TOPIC: common.topic_partitions, GRANTS_TOPIC: common.topic_partitions,
+             DLQ_TOPIC: 1},
+            common.topic_replication,
+            compacted=frozenset({METRICS_TOPIC}),
+        )  # fmt: skip
+        await producer.start()
+        await directory.start()
+        tune_gc()
+        spawn(relay.run())
+        if settings.consume:
+            spawn(consumer.run())
+            spawn(settler.run())
+        yield
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await directory.stop()
+        await producer.stop()
+        await engine.dispose()
+
+    async def kafka_ready() -> str | None:
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"kafka: {type(exc).__name__}"
+        return None
+
+    app = create_service_app(
+        service="rewards",
+        title="Engage rewards",
+        description="Campaigns (rank, threshold, lottery, scaled rules over the metrics scoring "
+        "publishes), approvals, budgets, a grants ledger that never pays twice, verifiable "
+        "draws, settlement and simulation (SPEC §5). Grants go to engage.grants.v1.",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness=[database_ready(engine), kafka_ready],
+    )
+    app.state.sessions = sessions
+    app.state.tz = tz
+    app.state.key_cache = KeyCache(directory.principals, ttl_s=1.0, miss_reload_s=0.0)
+    app.state.settler = settler
+    app.include_router(campaigns.router)
+    app.include_router(grants.router)
+    return app

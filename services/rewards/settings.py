@@ -1,0 +1,26 @@
+"""Rewards settings (`REWARDS_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RewardsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REWARDS_", extra="ignore")
+
+    schema_name: str = Field(default="rewards", description="PostgreSQL schema this service owns.")
+    database_url: str | None = Field(default=None, description="Overrides ENGAGE_DATABASE_URL.")
+    consumer_group: str = "rewards"
+    max_batch_records: int = Field(default=5_000, ge=1, le=100_000)
+    consume: bool = Field(default=True, description="Run the metrics consumer.")
+    settle_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds between settlement passes; 0 = only on POST /v1/settlements:run.",
+    )
+    catch_up_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="How long settlement waits for metrics to apply."
+    )
+    outbox_interval_s: float = Field(default=0.2, ge=0, le=60)

@@ -1,0 +1,406 @@
+"""Campaigns, versions, enrollments, budgets and the audit log."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards.domain import draws, lifecycle
+from services.rewards.domain.lifecycle import VersionState
+from services.rewards.domain.periods import periods_in_window
+from services.rewards.domain.rules import CampaignDefinition, LotteryRule
+from services.rewards.store.snapshots import group_owner, jsonb
+from shared.errors import Conflict, NotFound, ValidationFailed
+
+READ_ONLY = text("SET TRANSACTION READ ONLY")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCampaign:
+    campaign_id: str
+    version: int
+    state: str  # active, paused or ended
+    definition: CampaignDefinition
+
+
+def _dump(definition: CampaignDefinition) -> str:
+    return orjson.dumps(definition.model_dump(mode="json")).decode()
+
+
+async def audit(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    subject: str,
+    before: Any,
+    after: Any,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO audit_log (actor, action, subject, before, after) "
+            "VALUES (:by, :a, :s, CAST(:b AS jsonb), CAST(:f AS jsonb))"
+        ),
+        {
+            "by": actor,
+            "a": action,
+            "s": subject,
+            "b": None if before is None else orjson.dumps(before, default=str).decode(),
+            "f": None if after is None else orjson.dumps(after, default=str).decode(),
+        },
+    )
+
+
+async def get(session: AsyncSession, campaign_id: str, *, lock: bool = False) -> dict[str, Any]:
+    row = (
+        await session.execute(
+            text(
+                "SELECT campaign_id, template, created_by, created_at, live_version, state "
+                f"FROM campaigns WHERE campaign_id = :c{' FOR UPDATE' if lock else ''}"
+            ),
+            {"c": campaign_id},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no campaign '{campaign_id}'", code="campaign_not_found")
+    doc = dict(row._mapping)
+    versions = await session.execute(
+        text(
+            "SELECT version, status, definition, author, submitted_by, approved_by, created_at, "
+            "updated_at FROM campaign_versions WHERE campaign_id = :c ORDER BY version"
+        ),
+        {"c": campaign_id},
+    )
+    doc["versions"] = [{**dict(v._mapping), "definition": jsonb(v.definition)} for v in versions]
+    budgets = await session.execute(
+        text(
+            "SELECT kind, total, spent, total - spent AS remaining FROM budgets "
+            "WHERE campaign_id = :c ORDER BY kind"
+        ),
+        {"c": campaign_id},
+    )
+    doc["budgets"] = [dict(b._mapping) for b in budgets]
+    return doc
+
+
+async def list_page(session: AsyncSession, limit: int, after: str | None) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            "SELECT c.campaign_id, c.template, c.state, c.live_version, c.created_by, "
+            "c.created_at, v.definition->>'name' AS name, v.version AS newest_version "
+            "FROM campaigns c JOIN LATERAL (SELECT version, definition FROM campaign_versions "
+            "WHERE campaign_id = c.campaign_id ORDER BY version DESC LIMIT 1) v ON true "
+            "WHERE (CAST(:after AS text) IS NULL OR c.campaign_id > :after) "
+            "ORDER BY c.campaign_id LIMIT :n"
+        ),
+        {"after": after, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def create(
+    session: AsyncSession, definition: CampaignDefinition, template: str | None, actor: str
+) -> dict[str, Any]:
+    campaign_id = f"cmp_{secrets.token_hex(6)}"
+    await session.execute(
+        text(
+            "INSERT INTO campaigns (campaign_id, template, created_by, state) "
+            "VALUES (:c, :t, :by, 'draft')"
+        ),
+        {"c": campaign_id, "t": template, "by": actor},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
+            "VALUES (:c, 1, 'draft', CAST(:d AS jsonb), :by)"
+        ),
+        {"c": campaign_id, "d": _dump(definition), "by": actor},
+    )
+    after = await get(session, campaign_id)
+    await audit(session, actor, "campaign.create", f"campaign:{campaign_id}", None, after)
+    return after
+
+
+def _newest(doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(doc["versions"][-1])
+
+
+def _state(v: dict[str, Any]) -> VersionState:
+    return VersionState(v["version"], v["status"], v["author"], v["submitted_by"])
+
+
+async def edit(
+    session: AsyncSession, campaign_id: str, definition: CampaignDefinition, actor: str
+) -> dict[str, Any]:
+    before = await get(session, campaign_id, lock=True)
+    newest = _newest(before)
+    target = lifecycle.edit_target(_state(newest), before["state"])
+    if target is not None:
+        await session.execute(
+            text(
+                "UPDATE campaign_versions SET definition = CAST(:d AS jsonb), author = :by, "
+                "updated_at = now() WHERE campaign_id = :c AND version = :v"
+            ),
+            {"c": campaign_id, "v": target, "d": _dump(definition), "by": actor},
+        )
+    else:
+        await session.execute(
+            text(
+                "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
+                "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by)"
+            ),
+            {"c": campaign_id, "v": newest["version"] + 1, "d": _dump(definition), "by": actor},
+        )
+        if before["live_version"] is None:
+            await _set_state(session, campaign_id, lifecycle.DRAFT)
+    after = await get(session, campaign_id)
+    await audit(session, actor, "campaign.edit", f"campaign:{campaign_id}", before, after)
+    return after
+
+
+async def _set_state(
+    session: AsyncSession, campaign_id: str, state: str, live_version: int | None = None
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE campaigns SET state = :s, live_version = COALESCE(:v, live_version) "
+            "WHERE campaign_id = :c"
+        ),
+        {"c": campaign_id, "s": state, "v": live_version},
+    )
+
+
+async def _set_version(
+    session: AsyncSession, campaign_id: str, version: int, status: str, **who: str
+) -> None:
+    sets = ", ".join(f"{k} = :{k}" for k in who)
+    await session.execute(
+        text(
+            f"UPDATE campaign_versions SET status = :s, updated_at = now(){', ' if sets else ''}"
+            f"{sets} WHERE campaign_id = :c AND version = :v"
+        ),
+        {"c": campaign_id, "v": version, "s": status, **who},
+    )
+
+
+async def review(
+    session: AsyncSession, campaign_id: str, version: int, action: str, actor: str
+) -> dict[str, Any]:
+    """submit, approve or reject one version."""
+    before = await get(session, campaign_id, lock=True)
+    v = next((x for x in before["versions"] if x["version"] == version), None)
+    if v is None:
+        raise NotFound(
+            f"campaign '{campaign_id}' has no version {version}", code="version_not_found"
+        )
+    status = lifecycle.check_transition(v["status"], action)
+    if action == "approve":
+        lifecycle.check_approver(_state(v), actor)
+        await _set_version(session, campaign_id, version, status, approved_by=actor)
+    elif action == "submit":
+        await _set_version(session, campaign_id, version, status, submitted_by=actor)
+    else:
+        await _set_version(session, campaign_id, version, status)
+    if before["live_version"] is None:
+        await _set_state(session, campaign_id, status)
+    after = await get(session, campaign_id)
+    await audit(session, actor, f"version.{action}", f"campaign:{campaign_id}", before, after)
+    return after
+
+
+async def run_state(
+    session: AsyncSession, campaign_id: str, action: str, actor: str, tz: ZoneInfo
+) -> dict[str, Any]:
+    """activate (the newest approved version), pause, resume or end the campaign."""
+    before = await get(session, campaign_id, lock=True)
+    if action == "activate":
+        approved = [x for x in before["versions"] if x["status"] == lifecycle.APPROVED]
+        if not approved:
+            raise Conflict("no approved version to activate", code="invalid_transition")
+        v = approved[-1]
+        lifecycle.check_transition(v["status"], "activate")
+        if before["state"] == lifecycle.ENDED:
+            raise Conflict("the campaign has ended", code="campaign_ended")
+        live = before["live_version"]
+        if live is not None:
+            await _set_version(session, campaign_id, live, lifecycle.SUPERSEDED)
+        definition = CampaignDefinition.model_validate(v["definition"])
+        await _apply_budgets(session, campaign_id, definition)
+        await _commit_seeds(session, campaign_id, definition, tz)
+        await _set_version(session, campaign_id, v["version"], lifecycle.ACTIVE)
+        await _set_state(session, campaign_id, lifecycle.ACTIVE, v["version"])
+    else:
+        live = before["live_version"]
+        if live is None:
+            raise Conflict("the campaign has never been activated", code="invalid_transition")
+        status = lifecycle.check_transition(before["state"], action)
+        await _set_version(session, campaign_id, live, status)
+        await _set_state(session, campaign_id, status)
+    after = await get(session, campaign_id)
+    await audit(session, actor, f"campaign.{action}", f"campaign:{campaign_id}", before, after)
+    return after
+
+
+async def _apply_budgets(
+    session: AsyncSession, campaign_id: str, definition: CampaignDefinition
+) -> None:
+    rows = await session.execute(
+        text("SELECT kind, spent FROM budgets WHERE campaign_id = :c"), {"c": campaign_id}
+    )
+    spent = {r.kind: int(r.spent) for r in rows}
+    for kind, total in definition.budgets.items():
+        if total < spent.get(kind, 0):
+            raise ValidationFailed(
+                f"budgets.{kind}: {total} is below the {spent[kind]} already granted",
+                code="budget_below_spent",
+            )
+    for kind, total in sorted(definition.budgets.items()):
+        await session.execute(
+            text(
+                "INSERT INTO budgets (campaign_id, kind, total) VALUES (:c, :k, :t) "
+                "ON CONFLICT (campaign_id, kind) DO UPDATE SET total = excluded.total"
+            ),
+            {"c": campaign_id, "k": kind, "t": total},
+        )
+
+
+async def _commit_seeds(
+    session: AsyncSession, campaign_id: str, definition: CampaignDefinition, tz: ZoneInfo
+) -> None:
+    """Choose every draw's seed now and publish only its hash (SPEC §5)."""
+    for rule in definition.rules:
+        if not isinstance(rule, LotteryRule):
+            continue
+        periods = periods_in_window(rule.period, definition.starts_at, definition.ends_at, tz)
+        seeds = [draws.new_seed() for _ in periods]
+        await session.execute(
+            text(
+                "INSERT INTO draws (campaign_id, rule_id, period, seed, seed_sha256, "
+                "period_starts_at) SELECT :c, :r, * FROM unnest(CAST(:p AS text[]), "
+                "CAST(:s AS text[]), CAST(:h AS text[]), CAST(:a AS timestamptz[])) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {
+                "c": campaign_id,
+                "r": rule.id,
+                "p": [p.label for p in periods],
+                "s": seeds,
+                "h": [draws.commitment(s) for s in seeds],
+                "a": [p.start for p in periods],
+            },
+        )
+
+
+async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
+    rows = await session.execute(
+        text(
+            "SELECT c.campaign_id, c.live_version, c.state, v.definition FROM campaigns c "
+            "JOIN campaign_versions v ON v.campaign_id = c.campaign_id "
+            "AND v.version = c.live_version ORDER BY c.campaign_id"
+        )
+    )
+    return [
+        LiveCampaign(
+            r.campaign_id,
+            r.live_version,
+            r.state,
+            CampaignDefinition.model_validate(jsonb(r.definition)),
+        )
+        for r in rows
+    ]
+
+
+async def version_definition(
+    session: AsyncSession, campaign_id: str, version: int
+) -> CampaignDefinition:
+    row = (
+        await session.execute(
+            text(
+                "SELECT definition FROM campaign_versions WHERE campaign_id = :c AND version = :v"
+            ),
+            {"c": campaign_id, "v": version},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"campaign '{campaign_id}' has no version {version}", code="version_not_found"
+        )
+    return CampaignDefinition.model_validate(jsonb(row.definition))
+
+
+async def enroll(
+    session: AsyncSession, campaign_id: str, group_id: str, owner_id: str, actor: str
+) -> dict[str, Any]:
+    """Enroll a group by naming its owner; refused unless that user owns it (SPEC §5)."""
+    await get(session, campaign_id)
+    found = await group_owner(session, group_id)
+    if found is None:
+        raise NotFound(f"no group '{group_id}' is known to rewards yet", code="group_not_found")
+    owner, dissolved = found
+    if owner != owner_id:
+        raise ValidationFailed(
+            f"owner_id: '{owner_id}' is not the owner of group '{group_id}'", code="not_group_owner"
+        )
+    if dissolved:
+        raise Conflict(f"group '{group_id}' is dissolved", code="group_dissolved")
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO enrollments (campaign_id, group_id, owner_id, enrolled_by) "
+                "VALUES (:c, :g, :o, :by) ON CONFLICT DO NOTHING "
+                "RETURNING campaign_id, group_id, owner_id, enrolled_by, enrolled_at"
+            ),
+            {"c": campaign_id, "g": group_id, "o": owner_id, "by": actor},
+        )
+    ).first()
+    if row is None:
+        raise Conflict(f"group '{group_id}' is already enrolled", code="already_enrolled")
+    doc = dict(row._mapping)
+    await audit(session, actor, "enrollment.create", f"campaign:{campaign_id}", None, doc)
+    return doc
+
+
+async def enrollments_page(
+    session: AsyncSession, campaign_id: str, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    await get(session, campaign_id)
+    rows = await session.execute(
+        text(
+            "SELECT campaign_id, group_id, owner_id, enrolled_by, enrolled_at FROM enrollments "
+            "WHERE campaign_id = :c AND (CAST(:after AS text) IS NULL OR group_id > :after) "
+            "ORDER BY group_id LIMIT :n"
+        ),
+        {"c": campaign_id, "after": after, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def enrolled_groups(session: AsyncSession, campaign_id: str) -> set[str]:
+    rows = await session.execute(
+        text("SELECT group_id FROM enrollments WHERE campaign_id = :c"), {"c": campaign_id}
+    )
+    return {r.group_id for r in rows}
+
+
+async def audit_page(
+    session: AsyncSession, subject: str | None, limit: int, after: int | None
+) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            "SELECT id, at, actor, action, subject, before, after FROM audit_log "
+            "WHERE (CAST(:s AS text) IS NULL OR subject = :s) "
+            "AND (CAST(:after AS bigint) IS NULL OR id > :after) ORDER BY id LIMIT :n"
+        ),
+        {"s": subject, "after": after, "n": limit},
+    )
+    return [{**dict(r._mapping), "before": jsonb(r.before), "after": jsonb(r.after)} for r in rows]
+
+
+def window_of(definition: CampaignDefinition) -> tuple[datetime, datetime]:
+    return definition.starts_at, definition.ends_at

@@ -1,0 +1,229 @@
+"""Latest metric values from engage.metrics.v1, stored so that settlement, thresholds and
+simulation read rewards' own tables (SPEC §2: no service reads another's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards.domain.settlement import GroupMonth
+
+_ENVELOPE_FIELDS = frozenset({"entity", "id", "period", "grain"})
+_GROUP_ATTRIBUTES = frozenset(
+    {"owner_id", "name", "province", "created_at", "dissolved_at", "member_ids", "vitality"}
+)
+
+
+class MalformedMetric(ValueError):
+    """A changelog record that cannot be a metric value (goes to the DLQ)."""
+
+
+@dataclass(slots=True)
+class SnapshotBatch:
+    """The latest value per key within one consumed batch."""
+
+    user_days: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
+    user_months: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
+    groups: dict[tuple[str, date], GroupMonth] = field(default_factory=dict)
+
+    def add(self, value: bytes) -> None:
+        try:
+            doc = orjson.loads(value)
+            entity, grain, period, entity_id = doc["entity"], doc["grain"], doc["period"], doc["id"]
+            if not isinstance(entity_id, str) or not entity_id:
+                raise MalformedMetric("id must be a non-empty string")
+            day = date.fromisoformat(period if grain == "day" else f"{period}-01")
+            counters = {
+                k: float(v)
+                for k, v in doc.items()
+                if k not in _ENVELOPE_FIELDS and k not in _GROUP_ATTRIBUTES
+            }
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise MalformedMetric(f"not a metric record: {exc!r}"[:300]) from None
+        if entity == "user" and grain == "day":
+            self.user_days[(entity_id, day)] = counters
+        elif entity == "user" and grain == "month":
+            self.user_months[(entity_id, day)] = counters
+        elif entity == "group" and grain == "month":
+            self.groups[(entity_id, day)] = GroupMonth(
+                group_id=entity_id,
+                owner_id=doc.get("owner_id"),
+                province=doc.get("province"),
+                created_at=_ts(doc.get("created_at")),
+                dissolved_at=_ts(doc.get("dissolved_at")),
+                member_ids=tuple(doc.get("member_ids") or ()),
+                counters=counters,
+                month=day,
+            )
+        else:
+            raise MalformedMetric(f"unknown entity/grain {entity!r}/{grain!r}")
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _json(values: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [orjson.dumps(v).decode() for v in values]
+
+
+async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
+    """Upsert the batch's latest values (keys in order, so concurrent writers never deadlock)."""
+    for table, id_col, period_col, rows in (
+        ("user_day", "user_id", "day", batch.user_days),
+        ("user_month", "user_id", "month", batch.user_months),
+    ):
+        keys = sorted(rows)
+        if keys:
+            await session.execute(
+                text(
+                    f"INSERT INTO {table} ({id_col}, {period_col}, metrics) "
+                    "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:p AS date[]), "
+                    "CAST(:m AS jsonb[])) "
+                    f"ON CONFLICT ({id_col}, {period_col}) DO UPDATE SET metrics = excluded.metrics"
+                ),
+                {
+                    "i": [k[0] for k in keys],
+                    "p": [k[1] for k in keys],
+                    "m": _json(rows[k] for k in keys),
+                },
+            )
+    keys = sorted(batch.groups)
+    if keys:
+        gs = [batch.groups[k] for k in keys]
+        await session.execute(
+            text("""
+            INSERT INTO group_month (group_id, month, metrics, owner_id, province, created_at,
+                                     dissolved_at, member_ids)
+            SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), CAST(:v AS jsonb[]),
+                CAST(:o AS text[]), CAST(:p AS text[]), CAST(:c AS timestamptz[]),
+                CAST(:d AS timestamptz[]), CAST(:members AS jsonb[]))
+            ON CONFLICT (group_id, month) DO UPDATE SET metrics = excluded.metrics,
+                owner_id = excluded.owner_id, province = excluded.province,
+                created_at = excluded.created_at, dissolved_at = excluded.dissolved_at,
+                member_ids = excluded.member_ids"""),
+            {
+                "g": [k[0] for k in keys],
+                "m": [k[1] for k in keys],
+                "v": _json(g.counters for g in gs),
+                "o": [g.owner_id for g in gs],
+                "p": [g.province for g in gs],
+                "c": [g.created_at for g in gs],
+                "d": [g.dissolved_at for g in gs],
+                "members": [orjson.dumps(list(g.member_ids)).decode() for g in gs],
+            },
+        )
+
+
+def jsonb(value: Any) -> Any:
+    """A jsonb column read through `text()`: asyncpg hands it over as its JSON text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _float_values(doc: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in jsonb(doc).items()}
+
+
+async def user_days_on(session: AsyncSession, day: date) -> dict[str, dict[str, float]]:
+    rows = await session.execute(
+        text("SELECT user_id, metrics FROM user_day WHERE day = :d"), {"d": day}
+    )
+    return {r.user_id: _float_values(r.metrics) for r in rows}
+
+
+async def user_days_between(
+    session: AsyncSession, first: date, last: date
+) -> list[tuple[str, date, dict[str, float]]]:
+    rows = await session.execute(
+        text(
+            "SELECT user_id, day, metrics FROM user_day WHERE day BETWEEN :a AND :b "
+            "ORDER BY day, user_id"
+        ),
+        {"a": first, "b": last},
+    )
+    return [(r.user_id, r.day, _float_values(r.metrics)) for r in rows]
+
+
+async def user_months_in(session: AsyncSession, month: date) -> dict[str, dict[str, float]]:
+    rows = await session.execute(
+        text("SELECT user_id, metrics FROM user_month WHERE month = :m"), {"m": month}
+    )
+    return {r.user_id: _float_values(r.metrics) for r in rows}
+
+
+async def user_months_of(
+    session: AsyncSession, pairs: Iterable[tuple[str, date]]
+) -> dict[tuple[str, date], dict[str, float]]:
+    keys = sorted(set(pairs))
+    if not keys:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT um.user_id, um.month, um.metrics FROM user_month um JOIN "
+            "unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS k(u, m) "
+            "ON um.user_id = k.u AND um.month = k.m"
+        ),
+        {"u": [k[0] for k in keys], "m": [k[1] for k in keys]},
+    )
+    return {(r.user_id, r.month): _float_values(r.metrics) for r in rows}
+
+
+async def window_sums(
+    session: AsyncSession, users: Iterable[str], first: date, last: date, fields: Iterable[str]
+) -> dict[str, dict[str, float]]:
+    """Day values summed over [first, last] per user (the `user.campaign.*` scope)."""
+    users, fields = sorted(set(users)), sorted(set(fields))
+    if not users or not fields:
+        return {}
+    sums = ", ".join(f"COALESCE(sum(CAST(metrics->>'{f}' AS float8)), 0) AS {f}" for f in fields)
+    rows = await session.execute(
+        text(
+            f"SELECT user_id, {sums} FROM user_day WHERE user_id = ANY(:u) "
+            "AND day BETWEEN :a AND :b GROUP BY user_id"
+        ),
+        {"u": users, "a": first, "b": last},
+    )
+    return {r.user_id: {f: float(getattr(r, f)) for f in fields} for r in rows}
+
+
+async def group_months_in(session: AsyncSession, month: date) -> list[GroupMonth]:
+    rows = await session.execute(
+        text(
+            "SELECT group_id, metrics, owner_id, province, created_at, dissolved_at, member_ids "
+            "FROM group_month WHERE month = :m ORDER BY group_id"
+        ),
+        {"m": month},
+    )
+    return [
+        GroupMonth(
+            r.group_id,
+            r.owner_id,
+            r.province,
+            r.created_at,
+            r.dissolved_at,
+            tuple(jsonb(r.member_ids)),
+            _float_values(r.metrics),
+            month,
+        )
+        for r in rows
+    ]
+
+
+async def group_owner(session: AsyncSession, group_id: str) -> tuple[str | None, bool] | None:
+    """The group's owner and whether it is dissolved, from its latest stored month."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT owner_id, dissolved_at FROM group_month WHERE group_id = :g "
+                "ORDER BY month DESC LIMIT 1"
+            ),
+            {"g": group_id},
+        )
+    ).first()
+    return None if row is None else (row.owner_id, row.dissolved_at is not None)
