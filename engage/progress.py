@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def processed_events(database_url: str, schema: str = "scoring") -> int:
@@ -29,3 +30,62 @@ async def wait_processed(
             raise TimeoutError(f"{schema}: {n:,} of {target:,} events after {timeout_s:.0f}s")
         await asyncio.sleep(0.2)
     return time.monotonic() - start
+
+
+async def _count(database_url: str, sql: str) -> int | None:
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        return int(await conn.fetchval(sql) or 0)
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return None
+    finally:
+        await conn.close()
+
+
+async def wait_outbox_empty(
+    database_url: str, schema: str, table: str, timeout_s: float = 300.0
+) -> None:
+    """Wait until a service's outbox has published everything (the table exists and is empty)."""
+    deadline = time.monotonic() + timeout_s
+    while (n := await _count(database_url, f'SELECT count(*) FROM "{schema}".{table}')) != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{schema}.{table}: {n} rows still waiting after {timeout_s:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: int(o) for tp, o in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def wait_consumed(
+    database_url: str, bootstrap: str, schema: str, topic: str, timeout_s: float = 300.0
+) -> None:
+    """Wait until a service's stored offsets reach what `topic` holds now."""
+    ends = await topic_ends(bootstrap, topic)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            rows = await conn.fetch(
+                f'SELECT partition, next_offset FROM "{schema}".consumer_offsets WHERE topic = $1',
+                topic,
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            rows = []
+        finally:
+            await conn.close()
+        stored = {r["partition"]: r["next_offset"] for r in rows}
+        behind = {p: e - stored.get(p, 0) for p, e in ends.items() if stored.get(p, 0) < e}
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{schema}: behind on {topic} by {behind} after {timeout_s:.0f}s")
+        await asyncio.sleep(0.2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -94,3 +94,17 @@ def run_migrations_online() -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Transaction-scoped advisory locks on these keys, taken in one statement in ascending
+    order (so two writers never deadlock). Keys are database-wide: prefix them per service."""
+    ordered = sorted(set(keys))
+    if ordered:
+        await session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
+                "hashtextextended(x, 0) AS k FROM unnest(CAST(:x AS text[])) AS x ORDER BY k) s"
+            ),
+            {"x": ordered},
+        )

@@ -192,6 +192,29 @@ def test_monthly_lottery_cannot_read_day_metrics() -> None:
         )
 
 
+def test_day_threshold_cannot_read_the_month_it_would_not_see_change() -> None:
+    with pytest.raises(ValidationError, match="not available"):
+        definition(
+            {
+                "id": "t",
+                "kind": "threshold",
+                "condition": leaf("user.month.messages", ">=", 1),
+                "rewards": [{"kind": "points", "amount": 1}],
+            }
+        )
+    with pytest.raises(ValidationError, match="only at settlement"):
+        definition(
+            {
+                "id": "t",
+                "kind": "threshold",
+                "entity": "group",
+                "period": "month",
+                "condition": leaf("group.month.effective_active_members", ">=", 1),
+                "rewards": [{"kind": "points", "amount": 1}],
+            }
+        )
+
+
 def test_campaign_window_and_rule_ids_are_checked() -> None:
     rule = {
         "id": "x",
@@ -342,7 +365,7 @@ def test_draw_picks_smallest_hmac_and_anyone_can_recompute_it() -> None:
 
 
 def test_unique_draw_skips_a_winners_other_tickets() -> None:
-    entries = draws.frozen([*draws.ticket_entries("a", 50), "b", "c"])
+    entries = draws.frozen([*draws.ticket_entries("a", 50), "b#1", "c#1"])
     winners = draws.draw("seed", entries, 3, repeat_winners=False)
     assert sorted(draws.entrant(w) for w in winners) == ["a", "b", "c"]
     repeat = draws.draw("seed", entries, 3, repeat_winners=True)

@@ -108,7 +108,7 @@ class MetricsConsumer(TransactionalConsumer):
                 for g in fresh.groups.values()
                 if g.dissolved_at is not None
             }
-            revoked = await revoke_for_dissolved_groups(session, dissolved, now)
+            revoked = await revoke_for_dissolved_groups(session, dissolved, now, self._tz)
             await store_offsets(
                 session, METRICS_TOPIC, {p: max(stored[p], last[p] + 1) for p in last}
             )

@@ -2,8 +2,9 @@
 
 Before the period: a random seed is chosen and only SHA-256(seed) is published. At draw time the
 entries are frozen (sorted, digest = SHA-256 of the entries joined by newlines); the winners
-are the entries with the smallest HMAC-SHA256(key=seed, message=entry). An entry is a user id,
-or `user#n` for a user's n-th ticket. Anyone holding seed and entries can recompute it all.
+are the entries with the smallest HMAC-SHA256(key=seed, message=entry). An entry is a user id
+(one ticket each) or, when tickets come from a metric, `user#n` for a user's n-th ticket.
+Anyone holding the seed and the entries can recompute it all.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def entries_digest(entries: list[str]) -> str:
 
 
 def ticket_entries(user_id: str, tickets: int) -> list[str]:
-    return [user_id] if tickets == 1 else [f"{user_id}#{n}" for n in range(1, tickets + 1)]
+    """A user's numbered tickets, `user#1` … `user#n` (one entry per ticket)."""
+    return [f"{user_id}#{n}" for n in range(1, tickets + 1)]
 
 
 def entrant(entry: str) -> str:

@@ -132,12 +132,22 @@ class ThresholdRule(_Rule):
     rewards: list[Reward] = Field(min_length=1, max_length=8)
 
     def scopes(self) -> tuple[str, ...]:
-        return ("group.month",) if self.entity == "group" else _user_scopes(self.period)
+        if self.entity == "group":
+            return ("group.month",)
+        # A day threshold fires when the user's day changes; the month is a separate record
+        # that may change later without re-evaluating the day: use user.campaign instead.
+        return tuple(
+            s for s in _user_scopes(self.period) if (self.period, s) != ("day", "user.month")
+        )
 
     @model_validator(mode="after")
     def _check(self) -> ThresholdRule:
         if self.entity == "group" and self.period != "month":
             raise ValueError("group thresholds have period 'month'")
+        if "group.month.effective_active_members" in conditions.metrics_of(self.condition):
+            raise ValueError(
+                "condition: group.month.effective_active_members exists only at settlement"
+            )
         self._check_conditions(condition=self.condition)
         return self
 

@@ -263,9 +263,10 @@ def lottery_entries(rule: LotteryRule, users: Mapping[str, Mapping[str, float]])
     for user_id, values in users.items():
         if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
             continue
-        tickets = 1 if rule.tickets is None else int(values.get(rule.tickets, 0))
-        if tickets > 0:
-            entries.extend(draws.ticket_entries(user_id, tickets))
+        if rule.tickets is None:
+            entries.append(user_id)
+        else:
+            entries.extend(draws.ticket_entries(user_id, int(values.get(rule.tickets, 0))))
     return draws.frozen(entries)
 
 

@@ -4,10 +4,11 @@ change goes to engage.grants.v1 through the outbox in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from prometheus_client import Counter
@@ -181,21 +182,34 @@ async def revoke(
 
 
 async def revoke_for_dissolved_groups(
-    session: AsyncSession, dissolved: dict[str, datetime], now: datetime
+    session: AsyncSession, dissolved: dict[str, datetime], now: datetime, tz: ZoneInfo
 ) -> list[dict[str, Any]]:
-    """Revocable grants of groups dissolved before their fulfilment date (SPEC §1 tribe chief)."""
-    if not dissolved:
-        return []
+    """Revocable grants of groups dissolved (local day) before their fulfilment date (SPEC §1,
+    tribe chief)."""
     ids = sorted(dissolved)
+    if not ids:
+        return []
+    days = [dissolved[i].astimezone(tz).date() for i in ids]
     return await revoke(
         session,
-        "revocable AND (group_id, fulfil_by) IN (SELECT x.g, grants.fulfil_by FROM "
-        "unnest(CAST(:g AS text[]), CAST(:d AS timestamptz[])) AS x(g, d) "
-        "WHERE x.g = grants.group_id AND x.d < grants.fulfil_by)",
-        {"g": ids, "d": [dissolved[i] for i in ids]},
+        "revocable AND EXISTS (SELECT 1 FROM unnest(CAST(:g AS text[]), CAST(:d AS date[])) "
+        "AS x(g, d) WHERE x.g = grants.group_id AND x.d < grants.fulfil_by)",
+        {"g": ids, "d": days},
         "group_dissolved",
         now,
     )
+
+
+async def dissolutions(session: AsyncSession, group_ids: Iterable[str]) -> dict[str, datetime]:
+    """When each of these groups was dissolved, from any month's stored values."""
+    rows = await session.execute(
+        text(
+            "SELECT group_id, min(dissolved_at) AS at FROM group_month "
+            "WHERE group_id = ANY(:g) AND dissolved_at IS NOT NULL GROUP BY group_id"
+        ),
+        {"g": sorted(set(group_ids))},
+    )
+    return {r.group_id: r.at for r in rows}
 
 
 async def grants_page(

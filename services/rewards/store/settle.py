@@ -24,7 +24,12 @@ from services.rewards.domain.rules import LotteryRule, RankRule, ScaledRule
 from services.rewards.store.campaigns import LiveCampaign, live_campaigns
 from services.rewards.store.draws import freeze_draw as freeze_draw_in
 from services.rewards.store.evaluate import period_decisions
-from services.rewards.store.ledger import Recorded, record_grants
+from services.rewards.store.ledger import (
+    Recorded,
+    dissolutions,
+    record_grants,
+    revoke_for_dissolved_groups,
+)
 
 SETTLEMENT_SECONDS = Histogram(
     "engage_settlement_seconds",
@@ -107,6 +112,12 @@ async def settle(
             session, c.campaign_id, c.definition, rule, period, tz, freeze_draw
         )
         recorded = await record_grants(session, c.campaign_id, c.version, decisions)
+        # A group dissolved before this settlement (its record may have come first) still
+        # loses its revocable grants: recorded, then revoked, so the ledger shows both.
+        revocable = {d.group_id for d in decisions if d.revocable and d.group_id}
+        if revocable:
+            dissolved = await dissolutions(session, revocable)
+            recorded.rows += await revoke_for_dissolved_groups(session, dissolved, now, tz)
         seconds = time.perf_counter() - started
         await session.execute(
             text(

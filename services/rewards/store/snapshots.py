@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.settlement import GroupMonth
+from shared.db import lock_keys
 
 _ENVELOPE_FIELDS = frozenset({"entity", "id", "period", "grain"})
 _GROUP_ATTRIBUTES = frozenset(
@@ -74,7 +75,16 @@ def _json(values: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
-    """Upsert the batch's latest values (keys in order, so concurrent writers never deadlock)."""
+    """Upsert the batch's latest values (keys in order, so concurrent writers never deadlock).
+
+    A user's days and months travel on different partitions, so two replicas may apply the
+    same user's records at once. Each first locks the batch's users: the second then sees the
+    first's committed values when it evaluates rules that add up several of them (a campaign's
+    friends_added over days) — without the lock, both could see only their own half.
+    """
+    await lock_keys(
+        session, (f"rewards.user:{u}" for u, _ in (*batch.user_days, *batch.user_months))
+    )
     for table, id_col, period_col, rows in (
         ("user_day", "user_id", "day", batch.user_days),
         ("user_month", "user_id", "month", batch.user_months),

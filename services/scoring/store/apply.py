@@ -42,6 +42,7 @@ from services.scoring.store.changelog import (
     user_month_key,
 )
 from shared.contract import Envelope
+from shared.db import lock_keys
 
 ONLINE_POINTS_SQL = (
     f"LEAST({ONLINE_POINTS_CAP}, online_seconds_pc / {PC_SECONDS_PER_POINT}"
@@ -314,16 +315,8 @@ async def _groups_of_members(
 
 
 async def _lock_groups(session: AsyncSession, group_ids: Iterable[str]) -> None:
-    """Serialise writers of the same groups; one statement, ascending lock keys: no deadlock."""
-    ids = sorted(set(group_ids))
-    if ids:
-        await session.execute(
-            text(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
-                "hashtextextended(g, 0) AS k FROM unnest(CAST(:g AS text[])) AS g ORDER BY k) s"
-            ),
-            {"g": ids},
-        )
+    """Serialise writers of the same groups."""
+    await lock_keys(session, (f"scoring.group:{g}" for g in group_ids))
 
 
 async def _apply_group_facts(session: AsyncSession, plan: BatchPlan) -> None:
