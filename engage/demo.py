@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from engage.progress import wait_processed
+from engage.demo_campaigns import (
+    CampaignKeys,
+    campaign_window,
+    enroll_groups,
+    group_owners,
+    launch_campaigns,
+    print_campaigns,
+    settle_now,
+)
+from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
 from engage.simulator.client import PostReport, post_events
 from engage.simulator.world import (
     SimConfig,
@@ -105,19 +114,38 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         print(_row("database", stack.database_url))
         ingest = stack.start_service("ingest")
         scoring = stack.start_service("scoring")
+        # Settlement on demand: last month is due at once, so it waits until it is loaded.
+        rewards = stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
         url, bootstrap = stack.database_url, stack.kafka_bootstrap
         assert url is not None and bootstrap is not None
-        live_key = await issue_api_key(url, "simulator", [Role.INGEST], 1e6, bootstrap)
-        import_key = await issue_api_key(url, "backfill", [Role.IMPORTER], 1e6, bootstrap)
-        viewer_key = await issue_api_key(url, "demo-viewer", [Role.VIEWER], 1e6, bootstrap)
+
+        async def key(name: str, *roles: Role) -> str:
+            return (await issue_api_key(url, name, list(roles), 1e6, bootstrap)).secret
+
+        live_key = await key("simulator", Role.INGEST)
+        import_key = await key("backfill", Role.IMPORTER)
+        viewer = await key("demo-viewer", Role.VIEWER)
+        campaign_keys = CampaignKeys(
+            owner=await key("marketing", Role.CAMPAIGN_OWNER),
+            approver=await key("marketing-lead", Role.APPROVER),
+            admin=await key("ops", Role.ADMIN),
+        )
         config = SimConfig(seed=seed, users=users, groups=groups)
         now = datetime.now(UTC)
+        tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
+        await wait_keys_known(rewards.url, "/v1/templates", [viewer, *vars(campaign_keys).values()])
+        starts_at, ends_at = campaign_window(now, tz)
+        campaigns = await launch_campaigns(rewards.url, campaign_keys, starts_at, ends_at)
+        print(
+            f"Six campaigns created from templates, approved by a second principal and active "
+            f"for {starts_at:%Y-%m-%d} – {ends_at:%Y-%m-%d}"
+        )
         print(
             f"Simulating {users:,} users in {groups:,} groups (seed {seed}): last month in full "
             "through POST /v1/events:import, this month to date through POST /v1/events"
         )
         imported, posted = await simulate_through_ingest(
-            ingest.url, live_key.secret, import_key.secret, config, now
+            ingest.url, live_key, import_key, config, now
         )
         total = PostReport()
         total.merge(imported)
@@ -156,10 +184,24 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
                 f"{caught_up:.1f}s after the last post",
             )
         )
-        tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
         this_month = month_start(now.astimezone(tz).date())
         for month in (previous_month(this_month), this_month):
-            await print_leaderboards(scoring.url, viewer_key.secret, month.strftime("%Y-%m"))
+            await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
+
+        await wait_outbox_empty(url, "scoring", "changelog_outbox")
+        await wait_consumed(url, bootstrap, "rewards", "engage.metrics.v1")
+        history, current = split_months(config, now)
+        enrolled = await enroll_groups(
+            rewards.url,
+            campaign_keys.owner,
+            [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
+            group_owners(history + current),
+        )
+        print(
+            f"\nGroups enrolled by their owners (HTTP status: count; 409 = dissolved): {enrolled}"
+        )
+        settled = await settle_now(rewards.url, campaign_keys.admin)
+        verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
         print("\nServices")
         for service in stack.services.values():
             print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")
@@ -167,6 +209,6 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         if keep_running:
             print("\nRunning; Ctrl-C stops everything.")
             await asyncio.Event().wait()
-        return 0 if not missing and tally.keyed_by_user else 1
+        return 0 if not missing and tally.keyed_by_user and verified else 1
     finally:
         stack.stop()

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
@@ -89,3 +90,18 @@ async def wait_consumed(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{schema}: behind on {topic} by {behind} after {timeout_s:.0f}s")
         await asyncio.sleep(0.2)
+
+
+async def wait_keys_known(
+    base_url: str, path: str, secrets: list[str], timeout_s: float = 30.0
+) -> None:
+    """Wait until a service knows these API keys (they travel to it on engage.keys.v1)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        for secret in secrets:
+            while (
+                await client.get(path, headers={"Authorization": f"Bearer {secret}"})
+            ).status_code == 401:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{base_url}: a key is still unknown after {timeout_s}s")
+                await asyncio.sleep(0.1)

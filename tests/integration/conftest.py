@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,18 +71,3 @@ def rewards(stack: Stack) -> ServiceProcess:
 async def client(ingest: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as c:
         yield c
-
-
-async def wait_for_keys(
-    base_url: str, path: str, secrets: list[str], timeout_s: float = 30
-) -> None:
-    """Wait until a service's key directory knows these keys (they travel via engage.keys.v1)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as c:
-        for secret in secrets:
-            while True:
-                r = await c.get(path, headers={"Authorization": f"Bearer {secret}"})
-                if r.status_code != 401:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, f"{path}: key never known"
-                await asyncio.sleep(0.1)

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of ingest's OpenAPI document (schemathesis): no 5xx, responses conform."""
+"""Property-based fuzzing of each service's OpenAPI document (schemathesis): no 5xx, and every
+response conforms to the document."""
 
 from __future__ import annotations
 
@@ -73,10 +74,18 @@ def test_scoring_never_answers_5xx_and_matches_its_schema(
     assert "GET /v1/leaderboards/{month}/{province}" in fuzzed
 
 
-def test_anonymous_fuzzed_calls_are_refused_with_problem_json(
-    ingest: ServiceProcess, scoring: ServiceProcess
+@pytest.mark.parametrize("mode", list(GenerationMode))
+def test_rewards_never_answers_5xx_and_matches_its_schema(
+    rewards: ServiceProcess, keys: Keys, mode: GenerationMode
 ) -> None:
-    for op in operations(ingest) + operations(scoring):
+    fuzzed = fuzz(rewards, keys.admin, mode)
+    assert {"POST /v1/campaigns", "PUT /v1/campaigns/{campaign_id}/draft"} <= set(fuzzed)
+
+
+def test_anonymous_fuzzed_calls_are_refused_with_problem_json(
+    ingest: ServiceProcess, scoring: ServiceProcess, rewards: ServiceProcess
+) -> None:
+    for op in operations(ingest) + operations(scoring) + operations(rewards):
         if not op.path.startswith("/v1/"):
             continue
 

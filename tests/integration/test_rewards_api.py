@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from engage.progress import wait_keys_known
 from engage.stack import ServiceProcess
-from tests.integration.conftest import Keys, wait_for_keys
+from tests.integration.conftest import Keys
 
 pytestmark = pytest.mark.asyncio
 PROBLEM = "application/problem+json"
@@ -19,7 +20,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 async def api(rewards: ServiceProcess, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
-    await wait_for_keys(
+    await wait_keys_known(
         rewards.url,
         "/v1/templates",
         [keys.owner, keys.approver, keys.owner_approver, keys.viewer, keys.admin],

@@ -25,13 +25,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from engage.demo import simulate_through_ingest, split_months
-from engage.progress import wait_consumed, wait_outbox_empty, wait_processed
+from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
 from engage.simulator.world import SimConfig
 from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import read_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from tests.integration.conftest import wait_for_keys
 from tests.reference import rewards_model as model
 from tests.reference import scoring_model as ref
 
@@ -143,7 +142,7 @@ async def world(stack: Stack) -> World:
     }  # fmt: skip
     keys = {n: (await issue_api_key(url, n, r, 1e6, bootstrap)).secret for n, r in roles.items()}
     for replica in replicas:
-        await wait_for_keys(
+        await wait_keys_known(
             replica.url, "/v1/templates", [keys[n] for n in roles if n not in ("live", "importer")]
         )
 
