@@ -101,13 +101,13 @@ class Settler:
             return run
 
     async def run(self) -> None:
-        if self._interval_s <= 0:
-            return
+        """Settle every `interval_s` (0: only on demand); refresh the budget gauges either way."""
         while True:
             try:
-                await self.run_once()
+                if self._interval_s > 0:
+                    await self.run_once()
                 async with self._sessions() as session:
                     await refresh_budget_gauges(session)
             except (Unavailable, OperationalError, DBAPIError, OSError) as exc:
                 log.warning("settlement pass deferred", extra={"error": repr(exc)[:300]})
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(self._interval_s if self._interval_s > 0 else 15.0)

@@ -118,10 +118,18 @@ def _eligible(
     ]
 
 
-def settle_rank(
+@dataclass(frozen=True, slots=True)
+class RankedGroup:
+    rank: int
+    partition: str
+    group: GroupMonth
+    vitality: float
+
+
+def rank_winners(
     rule: RankRule, period: Period, groups: Iterable[GroupMonth], enrolled: set[str] | None
-) -> list[GrantDecision]:
-    """Top `rule.top` eligible groups per partition; prizes to owners, rewards to members."""
+) -> list[RankedGroup]:
+    """Top `rule.top` eligible groups per partition (SPEC §4 order), best ranks first."""
     by_partition: dict[str, list[tuple[float, float, str, GroupMonth]]] = defaultdict(list)
     for g in _eligible(groups, period, enrolled):
         values = g.values(rule.weights)
@@ -132,18 +140,31 @@ def settle_rank(
         by_partition[part].append(
             (-vit, -values.get("group.month.active_members", 0), g.group_id, g)
         )
-    ranked: list[tuple[int, str, GroupMonth, float]] = []
+    ranked: list[RankedGroup] = []
     for part, rows in by_partition.items():
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
-        ranked.extend((i + 1, part, row[3], -row[0]) for i, row in enumerate(rows[: rule.top]))
-    ranked.sort(key=lambda r: (r[0], r[1]))
+        ranked.extend(
+            RankedGroup(i + 1, part, row[3], -row[0]) for i, row in enumerate(rows[: rule.top])
+        )
+    ranked.sort(key=lambda r: (r.rank, r.partition))
+    return ranked
+
+
+def rank_grants(
+    rule: RankRule,
+    period: Period,
+    winners: Sequence[RankedGroup],
+    members: Mapping[str, Sequence[str]],
+) -> list[GrantDecision]:
+    """Prizes to the winners' owners and rewards to their members (at the month's end)."""
     out: list[GrantDecision] = []
-    for rank, part, g, vit in ranked:
+    for w in winners:
+        g = w.group
         why = {
             "group_id": g.group_id,
-            "partition": part,
-            "rank": rank,
-            "vitality": vit,
+            "partition": w.partition,
+            "rank": w.rank,
+            "vitality": w.vitality,
             "weights": rule.weights.model_dump(),
             "active_members": g.counters.get("active_members", 0),
         }
@@ -161,7 +182,7 @@ def settle_rank(
                 )
             )
         if rule.member_reward is not None:
-            for member in sorted(set(g.member_ids)):
+            for member in sorted(set(members.get(g.group_id, ()))):
                 out.append(
                     GrantDecision(
                         rule.id,
@@ -179,6 +200,16 @@ def settle_rank(
     for d in out:
         unique.setdefault(d.key, d)
     return list(unique.values())
+
+
+def settle_rank(
+    rule: RankRule, period: Period, groups: Iterable[GroupMonth], enrolled: set[str] | None
+) -> list[GrantDecision]:
+    """Top `rule.top` eligible groups per partition; prizes to owners, rewards to members."""
+    winners = rank_winners(rule, period, groups, enrolled)
+    return rank_grants(
+        rule, period, winners, {w.group.group_id: w.group.member_ids for w in winners}
+    )
 
 
 def scaled_amount(rule: ScaledRule, units: float) -> int:

@@ -28,6 +28,7 @@ class LiveCampaign:
     version: int
     state: str  # active, paused or ended
     definition: CampaignDefinition
+    ended_at: datetime | None = None  # periods starting later are never settled
 
 
 def _dump(definition: CampaignDefinition) -> str:
@@ -300,7 +301,8 @@ async def _commit_seeds(
 async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
     rows = await session.execute(
         text(
-            "SELECT c.campaign_id, c.live_version, c.state, v.definition FROM campaigns c "
+            "SELECT c.campaign_id, c.live_version, c.state, v.definition, v.updated_at "
+            "FROM campaigns c "
             "JOIN campaign_versions v ON v.campaign_id = c.campaign_id "
             "AND v.version = c.live_version ORDER BY c.campaign_id"
         )
@@ -311,6 +313,7 @@ async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
             r.live_version,
             r.state,
             CampaignDefinition.model_validate(jsonb(r.definition)),
+            r.updated_at if r.state == lifecycle.ENDED else None,
         )
         for r in rows
     ]

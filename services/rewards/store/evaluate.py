@@ -34,7 +34,8 @@ from services.rewards.domain.settlement import (
     GroupMonth,
     lottery_entries,
     lottery_grants,
-    settle_rank,
+    rank_grants,
+    rank_winners,
     settle_scaled_groups,
     settle_scaled_users,
     threshold_decision,
@@ -83,7 +84,9 @@ async def user_values(
             vals.update(_prefixed("user.month", months.get((u, d.replace(day=1)), {})))
     if "user.prev_month" in scopes:
         prev = await snapshots.user_months_of(
-            session, ((u, _prev_month(d.replace(day=1))) for u, d in base)
+            session,
+            ((u, _prev_month(d.replace(day=1))) for u, d in base),
+            _fields(metrics, "user.prev_month"),
         )
         for (u, d), vals in out.items():
             vals.update(
@@ -165,8 +168,16 @@ async def period_decisions(
         await enrolled_groups(session, campaign_id) if definition.enrollment_required else None
     )
     if isinstance(rule, RankRule):
-        groups = await snapshots.group_months_in(session, period.first_day)
-        return settle_rank(rule, period, groups, enrolled)
+        # Members only of the winners: a month has 100k groups, its winners a few hundred.
+        groups = await snapshots.group_months_in(session, period.first_day, members=False)
+        winners = rank_winners(rule, period, groups, enrolled)
+        members: dict[str, tuple[str, ...]] = {}
+        if rule.member_reward is not None and winners:
+            with_members = await snapshots.group_months_in(
+                session, period.first_day, only=[w.group.group_id for w in winners]
+            )
+            members = {g.group_id: g.member_ids for g in with_members}
+        return rank_grants(rule, period, winners, members)
     if isinstance(rule, ScaledRule) and rule.entity == "group":
         groups = await snapshots.group_months_in(session, period.first_day)
         considered = [
@@ -174,32 +185,26 @@ async def period_decisions(
             for g in groups
             if g.standing_at(period.end) and (enrolled is None or g.group_id in enrolled)
         ]
-        members = {u for g in considered for u in g.member_ids}
-        months = await snapshots.user_months_of(session, ((u, period.first_day) for u in members))
-        active = {u for (u, _), m in months.items() if m.get("active", 0) >= 1}
+        active = await snapshots.active_members(
+            session, period.first_day, (g.group_id for g in considered)
+        )
         return settle_scaled_groups(rule, period, considered, None, active)
-    if rule.period == "day":
-        base = {
-            (u, period.first_day): v
-            for u, v in (await snapshots.user_days_on(session, period.first_day)).items()
-        }
-    else:
-        base = {
-            (u, period.first_day): v
-            for u, v in (await snapshots.user_months_in(session, period.first_day)).items()
-        }
     metrics = (
         conditions.metrics_of(rule.eligibility)
         | ({rule.tickets} if isinstance(rule, LotteryRule) and rule.tickets else set())
         | ({rule.metric} if isinstance(rule, ScaledRule) else set())
     )
+    # Only the fields the rule reads; a stored row with none of them still enters (as zeros).
+    load = snapshots.user_days_on if rule.period == "day" else snapshots.user_months_in
+    rows = await load(session, period.first_day, _fields(metrics, f"user.{rule.period}"))
+    base = {(u, period.first_day): v for u, v in rows.items()}
     values = await user_values(session, base, rule.period, metrics, definition, tz)
     by_user = {u: v for (u, _), v in values.items()}
     if isinstance(rule, ScaledRule):
         return settle_scaled_users(rule, period, by_user)
     entries = lottery_entries(rule, by_user)
-    winners: list[str] = await draw(campaign_id, rule, period, entries)
-    return lottery_grants(rule, period, winners)
+    drawn: list[str] = await draw(campaign_id, rule, period, entries)
+    return lottery_grants(rule, period, drawn)
 
 
 def simulated_draw(seed_of: Mapping[tuple[str, str], str]) -> DrawFn:

@@ -21,7 +21,7 @@ from services.rewards.store.snapshots import jsonb
 
 GRANTS = Counter(
     "engage_grants_total",
-    "Grants recorded, by campaign, rule, reward kind and status.",
+    "Grant state changes (new grants by status, then revocations), by campaign, rule, kind.",
     ["campaign", "rule", "kind", "status"],
 )
 GRANT_COLUMNS = (
@@ -131,12 +131,13 @@ async def record_grants(
             ),
             {"c": campaign_id, "k": kinds, "n": [spent[k] for k in kinds]},
         )
-    await publish(session, out.rows, "granted")
+    await publish(session, out.rows, "recorded")
     return out
 
 
 async def publish(session: AsyncSession, rows: Sequence[dict[str, Any]], event: str) -> None:
-    """Queue grant state changes for engage.grants.v1 (key = the subject's user id)."""
+    """Queue grant state changes for engage.grants.v1 (key = the subject's user id): `recorded`
+    (status granted or budget_exhausted) and `revoked`."""
     if rows:
         await session.execute(
             text(

@@ -67,6 +67,8 @@ async def due_settlements(session: AsyncSession, now: datetime, tz: ZoneInfo) ->
             if not isinstance(rule, RankRule | LotteryRule | ScaledRule):
                 continue
             for p in periods_in_window(rule.period, d.starts_at, d.ends_at, tz):
+                if c.ended_at is not None and p.start >= c.ended_at:
+                    continue  # ended early: later periods never happen
                 if p.settle_due() <= now and (c.campaign_id, rule.id, p.label) not in done:
                     out.append(Due(c, rule, p))
     out.sort(key=lambda x: (x.period.end, x.campaign.campaign_id, x.rule.id))

@@ -140,11 +140,33 @@ def _float_values(doc: Any) -> dict[str, float]:
     return {k: float(v) for k, v in jsonb(doc).items()}
 
 
-async def user_days_on(session: AsyncSession, day: date) -> dict[str, dict[str, float]]:
+def _projection(fields: Iterable[str] | None) -> tuple[str, list[str] | None]:
+    """Select only the named metric fields, as float8 columns (no JSON to parse in Python)."""
+    if fields is None:
+        return "metrics", None
+    names = sorted(set(fields))
+    if not names:
+        return "NULL AS none", []
+    for f in names:  # field names come from validated rules; keep it that way
+        if not f.replace("_", "").isalnum():
+            raise ValueError(f"not a metric field: {f!r}")
+    return ", ".join(f"COALESCE(CAST(metrics->>'{f}' AS float8), 0) AS m_{f}" for f in names), names
+
+
+def _values(row: Any, names: list[str] | None) -> dict[str, float]:
+    if names is None:
+        return _float_values(row.metrics)
+    return {f: float(getattr(row, f"m_{f}")) for f in names}
+
+
+async def user_days_on(
+    session: AsyncSession, day: date, fields: Iterable[str] | None = None
+) -> dict[str, dict[str, float]]:
+    cols, names = _projection(fields)
     rows = await session.execute(
-        text("SELECT user_id, metrics FROM user_day WHERE day = :d"), {"d": day}
+        text(f"SELECT user_id, {cols} FROM user_day WHERE day = :d"), {"d": day}
     )
-    return {r.user_id: _float_values(r.metrics) for r in rows}
+    return {r.user_id: _values(r, names) for r in rows}
 
 
 async def user_days_between(
@@ -160,28 +182,49 @@ async def user_days_between(
     return [(r.user_id, r.day, _float_values(r.metrics)) for r in rows]
 
 
-async def user_months_in(session: AsyncSession, month: date) -> dict[str, dict[str, float]]:
+async def user_months_in(
+    session: AsyncSession, month: date, fields: Iterable[str] | None = None
+) -> dict[str, dict[str, float]]:
+    cols, names = _projection(fields)
     rows = await session.execute(
-        text("SELECT user_id, metrics FROM user_month WHERE month = :m"), {"m": month}
+        text(f"SELECT user_id, {cols} FROM user_month WHERE month = :m"), {"m": month}
     )
-    return {r.user_id: _float_values(r.metrics) for r in rows}
+    return {r.user_id: _values(r, names) for r in rows}
 
 
 async def user_months_of(
-    session: AsyncSession, pairs: Iterable[tuple[str, date]]
+    session: AsyncSession,
+    pairs: Iterable[tuple[str, date]],
+    fields: Iterable[str] | None = None,
 ) -> dict[tuple[str, date], dict[str, float]]:
     keys = sorted(set(pairs))
     if not keys:
         return {}
+    cols, names = _projection(fields)
     rows = await session.execute(
         text(
-            "SELECT um.user_id, um.month, um.metrics FROM user_month um JOIN "
-            "unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS k(u, m) "
+            f"SELECT um.user_id, um.month, {cols.replace('metrics', 'um.metrics')} "
+            "FROM user_month um JOIN unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS k(u, m) "
             "ON um.user_id = k.u AND um.month = k.m"
         ),
         {"u": [k[0] for k in keys], "m": [k[1] for k in keys]},
     )
-    return {(r.user_id, r.month): _float_values(r.metrics) for r in rows}
+    return {(r.user_id, r.month): _values(r, names) for r in rows}
+
+
+async def active_members(session: AsyncSession, month: date, group_ids: Iterable[str]) -> set[str]:
+    """Members (at the month's end) of these groups who were active in the month."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT m.u FROM group_month gm "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(gm.member_ids) AS m(u) "
+            "JOIN user_month um ON um.user_id = m.u AND um.month = gm.month "
+            "WHERE gm.month = :m AND gm.group_id = ANY(:g) "
+            "AND COALESCE(CAST(um.metrics->>'active' AS float8), 0) >= 1"
+        ),
+        {"m": month, "g": sorted(set(group_ids))},
+    )
+    return {r.u for r in rows}
 
 
 async def window_sums(
@@ -202,13 +245,19 @@ async def window_sums(
     return {r.user_id: {f: float(getattr(r, f)) for f in fields} for r in rows}
 
 
-async def group_months_in(session: AsyncSession, month: date) -> list[GroupMonth]:
+async def group_months_in(
+    session: AsyncSession, month: date, members: bool = True, only: Iterable[str] | None = None
+) -> list[GroupMonth]:
+    """A month's groups; without their member lists when `members` is false (cheaper)."""
+    ids = None if only is None else sorted(set(only))
     rows = await session.execute(
         text(
-            "SELECT group_id, metrics, owner_id, province, created_at, dissolved_at, member_ids "
-            "FROM group_month WHERE month = :m ORDER BY group_id"
+            "SELECT group_id, metrics, owner_id, province, created_at, dissolved_at, "
+            f"{'member_ids' if members else 'CAST(NULL AS jsonb) AS member_ids'} "
+            "FROM group_month WHERE month = :m "
+            "AND (CAST(:only AS text[]) IS NULL OR group_id = ANY(:only)) ORDER BY group_id"
         ),
-        {"m": month},
+        {"m": month, "only": ids},
     )
     return [
         GroupMonth(
@@ -217,7 +266,7 @@ async def group_months_in(session: AsyncSession, month: date) -> list[GroupMonth
             r.province,
             r.created_at,
             r.dissolved_at,
-            tuple(jsonb(r.member_ids)),
+            tuple(jsonb(r.member_ids) or ()),
             _float_values(r.metrics),
             month,
         )
