@@ -98,6 +98,8 @@ class Settler:
                             "seconds": round(done.seconds, 3),
                         },
                     )
+            async with self._sessions() as session:
+                await refresh_budget_gauges(session)
             return run
 
     async def run(self) -> None:

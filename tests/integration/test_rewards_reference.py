@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -31,6 +32,7 @@ from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import read_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from tests.builders import make_event
 from tests.reference import rewards_model as model
 from tests.reference import scoring_model as ref
 
@@ -99,9 +101,13 @@ async def _create_campaign(w: World, template: str) -> str:
         cid: str = r.json()["campaign_id"]
         definition = r.json()["versions"][0]["definition"]
         rule = definition["rules"][0]
-        if rule["kind"] in ("lottery", "rank"):
+        if rule["kind"] in ("lottery", "rank", "scaled"):
             if rule["kind"] == "rank":
                 rule["top"] = TOP_PER_PROVINCE
+            elif rule["kind"] == "scaled":
+                # Last month's credit is then unfulfilled until the 28th: a dissolution can
+                # still revoke it (test_dissolving_a_group_revokes_its_unfulfilled_credit).
+                rule["fulfil_next_month_day"] = 28
             else:
                 rule["winners"] = DAILY_WINNERS if rule["period"] == "day" else FRIEND_WINNERS
             assert (
@@ -392,3 +398,72 @@ async def test_simulating_the_live_version_reproduces_its_grants(world: World) -
     assert sim2["diff"]["added"] == sim2["diff"]["removed"] == 0
     assert sim2["budget_use"]["credit_fen"]["units"] < sim["budget_use"]["credit_fen"]["units"]
     assert len(await world.grants("tribe_chief")) == len(actual)
+
+
+async def test_grants_reach_the_grants_topic_keyed_by_user(world: World) -> None:
+    assert world.stack.database_url and world.stack.kafka_bootstrap
+    await wait_outbox_empty(world.stack.database_url, "rewards", "grants_outbox")
+    published: dict[int, bytes | None] = {}
+
+    def keep(record: Any) -> None:
+        doc = orjson.loads(record.value)
+        if doc["event"] == "recorded":
+            published[doc["grant_id"]] = record.key
+            assert record.key == doc["user_id"].encode()
+
+    await read_topic(world.stack.kafka_bootstrap, "engage.grants.v1", keep)
+    grants = [g for t in world.campaigns for g in await world.grants(t)]
+    assert {g["grant_id"] for g in grants} <= set(published)
+
+
+async def test_rewards_metrics_are_exported(world: World) -> None:
+    async with httpx.AsyncClient() as c:
+        text = "".join([(await c.get(f"{r.url}/metrics")).text for r in world.replicas])
+    fetion = world.campaigns["my_fetion_my_group"]
+    for series in (
+        f'engage_grants_total{{campaign="{fetion}",kind="prize",rule="top20-province",'
+        'status="granted"}',
+        'engage_settlement_seconds_count{kind="rank"}',
+        f'engage_budget_remaining{{campaign="{fetion}",kind="prize"}}',
+        f'engage_draw_entries{{campaign="{world.campaigns["daily_checkin_draw"]}",'
+        'rule="daily-draw"}',
+        'engage_consumer_events_total{service="rewards",type="group_month"}',
+    ):
+        assert series in text, series
+
+
+async def test_dissolving_a_group_revokes_its_unfulfilled_credit(world: World) -> None:
+    """Last in the module: it changes the world (one group is dissolved now)."""
+    url, bootstrap = world.stack.database_url, world.stack.kafka_bootstrap
+    assert url and bootstrap
+    cid = world.campaigns["tribe_chief"]
+    grant = next(
+        g
+        for g in await world.grants("tribe_chief", period=world.last_month)
+        if g["status"] == "granted"
+    )
+    async with world.client() as c:
+        spent_before = (await c.get(f"/v1/campaigns/{cid}")).json()["budgets"][0]["spent"]
+    event = make_event(
+        "group_dissolved",
+        at=datetime.now(UTC),
+        user_id=grant["user_id"],
+        group_id=grant["group_id"],
+    )
+    async with httpx.AsyncClient(base_url=world.stack.services["ingest"].url) as c:
+        r = await c.post(
+            "/v1/events", json=event, headers={"Authorization": f"Bearer {world.keys['live']}"}
+        )
+        assert r.status_code == 202, r.text
+    await wait_processed(url, len(world.events) + 1, "scoring", timeout_s=60)
+    await wait_outbox_empty(url, "scoring", "changelog_outbox")
+    await wait_consumed(url, bootstrap, "rewards", METRICS)
+    async with world.client() as c:
+        after = (await c.get(f"/v1/grants/{grant['grant_id']}")).json()
+        spent_after = (await c.get(f"/v1/campaigns/{cid}")).json()["budgets"][0]["spent"]
+    amount = grant["items"][0]["amount"]
+    if datetime.now(ref.TZ).date() < date.fromisoformat(grant["fulfil_by"]):
+        assert (after["status"], after["revoke_reason"]) == ("revoked", "group_dissolved")
+        assert spent_after == spent_before - amount
+    else:  # run on or after the 28th: the credit was fulfilled, dissolution changes nothing
+        assert after["status"] == "granted" and spent_after == spent_before
