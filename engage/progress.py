@@ -66,6 +66,21 @@ async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def stored_offsets(database_url: str, schema: str, topic: str) -> dict[int, int]:
+    """A service's committed position per partition of `topic` (empty before it migrated)."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            f'SELECT partition, next_offset FROM "{schema}".consumer_offsets WHERE topic = $1',
+            topic,
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        rows = []
+    finally:
+        await conn.close()
+    return {int(r["partition"]): int(r["next_offset"]) for r in rows}
+
+
 async def wait_consumed(
     database_url: str, bootstrap: str, schema: str, topic: str, timeout_s: float = 300.0
 ) -> None:
@@ -73,17 +88,7 @@ async def wait_consumed(
     ends = await topic_ends(bootstrap, topic)
     deadline = time.monotonic() + timeout_s
     while True:
-        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-        try:
-            rows = await conn.fetch(
-                f'SELECT partition, next_offset FROM "{schema}".consumer_offsets WHERE topic = $1',
-                topic,
-            )
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-            rows = []
-        finally:
-            await conn.close()
-        stored = {r["partition"]: r["next_offset"] for r in rows}
+        stored = await stored_offsets(database_url, schema, topic)
         behind = {p: e - stored.get(p, 0) for p, e in ends.items() if stored.get(p, 0) < e}
         if not behind:
             return

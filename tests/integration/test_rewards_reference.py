@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
+import signal
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from engage.demo import simulate_through_ingest, split_months
-from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
+from engage.progress import (
+    stored_offsets,
+    topic_ends,
+    wait_consumed,
+    wait_keys_known,
+    wait_outbox_empty,
+    wait_processed,
+)
 from engage.simulator.world import SimConfig
 from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import read_topic
@@ -44,12 +53,24 @@ DAILY_WINNERS = 25
 FRIEND_WINNERS = 60
 TOP_PER_PROVINCE = 1
 METRICS = "engage.metrics.v1"
+TEMPLATES = (
+    "my_fetion_my_group",
+    "tribe_chief",
+    "daily_checkin_draw",
+    "new_friend_draw",
+    "play_and_get_gifts",
+    "invite_friends",
+)
 
 
 @dataclass
 class World:
+    """One rewards deployment (schema) and what it was fed; `killed` is a second deployment of
+    the same campaigns that was SIGKILLed while it consumed."""
+
     stack: Stack
     replicas: list[ServiceProcess]
+    urls: list[str]
     keys: dict[str, str]
     events: list[dict[str, Any]]
     exp: ref.Expected
@@ -60,10 +81,12 @@ class World:
     enrolled: set[str] = field(default_factory=set)
     settled_by_replica: list[list[dict[str, Any]]] = field(default_factory=list)
     wrong_owner: httpx.Response | None = None
+    killed: World | None = None
+    kills: int = 0
 
     def client(self, key: str = "viewer", replica: int = 0) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.replicas[replica].url,
+            base_url=self.urls[replica],
             headers={"Authorization": f"Bearer {self.keys[key]}"},
             timeout=60,
         )
@@ -160,10 +183,9 @@ async def world(stack: Stack) -> World:
     starts_at = datetime(last_month.year, last_month.month, 1, tzinfo=ref.TZ)
     ends_at = datetime(next_month.year, next_month.month, 1, tzinfo=ref.TZ)
     history, current = split_months(CONFIG, now)
-    w = World(stack, replicas, keys, [], ref.Expected(), starts_at, ends_at,
-              ref.month_key(last_month))  # fmt: skip
-    for template in ("my_fetion_my_group", "tribe_chief", "daily_checkin_draw",
-                     "new_friend_draw", "play_and_get_gifts", "invite_friends"):  # fmt: skip
+    w = World(stack, replicas, [r.url for r in replicas], keys, [], ref.Expected(), starts_at,
+              ends_at, ref.month_key(last_month))  # fmt: skip
+    for template in TEMPLATES:
         w.campaigns[template] = await _create_campaign(w, template)
 
     imported, posted = await simulate_through_ingest(
@@ -182,22 +204,75 @@ async def world(stack: Stack) -> World:
     await wait_consumed(url, bootstrap, "rewards", METRICS)
 
     groups = sorted(g for g in w.exp.groups if "created_at" in w.exp.groups[g])
+    w.enrolled = {
+        g for i, g in enumerate(groups) if i % 5 != 4 and "dissolved_at" not in w.exp.groups[g]
+    }  # some groups stay out; dissolved ones cannot enroll
+    await _enroll(w)
     async with w.client("owner") as owner:
-        for template in ("my_fetion_my_group", "tribe_chief"):
-            cid = w.campaigns[template]
-            for i, g in enumerate(groups):
-                if i % 5 == 4 or "dissolved_at" in w.exp.groups[g]:
-                    continue  # some groups stay out; dissolved ones cannot enroll
-                body = {"group_id": g, "owner_id": w.exp.groups[g]["owner"]}
-                r = await owner.post(f"/v1/campaigns/{cid}/enrollments", json=body)
-                assert r.status_code == 201, r.text
-                w.enrolled.add(g)
         w.wrong_owner = await owner.post(
             f"/v1/campaigns/{w.campaigns['tribe_chief']}/enrollments",
             json={"group_id": groups[4], "owner_id": "somebody-else"},
         )
     w.settled_by_replica = list(await asyncio.gather(_settle(w, 0), _settle(w, 1)))
+    w.killed = await _sigkilled_deployment(w)
     return w
+
+
+async def _enroll(w: World) -> None:
+    async with w.client("owner") as owner:
+        for template in ("my_fetion_my_group", "tribe_chief"):
+            cid = w.campaigns[template]
+            for g in sorted(w.enrolled):
+                body = {"group_id": g, "owner_id": w.exp.groups[g]["owner"]}
+                r = await owner.post(f"/v1/campaigns/{cid}/enrollments", json=body)
+                assert r.status_code == 201, r.text
+
+
+async def _sigkilled_deployment(w: World) -> World:
+    """The same six campaigns in a schema of their own, consuming the whole metrics topic with
+    a SIGKILL three times along the way; then enrolled and settled like the first."""
+    url, bootstrap = w.stack.database_url, w.stack.kafka_bootstrap
+    assert url and bootstrap
+    env = {
+        "REWARDS_SETTLE_INTERVAL_S": "0",
+        "REWARDS_SCHEMA_NAME": "rewards_k",
+        "REWARDS_CONSUMER_GROUP": "rewards_k",
+        "REWARDS_MAX_BATCH_RECORDS": "1000",
+    }
+    readers = [w.keys[n] for n in ("owner", "approver", "admin", "viewer")]
+
+    async def start(instance: str, consume: bool) -> ServiceProcess:
+        svc = w.stack.start_service(
+            "rewards", instance=instance, env=env | {"REWARDS_CONSUME": str(consume).lower()}
+        )
+        await wait_keys_known(svc.url, "/v1/templates", readers)
+        return svc
+
+    setup = await start("-k-setup", consume=False)  # campaigns live before any metric arrives
+    k = replace(w, replicas=[setup], urls=[setup.url], campaigns={}, settled_by_replica=[])
+    for template in TEMPLATES:
+        k.campaigns[template] = await _create_campaign(k, template)
+    setup.stop()
+    total = sum((await topic_ends(bootstrap, METRICS)).values())
+    rnd = random.Random(5)
+    for i in range(3):
+        svc = await start(f"-k{i}", consume=True)
+        target = min(total, (i + 1) * total // 4 + rnd.randint(0, total // 10))
+        deadline = asyncio.get_running_loop().time() + 120
+        while (done := sum((await stored_offsets(url, "rewards_k", METRICS)).values())) < target:
+            assert asyncio.get_running_loop().time() < deadline, f"stuck at {done} of {total}"
+            await asyncio.sleep(0.05)
+        if done >= total:
+            break
+        svc.signal(signal.SIGKILL)
+        svc.proc.wait()
+        k.kills += 1
+    final = await start("-k-final", consume=True)
+    k.replicas, k.urls = [final], [final.url]
+    await wait_consumed(url, bootstrap, "rewards_k", METRICS)
+    await _enroll(k)
+    k.settled_by_replica = [await _settle(k, 0)]
+    return k
 
 
 def _due_days(w: World) -> list[date]:
@@ -398,6 +473,33 @@ async def test_simulating_the_live_version_reproduces_its_grants(world: World) -
     assert sim2["diff"]["added"] == sim2["diff"]["removed"] == 0
     assert sim2["budget_use"]["credit_fen"]["units"] < sim["budget_use"]["credit_fen"]["units"]
     assert len(await world.grants("tribe_chief")) == len(actual)
+
+
+async def test_sigkilled_deployment_grants_exactly_what_the_clean_one_did(world: World) -> None:
+    k = world.killed
+    assert k is not None
+    assert k.kills >= 2, "the topic was consumed before the process could be killed twice"
+
+    def ledger(grants: list[dict[str, Any]]) -> dict[tuple[str, ...], Any]:
+        return {
+            (g["rule_id"], g["role"], g["user_id"], g["period"]): (g["items"], g["status"])
+            for g in grants
+        }
+
+    for template in ("play_and_get_gifts", "invite_friends", "my_fetion_my_group", "tribe_chief"):
+        clean, killed = await world.grants(template), await k.grants(template)
+        assert len(killed) == len(clean) > 0, template
+        assert ledger(killed) == ledger(clean), template
+    # Its draws have seeds of their own: each is checked against the reference instead.
+    for day in _due_days(k):
+        entries = model.checkin_entries(k.exp, day)
+        await _check_draw(
+            k, "daily_checkin_draw", "daily-draw", day.isoformat(), entries, DAILY_WINNERS, False
+        )
+    entries = model.friend_tickets(k.exp, k.last_month)
+    await _check_draw(
+        k, "new_friend_draw", "friend-draw", k.last_month, entries, FRIEND_WINNERS, True
+    )
 
 
 async def test_grants_reach_the_grants_topic_keyed_by_user(world: World) -> None:
