@@ -18,14 +18,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-TEMPLATES = (
-    "my_fetion_my_group",
-    "tribe_chief",
-    "daily_checkin_draw",
-    "new_friend_draw",
-    "play_and_get_gifts",
-    "invite_friends",
-)
+from services.rewards.domain.templates import TEMPLATES as CAMPAIGN_TEMPLATES
+
+TEMPLATES = tuple(CAMPAIGN_TEMPLATES)  # the six SPEC §1 campaigns, in the spec's order
 
 
 @dataclass(frozen=True)

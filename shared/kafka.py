@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -84,3 +85,16 @@ def make_producer(
         retry_backoff_ms=100,
         metadata_max_age_ms=30_000,
     )
+
+
+def producer_ready(producer: AIOKafkaProducer) -> Callable[[], Awaitable[str | None]]:
+    """A readiness check: None when the broker answers a metadata request, else the reason."""
+
+    async def check() -> str | None:
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            return f"kafka: {type(exc).__name__}"
+        return None
+
+    return check

@@ -3,12 +3,9 @@ that wires."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
@@ -21,11 +18,12 @@ from services.rewards.settler import Settler
 from shared.auth import KeyCache
 from shared.db import database_ready, make_engine, make_sessionmaker, migrate
 from shared.http import create_service_app
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings, tune_gc
+from shared.tasks import BackgroundTasks
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 GRANTS_TOPIC = "engage.grants.v1"
@@ -57,10 +55,7 @@ def create_app(
     settler = Settler(
         sessions, consumer, tz, settings.settle_interval_s, settings.catch_up_timeout_s
     )
-    tasks: list[asyncio.Task[None]] = []
-
-    def spawn(coro: Coroutine[Any, Any, None]) -> None:
-        tasks.append(asyncio.create_task(coro))
+    tasks = BackgroundTasks()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,25 +70,15 @@ def create_app(
         await producer.start()
         await directory.start()
         tune_gc()
-        spawn(relay.run())
+        tasks.spawn(relay.run())
         if settings.consume:
-            spawn(consumer.run())
-            spawn(settler.run())
+            tasks.spawn(consumer.run())
+            tasks.spawn(settler.run())
         yield
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop()
         await directory.stop()
         await producer.stop()
         await engine.dispose()
-
-    async def kafka_ready() -> str | None:
-        try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return f"kafka: {type(exc).__name__}"
-        return None
 
     app = create_service_app(
         service="rewards",
@@ -103,7 +88,7 @@ def create_app(
         "draws, settlement and simulation (SPEC §5). Grants go to engage.grants.v1.",
         version="1.0.0",
         lifespan=lifespan,
-        readiness=[database_ready(engine), kafka_ready],
+        readiness=[database_ready(engine), producer_ready(producer)],
     )
     app.state.sessions = sessions
     app.state.tz = tz

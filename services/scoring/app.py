@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
@@ -22,11 +19,12 @@ from shared.auth import KeyCache
 from shared.contract import EVENTS_TOPIC
 from shared.db import database_ready, make_engine, make_sessionmaker, migrate
 from shared.http import create_service_app
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings, tune_gc
+from shared.tasks import BackgroundTasks
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 METRICS_TOPIC = "engage.metrics.v1"
@@ -61,10 +59,7 @@ def create_app(
         settings.consumer_group,
         settings.max_batch_records,
     )
-    tasks: list[asyncio.Task[None]] = []
-
-    def spawn(coro: Coroutine[Any, Any, None]) -> None:
-        tasks.append(asyncio.create_task(coro))
+    tasks = BackgroundTasks()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,24 +77,14 @@ def create_app(
         await producer.start()
         await directory.start()
         tune_gc()
-        spawn(relay.run())
+        tasks.spawn(relay.run())
         if settings.consume:
-            spawn(consumer.run())
+            tasks.spawn(consumer.run())
         yield
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop()
         await directory.stop()
         await producer.stop()
         await engine.dispose()
-
-    async def kafka_ready() -> str | None:
-        try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=2)
-        except Exception as exc:  # any failure means "not ready"; the reason is reported
-            return f"kafka: {type(exc).__name__}"
-        return None
 
     app = create_service_app(
         service="scoring",
@@ -108,7 +93,7 @@ def create_app(
         "(SPEC §4), kept up to date from engage.events.v1 with exactly-once effect.",
         version="1.0.0",
         lifespan=lifespan,
-        readiness=[database_ready(engine), kafka_ready],
+        readiness=[database_ready(engine), producer_ready(producer)],
     )
     app.state.sessions = sessions
     app.state.tz = tz

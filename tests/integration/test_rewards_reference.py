@@ -40,6 +40,7 @@ from engage.simulator.world import SimConfig
 from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import read_topic
 from services.ingest.admin import issue_api_key
+from services.rewards.domain.templates import TEMPLATES as CAMPAIGN_TEMPLATES
 from shared.auth import Role
 from tests.builders import make_event
 from tests.reference import rewards_model as model
@@ -53,14 +54,7 @@ DAILY_WINNERS = 25
 FRIEND_WINNERS = 60
 TOP_PER_PROVINCE = 1
 METRICS = "engage.metrics.v1"
-TEMPLATES = (
-    "my_fetion_my_group",
-    "tribe_chief",
-    "daily_checkin_draw",
-    "new_friend_draw",
-    "play_and_get_gifts",
-    "invite_friends",
-)
+TEMPLATES = tuple(CAMPAIGN_TEMPLATES)
 
 
 @dataclass

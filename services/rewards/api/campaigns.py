@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import ValidationError
@@ -150,50 +150,25 @@ async def reject_version(
     return await campaigns.review(session, campaign_id, version, "reject", approver.key_id)
 
 
-async def _run_state(
-    action: Literal["activate", "pause", "resume", "end"],
-    campaign_id: str,
-    session: UnitOfWork,
-    actor: str,
-    tz: TimeZone,
-) -> dict[str, Any]:
-    return await campaigns.run_state(session, campaign_id, action, actor, tz)
+def _state_route(action: str, summary: str) -> None:
+    async def change_state(
+        campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
+    ) -> dict[str, Any]:
+        return await campaigns.run_state(session, campaign_id, action, owner.key_id, tz)
+
+    change_state.__name__ = f"{action}_campaign"
+    router.post(f"/campaigns/{{campaign_id}}:{action}", response_model=Campaign, summary=summary)(
+        change_state
+    )
 
 
-@router.post(
-    "/campaigns/{campaign_id}:activate",
-    response_model=Campaign,
-    summary="Make the newest approved version live; its draws' seed hashes are published",
-)
-async def activate(
-    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
-) -> dict[str, Any]:
-    return await _run_state("activate", campaign_id, session, owner.key_id, tz)
-
-
-@router.post("/campaigns/{campaign_id}:pause", response_model=Campaign, summary="Pause")
-async def pause(
-    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
-) -> dict[str, Any]:
-    return await _run_state("pause", campaign_id, session, owner.key_id, tz)
-
-
-@router.post(
-    "/campaigns/{campaign_id}:resume",
-    response_model=Campaign,
-    summary="Resume; settlements missed while paused catch up",
-)
-async def resume(
-    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
-) -> dict[str, Any]:
-    return await _run_state("resume", campaign_id, session, owner.key_id, tz)
-
-
-@router.post("/campaigns/{campaign_id}:end", response_model=Campaign, summary="End for good")
-async def end(
-    campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
-) -> dict[str, Any]:
-    return await _run_state("end", campaign_id, session, owner.key_id, tz)
+for _action, _summary in (
+    ("activate", "Make the newest approved version live; its draws' seed hashes are published"),
+    ("pause", "Pause: no thresholds fire, nothing settles"),
+    ("resume", "Resume; settlements missed while paused catch up"),
+    ("end", "End for good; periods after now are never settled"),
+):
+    _state_route(_action, _summary)
 
 
 @router.post(

@@ -13,38 +13,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from shared.metric_fields import (
+    DAY_POINTS,
+    GROUP_MONTH_COUNTERS,
+    USER_DAY_COUNTERS,
+    USER_MONTH_COUNTERS,
+)
+
 # What scoring publishes (SPEC §4) plus what rewards derives; the scope decides the source:
 # user.day / user.month from the changelog, user.prev_month = the month before the period,
 # user.campaign = the day values summed over the campaign window.
-USER_DAY_FIELDS = frozenset(
-    {
-        "messages",
-        "messages_sms",
-        "messages_mobile",
-        "online_seconds_pc",
-        "online_seconds_mobile",
-        "online_points",
-        "message_points",
-        "activity_points",
-        "points_delta",
-        "friends_added",
-        "checkins",
-        "logins",
-    }
-)
-USER_MONTH_FIELDS = (USER_DAY_FIELDS - {"messages_mobile"}) | {"active", "active_days"}
+USER_DAY_FIELDS = frozenset(USER_DAY_COUNTERS + DAY_POINTS)
+USER_MONTH_FIELDS = frozenset((*USER_MONTH_COUNTERS, "active"))
 GROUP_MONTH_FIELDS = frozenset(
-    {
-        "members",
-        "active_members",
-        "activity_points",
-        "points_growth",
-        "bonus_points",
-        "group_messages",
-        "vitality",
-        "active_ratio",
-        "effective_active_members",
-    }
+    (*GROUP_MONTH_COUNTERS, "vitality", "active_ratio", "effective_active_members")
 )
 SCOPES: dict[str, frozenset[str]] = {
     "user.day": USER_DAY_FIELDS,

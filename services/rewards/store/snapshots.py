@@ -159,14 +159,20 @@ def _values(row: Any, names: list[str] | None) -> dict[str, float]:
     return {f: float(getattr(row, f"m_{f}")) for f in names}
 
 
-async def user_days_on(
-    session: AsyncSession, day: date, fields: Iterable[str] | None = None
+async def _users_in(
+    session: AsyncSession, table: str, column: str, period: date, fields: Iterable[str] | None
 ) -> dict[str, dict[str, float]]:
     cols, names = _projection(fields)
     rows = await session.execute(
-        text(f"SELECT user_id, {cols} FROM user_day WHERE day = :d"), {"d": day}
+        text(f"SELECT user_id, {cols} FROM {table} WHERE {column} = :p"), {"p": period}
     )
     return {r.user_id: _values(r, names) for r in rows}
+
+
+async def user_days_on(
+    session: AsyncSession, day: date, fields: Iterable[str] | None = None
+) -> dict[str, dict[str, float]]:
+    return await _users_in(session, "user_day", "day", day, fields)
 
 
 async def user_days_between(
@@ -185,11 +191,7 @@ async def user_days_between(
 async def user_months_in(
     session: AsyncSession, month: date, fields: Iterable[str] | None = None
 ) -> dict[str, dict[str, float]]:
-    cols, names = _projection(fields)
-    rows = await session.execute(
-        text(f"SELECT user_id, {cols} FROM user_month WHERE month = :m"), {"m": month}
-    )
-    return {r.user_id: _values(r, names) for r in rows}
+    return await _users_in(session, "user_month", "month", month, fields)
 
 
 async def user_months_of(

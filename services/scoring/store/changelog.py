@@ -14,40 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month, month_label, parse_month
 from services.scoring.domain.vitality import Weights, message_points, online_points, vitality
+from shared.metric_fields import GROUP_MONTH_COUNTERS, USER_DAY_COUNTERS, USER_MONTH_COUNTERS
 
-USER_DAY_COLUMNS = (
-    "messages",
-    "messages_sms",
-    "messages_mobile",
-    "online_seconds_pc",
-    "online_seconds_mobile",
-    "points_delta",
-    "friends_added",
-    "checkins",
-    "logins",
-)
-USER_MONTH_COLUMNS = (
-    "messages",
-    "messages_sms",
-    "online_seconds_pc",
-    "online_seconds_mobile",
-    "online_points",
-    "message_points",
-    "activity_points",
-    "points_delta",
-    "friends_added",
-    "checkins",
-    "logins",
-    "active_days",
-)
-GROUP_MONTH_COLUMNS = (
-    "members",
-    "active_members",
-    "activity_points",
-    "points_growth",
-    "bonus_points",
-    "group_messages",
-)
+USER_DAY_COLUMNS = USER_DAY_COUNTERS
+USER_MONTH_COLUMNS = USER_MONTH_COUNTERS
+GROUP_MONTH_COLUMNS = GROUP_MONTH_COUNTERS
 
 
 def user_day_key(user_id: str, day: date) -> str:
