@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store.changelog import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
+from shared.metric_fields import GROUP_MONTH_COUNTERS
 
 # Parameters are cast: asyncpg would otherwise type them after the integer columns and truncate.
 VITALITY_SQL = (
@@ -184,15 +185,7 @@ async def group_month(
     if row is None:
         return None
     result = dict(row._mapping)
-    for key in (
-        "members",
-        "active_members",
-        "activity_points",
-        "points_growth",
-        "bonus_points",
-        "group_messages",
-        "vitality",
-    ):
+    for key in (*GROUP_MONTH_COUNTERS, "vitality"):  # no row yet: all zero
         result[key] = result[key] or 0
     result["rank"] = None
     if result["ranked"] and result["province"]:
