@@ -1,6 +1,9 @@
 """Rewards settlement benchmark, beside a reference measured in the same run.
 
-    bash bench/run.sh rewards [--groups 100000] [--users 1000000]
+    bash bench/run.sh rewards [--groups 100000] [--users 1000000] [--records 200000]
+                              [--parts settle,consume]
+
+settle
 
 A month with ≥ 100,000 groups and 1,000,000 users is bulk-loaded into rewards' metric tables
 (the values engage.metrics.v1 would have delivered): every group has ≥ 3 members, sizes are
@@ -12,6 +15,12 @@ POST /v1/settlements:run settles the month's period-end rules of three campaigns
   new_friend_draw      lottery: a ticket per friend added, 20,000 winners, entries frozen
 Reference: reading the same inputs raw (asyncpg, every group-month and user-month row of the
 month) — the floor any settlement has to pay. Figures are printed as seconds and as ratios.
+
+consume
+A metrics topic pre-loaded with user-day records (as scoring's changelog publishes them) for
+users of whom many qualify; two threshold campaigns (play_and_get_gifts, invite_friends) are
+live. Time for rewards to apply every record (snapshots + thresholds + grants + offsets), beside
+(a) a bare aiokafka consumer decoding the same records — the limit.
 """
 
 from __future__ import annotations
@@ -30,17 +39,20 @@ import asyncpg
 import httpx
 import orjson
 
-from engage.demo_campaigns import CampaignKeys, campaign_window
-from engage.progress import wait_keys_known
+from bench.bench_scoring import raw_consume_rate
+from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
+from engage.progress import wait_consumed, wait_keys_known
 from engage.stack import Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
 from shared.contract import PROVINCES
+from shared.kafka import make_producer
 
 TZ = ZoneInfo("Asia/Shanghai")
 
 OUT = Path(__file__).parent / "out"
 CAMPAIGNS = ("my_fetion_my_group", "tribe_chief", "new_friend_draw")
+METRICS_TOPIC = "engage.metrics.v1"
 
 
 def row(label: str, *cells: str) -> None:
@@ -203,14 +215,96 @@ async def settle(groups: int, users: int, results: dict[str, Any]) -> None:
         stack.stop()
 
 
-async def main(groups: int, users: int) -> None:
+def user_day_records(n: int, users: int, month_first: Any) -> list[tuple[bytes, bytes]]:
+    """(key, value) like scoring's changelog: a user's days, latest values, some qualifying."""
+    out = []
+    for i in range(n):
+        user, day = f"U{i % users}", month_first + timedelta(days=(i // users) % 28)
+        doc = {
+            "entity": "user", "id": user, "period": day.isoformat(), "grain": "day",
+            "messages": i % 30, "messages_sms": 0, "messages_mobile": i % 3,
+            "online_seconds_pc": (i * 37) % 7200, "online_seconds_mobile": 0,
+            "points_delta": 0, "friends_added": i % 2, "checkins": i % 2, "logins": 1,
+            "online_points": 2, "message_points": min(i % 30, 20),
+            "activity_points": 2 + min(i % 30, 20),
+        }  # fmt: skip
+        out.append((f"user:{user}:{day.isoformat()}".encode(), orjson.dumps(doc)))
+    return out
+
+
+async def consume(records: int, results: dict[str, Any]) -> None:
+    stack = Stack(var_dir=OUT / "var-rewards-consume", fixed_ports=False).start_infra()
+    try:
+        url, bootstrap = stack.database_url, stack.kafka_bootstrap
+        assert url and bootstrap
+        stack.start_service("ingest")
+        env = {"REWARDS_SETTLE_INTERVAL_S": "0"}
+        setup = stack.start_service("rewards", env=env | {"REWARDS_CONSUME": "false"})
+
+        async def key(name: str, role: Role) -> str:
+            return (await issue_api_key(url, name, [role], 1e9, bootstrap)).secret
+
+        keys = CampaignKeys(
+            await key("owner", Role.CAMPAIGN_OWNER),
+            await key("approver", Role.APPROVER),
+            await key("admin", Role.ADMIN),
+        )
+        await wait_keys_known(setup.url, "/v1/templates", list(vars(keys).values()))
+        starts_at, ends_at = campaign_window(datetime.now(UTC), TZ)
+        await launch_campaigns(
+            setup.url, keys, starts_at, ends_at, ("play_and_get_gifts", "invite_friends")
+        )
+        setup.stop()
+        payloads = user_day_records(records, records // 4, starts_at.date())
+        producer = make_producer(bootstrap, "bench-preload")
+        await producer.start()
+        try:
+            for i in range(0, len(payloads), 10_000):
+                futures = [
+                    await producer.send(METRICS_TOPIC, v, key=k)
+                    for k, v in payloads[i : i + 10_000]
+                ]
+                for f in futures:
+                    await f
+        finally:
+            await producer.stop()
+        raw = await raw_consume_rate(bootstrap, records, METRICS_TOPIC)
+        t = time.perf_counter()
+        stack.start_service("rewards", instance="-consume", env=env)
+        await wait_consumed(url, bootstrap, "rewards", METRICS_TOPIC, timeout_s=3600)
+        seconds = time.perf_counter() - t
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            grants = int(await conn.fetchval("SELECT count(*) FROM rewards.grants"))
+        finally:
+            await conn.close()
+        rate = records / seconds
+        row(f"metrics consumption, {records:,} user-day records", "records/s", "grants", "ratio")
+        row("  (a) raw aiokafka consume + decode", f"{raw:,.0f}", "", "1.00")
+        row("  rewards (incl. start-up), two threshold campaigns", f"{rate:,.0f}", f"{grants:,}",
+            f"{rate / raw:.3f}")  # fmt: skip
+        results["consume"] = {
+            "records": records,
+            "raw_per_s": raw,
+            "rewards_per_s": rate,
+            "seconds": seconds,
+            "grants": grants,
+        }
+    finally:
+        stack.stop()
+
+
+async def main(groups: int, users: int, records: int, parts: list[str]) -> None:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
     }
     print(f"\nRewards benchmark — {results['date']} — {results['machine']}")
-    await settle(groups, users, results)
+    if "settle" in parts:
+        await settle(groups, users, results)
+    if "consume" in parts:
+        await consume(records, results)
     OUT.mkdir(exist_ok=True)
     (OUT / f"rewards-{results['date'][:10]}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2)
@@ -223,5 +317,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--groups", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--parts", default="settle,consume")
     args = parser.parse_args()
-    asyncio.run(main(args.groups, args.users))
+    asyncio.run(main(args.groups, args.users, args.records, args.parts.split(",")))

@@ -102,7 +102,8 @@ async def preload(bootstrap: str, events: list[dict[str, Any]], partitions: int)
     return len(payloads) / (time.perf_counter() - start)
 
 
-async def raw_consume_rate(bootstrap: str, total: int) -> float:
+async def raw_consume_rate(bootstrap: str, total: int, topic: str = EVENTS_TOPIC) -> float:
+    """Records/s of a bare aiokafka consumer decoding each record's JSON: the limit."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -114,10 +115,7 @@ async def raw_consume_rate(bootstrap: str, total: int) -> float:
     await consumer.start()
     try:
         await consumer.topics()
-        parts = [
-            TopicPartition(EVENTS_TOPIC, p)
-            for p in consumer.partitions_for_topic(EVENTS_TOPIC) or ()
-        ]
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         seen = 0

@@ -46,15 +46,19 @@ def campaign_window(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 async def launch_campaigns(
-    rewards_url: str, keys: CampaignKeys, starts_at: datetime, ends_at: datetime
+    rewards_url: str,
+    keys: CampaignKeys,
+    starts_at: datetime,
+    ends_at: datetime,
+    templates: tuple[str, ...] = TEMPLATES,
 ) -> dict[str, str]:
-    """Create, submit, approve (another principal) and activate the six; template → id."""
+    """Create, submit, approve (another principal) and activate them; template → id."""
     out: dict[str, str] = {}
     async with (
         _client(rewards_url, keys.owner) as owner,
         _client(rewards_url, keys.approver) as approver,
     ):
-        for template in TEMPLATES:
+        for template in templates:
             r = await owner.post(
                 "/v1/campaigns",
                 json={
