@@ -25,6 +25,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "ingest": ("services.ingest.app:create_app", 8001),
     "scoring": ("services.scoring.app:create_app", 8002),
     "rewards": ("services.rewards.app:create_app", 8003),
+    "notify": ("services.notify.app:create_app", 8004),
 }
 
 

@@ -100,7 +100,11 @@ class MetricsConsumer(TransactionalConsumer):
                     )
                     recorded.append(
                         await record_grants(
-                            session, campaign.campaign_id, campaign.version, decisions
+                            session,
+                            campaign.campaign_id,
+                            campaign.version,
+                            decisions,
+                            campaign.definition.name,
                         )
                     )
             dissolved = {

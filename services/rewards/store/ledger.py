@@ -59,7 +59,11 @@ async def lock_campaign_grants(session: AsyncSession, campaign_id: str) -> None:
 
 
 async def record_grants(
-    session: AsyncSession, campaign_id: str, version: int, decisions: Sequence[GrantDecision]
+    session: AsyncSession,
+    campaign_id: str,
+    version: int,
+    decisions: Sequence[GrantDecision],
+    campaign_name: str = "",
 ) -> Recorded:
     """Record the decisions that are new; spend budgets in decision order."""
     out = Recorded()
@@ -131,11 +135,13 @@ async def record_grants(
             ),
             {"c": campaign_id, "k": kinds, "n": [spent[k] for k in kinds]},
         )
-    await publish(session, out.rows, "recorded")
+    await publish(session, out.rows, "recorded", campaign_name)
     return out
 
 
-async def publish(session: AsyncSession, rows: Sequence[dict[str, Any]], event: str) -> None:
+async def publish(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], event: str, campaign_name: str = ""
+) -> None:
     """Queue grant state changes for engage.grants.v1 (key = the subject's user id): `recorded`
     (status granted or budget_exhausted) and `revoked`."""
     if rows:
@@ -146,7 +152,10 @@ async def publish(session: AsyncSession, rows: Sequence[dict[str, Any]], event: 
             ),
             {
                 "k": [r["user_id"] for r in rows],
-                "v": [orjson.dumps({"event": event, **r}, default=str) for r in rows],
+                "v": [
+                    orjson.dumps({"event": event, "campaign_name": campaign_name, **r}, default=str)
+                    for r in rows
+                ],
             },
         )
 

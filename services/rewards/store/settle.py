@@ -113,7 +113,9 @@ async def settle(
         decisions = await period_decisions(
             session, c.campaign_id, c.definition, rule, period, tz, freeze_draw
         )
-        recorded = await record_grants(session, c.campaign_id, c.version, decisions)
+        recorded = await record_grants(
+            session, c.campaign_id, c.version, decisions, c.definition.name
+        )
         # A group dissolved before this settlement (its record may have come first) still
         # loses its revocable grants: recorded, then revoked, so the ledger shows both.
         revocable = {d.group_id for d in decisions if d.revocable and d.group_id}

@@ -1,0 +1,105 @@
+"""Request and response bodies of the notify API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemplateBody(_Body):
+    category: Literal["reward", "marketing", "service"]
+    text: str = Field(min_length=1, max_length=1000, description="`{name}` placeholders")
+    placeholders: list[str] = Field(default_factory=list, max_length=20)
+
+
+class SmsLength(BaseModel):
+    encoding: str = Field(description="GSM-7, or UCS-2 (any Chinese character)")
+    units: int
+    segments: int = Field(description="SMS parts with placeholders empty (a lower bound)")
+
+
+class Template(BaseModel):
+    name: str
+    channel: Literal["im", "sms"]
+    locale: Literal["zh-CN", "en"]
+    category: str
+    text: str
+    placeholders: list[str]
+    updated_by: str
+    updated_at: datetime
+    sms: SmsLength | None = None
+
+
+class PolicyBody(_Body):
+    daily_cap: int = Field(ge=0, le=1000, description="Sends per user per local day")
+    window_start: time = Field(description="Local time the send window opens")
+    window_end: time = Field(description="Local time it closes; equal to start = always open")
+    ttl_seconds: int = Field(ge=60, le=30 * 86400)
+    marketing: bool = Field(description="Marketing messages respect opt-outs")
+
+
+class Policy(BaseModel):
+    category: str
+    daily_cap: int
+    window_start: time
+    window_end: time
+    ttl_seconds: int
+    marketing: bool
+    updated_by: str
+    updated_at: datetime
+
+
+class Notification(BaseModel):
+    id: int
+    source: str = Field(description="grant:<id>, request:<id> or broadcast:<id>")
+    user_id: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+    body: str | None
+    status: Literal[
+        "queued", "deferred", "sending", "sent", "delivered", "failed", "expired", "suppressed"
+    ]
+    reason: str | None
+    not_before: datetime
+    expires_at: datetime
+    attempts: int
+    sent_channel: str | None
+    provider: str | None
+    provider_message_id: str | None
+    cap_day: date | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NotificationPage(BaseModel):
+    items: list[Notification]
+    counts: dict[str, int] = Field(description="This user's notifications by status")
+    opted_out: bool
+    next_cursor: str | None
+
+
+class Counts(BaseModel):
+    counts: dict[str, int]
+
+
+class SandboxMessage(BaseModel):
+    id: int
+    notification_id: int
+    channel: str
+    user_id: str
+    body: str
+    at: datetime
+
+
+class SandboxPage(BaseModel):
+    items: list[SandboxMessage]
+    next_cursor: str | None

@@ -1,0 +1,110 @@
+"""Notify: reward notices and send requests to IM and SMS with caps, windows, opt-outs and
+retries (SPEC §6). The one place that wires."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+from sqlalchemy import MetaData
+
+from services.notify.api import routes
+from services.notify.consumers.inputs import (
+    DLQ_TOPIC,
+    GRANTS_TOPIC,
+    REQUESTS_TOPIC,
+    InputsConsumer,
+)
+from services.notify.dispatcher import Dispatcher
+from services.notify.providers.base import Provider
+from services.notify.providers.im import ImWebhookProvider
+from services.notify.providers.sandbox import SandboxProvider
+from services.notify.settings import NotifySettings
+from shared.auth import KeyCache
+from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.http import create_service_app
+from shared.kafka import ensure_topics, make_producer, producer_ready
+from shared.key_directory import KeyDirectory
+from shared.logging import configure_logging
+from shared.settings import CommonSettings, tune_gc
+from shared.tasks import BackgroundTasks
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: NotifySettings | None = None
+) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or NotifySettings()
+    bootstrap = common.require_kafka()
+    configure_logging("notify", common.log_level)
+    tz = ZoneInfo(common.timezone)
+    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    sessions = make_sessionmaker(engine)
+    producer = make_producer(bootstrap, "notify")
+    directory = KeyDirectory(bootstrap)
+    im: Provider
+    if settings.im_webhook_url:
+        im = ImWebhookProvider(settings.im_webhook_url, settings.im_webhook_secret)
+    else:
+        im = SandboxProvider(sessions, "im", settings.sandbox_fail_rate)
+    sms: Provider = SandboxProvider(sessions, "sms", settings.sandbox_fail_rate)
+    dispatcher = Dispatcher(
+        sessions,
+        {"im": im, "sms": sms},
+        producer,
+        tz,
+        rates={im.name: settings.im_rate_per_s, sms.name: settings.sms_rate_per_s},
+        batch=settings.dispatch_batch,
+        retry_base_s=settings.retry_base_s,
+        max_attempts=settings.max_attempts,
+    )
+    consumers = [
+        InputsConsumer(topic, bootstrap, sessions, producer, f"{settings.consumer_group}-{name}")
+        for name, topic in (("grants", GRANTS_TOPIC), ("requests", REQUESTS_TOPIC))
+    ]
+    tasks = BackgroundTasks()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await ensure_topics(
+            bootstrap,
+            {GRANTS_TOPIC: common.topic_partitions, REQUESTS_TOPIC: common.topic_partitions,
+             DLQ_TOPIC: 1},
+            common.topic_replication,
+        )  # fmt: skip
+        await producer.start()
+        await directory.start()
+        tune_gc()
+        if settings.consume:
+            for consumer in consumers:
+                tasks.spawn(consumer.run())
+            tasks.spawn(dispatcher.run())
+        yield
+        await tasks.stop()
+        if isinstance(im, ImWebhookProvider):
+            await im.close()
+        await directory.stop()
+        await producer.stop()
+        await engine.dispose()
+
+    app = create_service_app(
+        service="notify",
+        title="Engage notify",
+        description="Reward notices (engage.grants.v1) and send requests (engage.notify.v1) to "
+        "IM and SMS, with templates, daily caps, send windows, opt-outs, retries and a DLQ "
+        "(SPEC §6).",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness=[database_ready(engine), producer_ready(producer)],
+    )
+    app.state.sessions = sessions
+    app.state.tz = tz
+    app.state.key_cache = KeyCache(directory.principals, ttl_s=1.0, miss_reload_s=0.0)
+    app.include_router(routes.router)
+    return app

@@ -1,0 +1,257 @@
+"""Sends due notifications (SPEC §6): window, TTL, opt-out and the daily cap decided in one
+transaction per pass; the provider call happens outside it; retries back off with jitter; the
+last failure goes to engage.notify.dlq with the reason.
+
+Every replica runs a dispatcher; rows are claimed with FOR UPDATE SKIP LOCKED, so a message is
+handled by one of them at a time. A message left `sending` by a crash is picked up again after a
+lease (the provider may then see it twice: at-least-once towards the SMSC, as SMPP offers no
+idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.notify.domain.policy import MAX_ATTEMPTS, Policy, backoff, decide, local_day
+from services.notify.domain.templates import TemplateError, render
+from services.notify.providers.base import Provider, ProviderError, Throttled
+from services.notify.store import notifications as store
+from shared.auth import TokenBucket
+
+log = logging.getLogger(__name__)
+DLQ_TOPIC = "engage.notify.dlq"
+
+NOTIFICATIONS = Counter(
+    "engage_notifications_total",
+    "Notifications reaching a status, by channel, category and status.",
+    ["channel", "category", "status"],
+)
+PROVIDER_LATENCY = Histogram(
+    "engage_provider_latency_seconds",
+    "Time a provider took to accept (or refuse) a message.",
+    ["provider", "outcome"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+WAITING = Gauge("engage_notify_waiting", "Notifications waiting to be sent, by status.", ["status"])
+DLQ = Counter("engage_notify_dead_letters_total", "Notifications sent to the DLQ.", ["category"])
+
+
+@dataclass(slots=True)
+class _Send:
+    row: dict[str, Any]
+    bodies: dict[str, str]  # channel → rendered text, in fallback order
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        providers: dict[str, Provider],
+        producer: AIOKafkaProducer,
+        tz: ZoneInfo,
+        rates: dict[str, float],
+        batch: int = 200,
+        interval_s: float = 0.2,
+        retry_base_s: float = 2.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rnd: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._providers = providers
+        self._producer = producer
+        self._tz = tz
+        self._rates = rates
+        self._batch = batch
+        self._interval_s = interval_s
+        self._retry_base_s = retry_base_s
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self._rnd = rnd or random.Random()
+        self._bucket = TokenBucket(burst_s=1.0, min_burst=1.0)
+        self._paused_until = 0.0
+
+    async def run(self) -> None:
+        last_gauge = 0.0
+        while True:
+            try:
+                handled = await self.dispatch_once()
+                if time.monotonic() - last_gauge > 5:
+                    await self._refresh_gauges()
+                    last_gauge = time.monotonic()
+            except (OperationalError, DBAPIError, OSError) as exc:
+                log.warning("dispatch pass failed; retrying", extra={"error": repr(exc)[:300]})
+                handled = 0
+            if handled == 0:
+                await asyncio.sleep(self._interval_s)
+
+    async def dispatch_once(self) -> int:
+        """One pass over due messages; returns how many were handled."""
+        if (wait := self._paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)  # a provider throttled us: back-pressure, not drops
+        now = self._clock()
+        sends: list[_Send] = []
+        async with self._sessions() as session, session.begin():
+            rows = await store.claim_due(session, now, self._batch)
+            if not rows:
+                return 0
+            policies = await store.policies(session)
+            out = await store.opted_out(session, [r["user_id"] for r in rows])
+            for row in rows:
+                policy = policies.get(row["category"]) or Policy(row["category"])
+                send = await self._decide(session, row, policy, now, row["user_id"] in out)
+                if send is not None:
+                    sends.append(send)
+        for send in sends:
+            await self._deliver(send)
+        return len(rows)
+
+    async def _decide(
+        self,
+        session: AsyncSession,
+        row: dict[str, Any],
+        policy: Policy,
+        now: datetime,
+        opted_out: bool,
+    ) -> _Send | None:
+        d = decide(policy, now, row["expires_at"], self._tz, opted_out)
+        if d.action in ("expire", "suppress"):
+            status = "expired" if d.action == "expire" else "suppressed"
+            await self._finish(session, row, status, d.reason)
+            return None
+        if d.action == "defer":
+            await store.update(session, row["id"], status="deferred", reason=d.reason,
+                               not_before=d.not_before)  # fmt: skip
+            if row["status"] != "deferred":
+                NOTIFICATIONS.labels(row["channel"], row["category"], "deferred").inc()
+            return None
+        if row["cap_day"] is None:
+            day = local_day(now, self._tz)
+            if not await store.take_cap_slot(
+                session, row["user_id"], day, row["category"], policy.daily_cap
+            ):
+                await self._finish(session, row, "suppressed", "daily_cap")
+                return None
+            row["cap_day"] = day
+        try:
+            bodies = await self._render(session, row)
+        except TemplateError as exc:
+            await self._finish(session, row, "failed", f"template: {exc}")
+            await self._dead_letter(row, f"template: {exc}")
+            return None
+        await store.update(
+            session, row["id"], status="sending", cap_day=row["cap_day"], reason=None
+        )
+        return _Send(row, bodies)
+
+    async def _render(self, session: AsyncSession, row: dict[str, Any]) -> dict[str, str]:
+        params = row["params"]
+        params = orjson.loads(params) if isinstance(params, str | bytes) else params
+        channels = [row["channel"]] + (["sms"] if row["channel"] == "im" else [])
+        bodies: dict[str, str] = {}
+        for channel in channels:
+            template = await store.template_text(session, row["template"], channel, row["locale"])
+            if template is not None:
+                bodies[channel] = render(template, params)
+        if not bodies:
+            raise TemplateError("template", f"no template '{row['template']}' for {channels}")
+        return bodies
+
+    async def _finish(
+        self, session: AsyncSession, row: dict[str, Any], status: str, reason: str
+    ) -> None:
+        """An end state; an undeliverable message gives its cap slot back."""
+        await store.update(session, row["id"], status=status, reason=reason)
+        if row["cap_day"] is not None and status in ("failed", "expired", "suppressed"):
+            await store.release_cap_slot(session, row["user_id"], row["cap_day"], row["category"])
+        NOTIFICATIONS.labels(row["channel"], row["category"], status).inc()
+
+    async def _deliver(self, send: _Send) -> None:
+        row = send.row
+        error: ProviderError | None = None
+        for channel, body in send.bodies.items():  # the preferred channel, then the fallback
+            provider = self._providers[channel]
+            await self._pace(provider.name)
+            started = time.perf_counter()
+            try:
+                result = await provider.send(row["id"], row["user_id"], body)
+            except ProviderError as exc:
+                PROVIDER_LATENCY.labels(provider.name, "error").observe(
+                    time.perf_counter() - started
+                )
+                error = exc
+                if isinstance(exc, Throttled):
+                    self._paused_until = time.monotonic() + 1.0
+                    break  # the same channel again later, not the fallback
+                continue
+            PROVIDER_LATENCY.labels(provider.name, "ok").observe(time.perf_counter() - started)
+            status = "delivered" if result.delivered else "sent"
+            async with self._sessions() as session, session.begin():
+                await store.update(
+                    session, row["id"], status=status, body=body, sent_channel=channel,
+                    provider=result.provider, provider_message_id=result.message_id,
+                    attempts=row["attempts"] + 1,
+                )  # fmt: skip
+            NOTIFICATIONS.labels(channel, row["category"], status).inc()
+            return
+        assert error is not None
+        attempts = row["attempts"] + 1
+        async with self._sessions() as session, session.begin():
+            if error.retryable and attempts < self._max_attempts:
+                await store.update(
+                    session, row["id"], status="queued", attempts=attempts, reason=error.reason,
+                    not_before=self._clock() + backoff(attempts, self._retry_base_s, rnd=self._rnd),
+                )  # fmt: skip
+                return
+            await store.update(session, row["id"], attempts=attempts)
+            await self._finish(session, row, "failed", error.reason)
+        await self._dead_letter(row, error.reason)
+
+    async def _pace(self, provider: str) -> None:
+        """The provider's send rate: wait for a token (back-pressure on the whole pass)."""
+        rate = self._rates.get(provider, 0.0)
+        if rate <= 0:
+            return
+        for _ in range(1000):
+            wait = self._bucket.take(provider, rate, 1)
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _dead_letter(self, row: dict[str, Any], reason: str) -> None:
+        DLQ.labels(row["category"]).inc()
+        doc = {k: (str(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+        await (
+            await self._producer.send(
+                DLQ_TOPIC,
+                orjson.dumps({"notification": doc, "reason": reason}, default=str),
+                key=row["user_id"].encode(),
+            )
+        )
+
+    async def _refresh_gauges(self) -> None:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT status, count(*) AS n FROM notifications "
+                    "WHERE status IN ('queued', 'deferred', 'sending') GROUP BY status"
+                )
+            )
+            found = {r.status: int(r.n) for r in rows}
+        for status in ("queued", "deferred", "sending"):
+            WAITING.labels(status).set(found.get(status, 0))

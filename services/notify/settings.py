@@ -1,0 +1,29 @@
+"""Notify settings (`NOTIFY_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NotifySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
+
+    schema_name: str = Field(default="notify", description="PostgreSQL schema this service owns.")
+    database_url: str | None = Field(default=None, description="Overrides ENGAGE_DATABASE_URL.")
+    consumer_group: str = "notify"
+    consume: bool = Field(default=True, description="Consume inputs and dispatch messages.")
+    im_webhook_url: str | None = Field(
+        default=None, description="The IM platform's webhook; unset = the sandbox provider."
+    )
+    im_webhook_secret: str = Field(default="", description="HMAC key for webhook signatures.")
+    sandbox_fail_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of sandbox sends that fail (for testing)."
+    )
+    im_rate_per_s: float = Field(default=0, ge=0, description="Send rate limit; 0 = none.")
+    sms_rate_per_s: float = Field(default=0, ge=0, description="Send rate limit; 0 = none.")
+    dispatch_batch: int = Field(default=200, ge=1, le=10_000)
+    max_attempts: int = Field(default=5, ge=1, le=50, description="Then `failed` and the DLQ.")
+    retry_base_s: float = Field(
+        default=2.0, gt=0, le=600, description="Backoff base: attempt n waits up to base·2^n."
+    )

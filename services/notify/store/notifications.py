@@ -1,0 +1,190 @@
+"""Notifications as stored: enqueued once per (source, user, template), claimed by one
+dispatcher at a time, capped per user and local day without ever exceeding the cap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.domain.policy import Policy
+
+SENDING_LEASE = timedelta(seconds=60)  # a 'sending' row older than this was left by a crash
+COLUMNS = (
+    "id, source, user_id, template, category, channel, locale, params, body, status, reason, "
+    "not_before, expires_at, attempts, sent_channel, provider, provider_message_id, cap_day, "
+    "created_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    source: str
+    user_id: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+
+
+async def enqueue(
+    session: AsyncSession, items: list[NewNotification], policies: dict[str, Policy], now: datetime
+) -> int:
+    """Queue new notifications; a (source, user, template) seen before is ignored. Returns how
+    many were new."""
+    if not items:
+        return 0
+    rows = await session.execute(
+        text("""
+        INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
+                                   status, not_before, expires_at)
+        SELECT s, u, t, c, ch, l, p, 'queued', :now, e FROM unnest(
+            CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
+            CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
+            CAST(:e AS timestamptz[])) AS x(s, u, t, c, ch, l, p, e)
+        ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
+        {
+            "s": [i.source for i in items],
+            "u": [i.user_id for i in items],
+            "t": [i.template for i in items],
+            "c": [i.category for i in items],
+            "ch": [i.channel for i in items],
+            "l": [i.locale for i in items],
+            "p": [orjson.dumps(i.params).decode() for i in items],
+            "e": [now + policies[i.category].ttl for i in items],
+            "now": now,
+        },
+    )
+    return len(rows.all())
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Due messages, locked for this transaction; replicas skip each other's."""
+    rows = await session.execute(
+        text(f"""
+        SELECT {COLUMNS} FROM notifications
+        WHERE (status IN ('queued', 'deferred') AND not_before <= :now)
+           OR (status = 'sending' AND updated_at < :stale)
+        ORDER BY not_before LIMIT :n FOR UPDATE SKIP LOCKED"""),
+        {"now": now, "stale": now - SENDING_LEASE, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def take_cap_slot(
+    session: AsyncSession, user_id: str, day: date, category: str, cap: int
+) -> bool:
+    """One of the user's `cap` sends of that local day, or False when they are used up.
+
+    One statement: concurrent takers serialise on the row, and the WHERE is re-checked against
+    the newest count, so the cap holds across replicas.
+    """
+    if cap <= 0:
+        return False
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO cap_slots (user_id, day, category, used) VALUES (:u, :d, :c, 1) "
+                "ON CONFLICT (user_id, day, category) DO UPDATE SET used = cap_slots.used + 1 "
+                "WHERE cap_slots.used < :cap RETURNING used"
+            ),
+            {"u": user_id, "d": day, "c": category, "cap": cap},
+        )
+    ).first()
+    return row is not None
+
+
+async def release_cap_slot(session: AsyncSession, user_id: str, day: date, category: str) -> None:
+    """A message that ended undeliverable gives its slot back."""
+    await session.execute(
+        text(
+            "UPDATE cap_slots SET used = used - 1 WHERE user_id = :u AND day = :d "
+            "AND category = :c AND used > 0"
+        ),
+        {"u": user_id, "d": day, "c": category},
+    )
+
+
+async def update(session: AsyncSession, notification_id: int, **values: Any) -> None:
+    sets = ", ".join(f"{k} = :{k}" for k in values)
+    await session.execute(
+        text(f"UPDATE notifications SET {sets}, updated_at = now() WHERE id = :id"),
+        {"id": notification_id, **values},
+    )
+
+
+async def opted_out(session: AsyncSession, users: list[str]) -> set[str]:
+    rows = await session.execute(
+        text("SELECT user_id FROM opt_outs WHERE user_id = ANY(:u)"), {"u": sorted(set(users))}
+    )
+    return {r.user_id for r in rows}
+
+
+async def policies(session: AsyncSession) -> dict[str, Policy]:
+    rows = await session.execute(
+        text(
+            "SELECT category, daily_cap, window_start, window_end, ttl_seconds, marketing "
+            "FROM policies"
+        )
+    )
+    return {
+        r.category: Policy(
+            r.category,
+            r.daily_cap,
+            r.window_start,
+            r.window_end,
+            timedelta(seconds=r.ttl_seconds),
+            r.marketing,
+        )
+        for r in rows
+    }
+
+
+async def template_text(session: AsyncSession, name: str, channel: str, locale: str) -> str | None:
+    """The template for this channel and locale, else its zh-CN version."""
+    rows = await session.execute(
+        text(
+            "SELECT locale, text FROM templates WHERE name = :n AND channel = :c "
+            "AND locale IN (:l, 'zh-CN')"
+        ),
+        {"n": name, "c": channel, "l": locale},
+    )
+    found = {r.locale: r.text for r in rows}
+    result: str | None = found.get(locale) or found.get("zh-CN")
+    return result
+
+
+async def by_user(
+    session: AsyncSession, user_id: str, limit: int, after: int | None
+) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = :u "
+            "AND (CAST(:after AS bigint) IS NULL OR id > :after) ORDER BY id LIMIT :n"
+        ),
+        {"u": user_id, "after": after, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+async def status_counts(
+    session: AsyncSession, user_id: str | None = None, source_prefix: str | None = None
+) -> dict[str, int]:
+    rows = await session.execute(
+        text(
+            "SELECT status, count(*) AS n FROM notifications "
+            "WHERE (CAST(:u AS text) IS NULL OR user_id = :u) "
+            "AND (CAST(:p AS text) IS NULL OR source LIKE :p || '%') GROUP BY status"
+        ),
+        {"u": user_id, "p": source_prefix},
+    )
+    return {r.status: int(r.n) for r in rows}
+
+
+def window_times(start: str, end: str) -> tuple[time, time]:
+    return time.fromisoformat(start), time.fromisoformat(end)

@@ -1,0 +1,248 @@
+"""Notify against a real broker and PostgreSQL (SPEC §6): the daily cap under concurrency with
+two replicas, replayed grants, a provider failing half its sends, the IM webhook's signature and
+the fallback to SMS, templates validated on save."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from engage.progress import wait_consumed, wait_keys_known
+from engage.stack import ServiceProcess, Stack
+from engage.topic_audit import read_topic
+from services.notify.providers.im import signature
+from tests.integration.conftest import Keys
+
+pytestmark = pytest.mark.asyncio
+GRANTS = "engage.grants.v1"
+ALWAYS_OPEN = {"window_start": "00:00", "window_end": "00:00", "ttl_seconds": 86400}
+
+
+def grant(grant_id: int, user_id: str, status: str = "granted") -> dict[str, Any]:
+    return {
+        "event": "recorded", "grant_id": grant_id, "campaign_id": "cmp_000000000001",
+        "campaign_name": "Play and get gifts", "version": 1, "rule_id": "r", "role": "user",
+        "user_id": user_id, "period": "campaign", "status": status,
+        "items": [{"kind": "credit_fen", "amount": 200}, {"kind": "sms", "amount": 20}],
+        "fulfil_by": "2026-12-10",
+    }  # fmt: skip
+
+
+async def publish(bootstrap: str, docs: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for doc in docs:
+            await producer.send(GRANTS, orjson.dumps(doc), key=doc["user_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Deployment:
+    """Notify replicas sharing one schema."""
+
+    def __init__(self, stack: Stack, keys: Keys, schema: str, replicas: int, **env: str) -> None:
+        self.stack, self.keys, self.schema = stack, keys, schema
+        base = {"NOTIFY_SCHEMA_NAME": schema, "NOTIFY_CONSUMER_GROUP": schema,
+                "NOTIFY_RETRY_BASE_S": "0.05", **env}  # fmt: skip
+        self.replicas: list[ServiceProcess] = [
+            stack.start_service("notify", instance=f"-{schema}-{i}", env=base)
+            for i in range(replicas)
+        ]
+
+    def client(self, key: str | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.replicas[0].url,
+            headers={"Authorization": f"Bearer {key or self.keys.admin}"},
+            timeout=30,
+        )
+
+    async def ready(self, **policy: Any) -> None:
+        for r in self.replicas:
+            await wait_keys_known(r.url, "/v1/policies", [self.keys.admin, self.keys.viewer])
+        async with self.client() as c:
+            body = {"daily_cap": 3, "marketing": False, **ALWAYS_OPEN, **policy}
+            assert (await c.put("/v1/policies/reward", json=body)).status_code == 200
+
+    async def counts(self, prefix: str = "grant:") -> dict[str, int]:
+        async with self.client() as c:
+            r = await c.get("/v1/notifications/counts", params={"source_prefix": prefix})
+            counts: dict[str, int] = r.json()["counts"]
+            return counts
+
+    async def settled(
+        self, total: int, prefix: str = "grant:", timeout_s: float = 60
+    ) -> dict[str, int]:
+        """Wait until the notifications of sources with this prefix have all ended.
+
+        Every deployment reads the grants topic from the start, so each test uses grant ids
+        with a prefix of its own."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            counts = await self.counts(prefix)
+            waiting = sum(counts.get(s, 0) for s in ("queued", "deferred", "sending"))
+            if sum(counts.values()) == total and waiting == 0:
+                return counts
+            assert asyncio.get_running_loop().time() < deadline, counts
+            await asyncio.sleep(0.1)
+
+    async def sandbox(self, user_id: str) -> list[dict[str, Any]]:
+        async with self.client() as c:
+            r = await c.get("/v1/sandbox/messages", params={"user_id": user_id, "limit": 500})
+            items: list[dict[str, Any]] = r.json()["items"]
+            return items
+
+
+@pytest.fixture(scope="module")
+async def capped(stack: Stack, keys: Keys) -> Deployment:
+    d = Deployment(stack, keys, "notify_cap", replicas=2)
+    await d.ready()
+    return d
+
+
+async def test_fifty_concurrent_grants_for_one_user_send_exactly_three(
+    capped: Deployment,
+) -> None:
+    bootstrap = capped.stack.kafka_bootstrap
+    assert bootstrap
+    await publish(bootstrap, [grant(1000 + i, "cap-user") for i in range(50)])
+    counts = await capped.settled(50)
+    assert counts == {"delivered": 3, "suppressed": 47}
+    sent = await capped.sandbox("cap-user")
+    assert len(sent) == 3
+    assert sent[0]["body"] == (
+        "恭喜！您在「Play and get gifts」活动中获得2元话费、20条短信，将于2026-12-10前到账。"
+    )
+    async with capped.client(capped.keys.viewer) as c:
+        page = (await c.get("/v1/users/cap-user/notifications", params={"limit": 500})).json()
+    assert page["counts"] == {"delivered": 3, "suppressed": 47}
+    assert {n["reason"] for n in page["items"] if n["status"] == "suppressed"} == {"daily_cap"}
+
+
+async def test_replayed_grants_send_nothing_more(capped: Deployment) -> None:
+    url, bootstrap = capped.stack.database_url, capped.stack.kafka_bootstrap
+    assert url and bootstrap
+    docs = [grant(2000 + i, f"replay-{i}") for i in range(5)]
+    await publish(bootstrap, docs)
+    await capped.settled(55)
+    await publish(bootstrap, docs + [grant(1000 + i, "cap-user") for i in range(50)])
+    await wait_consumed(url, bootstrap, "notify_cap", GRANTS)
+    assert await capped.settled(55) == {"delivered": 8, "suppressed": 47}
+    assert len(await capped.sandbox("cap-user")) == 3
+
+
+async def test_revoked_and_exhausted_grants_are_not_announced(capped: Deployment) -> None:
+    url, bootstrap = capped.stack.database_url, capped.stack.kafka_bootstrap
+    assert url and bootstrap
+    await publish(
+        bootstrap,
+        [grant(3000, "quiet", "budget_exhausted"), {**grant(3001, "quiet"), "event": "revoked"}],
+    )
+    await wait_consumed(url, bootstrap, "notify_cap", GRANTS)
+    assert await capped.sandbox("quiet") == []
+
+
+async def test_provider_failing_half_the_sends_loses_nothing_and_doubles_nothing(
+    stack: Stack, keys: Keys
+) -> None:
+    # Two attempts (IM, then SMS, each) at 50% failure: ~6% end failed, so the DLQ path runs.
+    d = Deployment(
+        stack, keys, "notify_flaky", replicas=1, NOTIFY_SANDBOX_FAIL_RATE="0.5",
+        NOTIFY_MAX_ATTEMPTS="2",
+    )  # fmt: skip
+    await d.ready(daily_cap=1000)
+    bootstrap = stack.kafka_bootstrap
+    assert bootstrap
+    users = [f"flaky-{i}" for i in range(100)]
+    await publish(bootstrap, [grant(5000 + i, u) for i, u in enumerate(users)])
+    counts = await d.settled(100, "grant:50", timeout_s=120)
+    assert set(counts) <= {"delivered", "failed"}, counts
+    delivered = sum([len(await d.sandbox(u)) for u in users])
+    assert delivered == counts.get("delivered", 0)  # each delivered once, none twice
+    dead: list[dict[str, Any]] = []
+    await read_topic(
+        bootstrap,
+        "engage.notify.dlq",
+        lambda r: dead.append(orjson.loads(r.value)) if r.value and b"flaky-" in r.value else None,
+    )
+    assert len(dead) == counts.get("failed", 0)
+    assert all(x["reason"] for x in dead)
+
+
+class _ImPlatform(BaseHTTPRequestHandler):
+    secret = "s3cret"
+    received: ClassVar[list[dict[str, Any]]] = []
+    refused_users: ClassVar[set[str]] = {"im-down"}
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ts = self.headers["X-Engage-Timestamp"]
+        ok = self.headers["X-Engage-Signature"] == signature(self.secret, ts, body)
+        doc = orjson.loads(body)
+        self.received.append({**doc, "signature_ok": ok})
+        status = 401 if not ok else 503 if doc["user_id"] in self.refused_users else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def im_platform() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _ImPlatform)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/push"
+    finally:
+        server.shutdown()
+
+
+async def test_im_webhook_is_signed_and_falls_back_to_sms(
+    stack: Stack, keys: Keys, im_platform: str
+) -> None:
+    d = Deployment(
+        stack, keys, "notify_im", replicas=1,
+        NOTIFY_IM_WEBHOOK_URL=im_platform, NOTIFY_IM_WEBHOOK_SECRET=_ImPlatform.secret,
+    )  # fmt: skip
+    await d.ready()
+    bootstrap = stack.kafka_bootstrap
+    assert bootstrap
+    await publish(bootstrap, [grant(7000, "im-up"), grant(7001, "im-down")])
+    counts = await d.settled(2, "grant:700")
+    assert counts == {"sent": 1, "delivered": 1}
+    pushed = [r for r in _ImPlatform.received if r["user_id"] == "im-up"]
+    assert len(pushed) == 1 and pushed[0]["signature_ok"]
+    assert "Play and get gifts" in pushed[0]["text"]
+    async with d.client() as c:
+        down = (await c.get("/v1/users/im-down/notifications")).json()["items"][0]
+    assert (down["status"], down["sent_channel"]) == ("delivered", "sms")
+    assert "回TD退订" in down["body"]  # the SMS template, not the IM one
+
+
+async def test_templates_are_validated_when_saved(capped: Deployment) -> None:
+    async with capped.client(capped.keys.admin) as c:
+        bad = {"category": "marketing", "text": "你好{name}，{gift}到了", "placeholders": ["name"]}
+        r = await c.put("/v1/templates/promo/sms/zh-CN", json=bad)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"] == [
+            {"field": "text", "message": "text: unknown placeholder '{gift}' (declare it)"}
+        ]
+        good = {**bad, "placeholders": ["name", "gift"]}
+        r = await c.put("/v1/templates/promo/sms/zh-CN", json=good)
+        assert r.status_code == 200
+        # "你好，到了" once the placeholders are empty: five UCS-2 units, one SMS
+        assert r.json()["sms"] == {"encoding": "UCS-2", "units": 5, "segments": 1}
+        r = await c.put("/v1/templates/promo/sms/zh-CN", json=good, headers={
+            "Authorization": f"Bearer {capped.keys.viewer}"})  # fmt: skip
+        assert r.status_code == 403
