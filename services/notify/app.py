@@ -19,9 +19,11 @@ from services.notify.consumers.inputs import (
     InputsConsumer,
 )
 from services.notify.dispatcher import Dispatcher
+from services.notify.inbound import Inbound
 from services.notify.providers.base import Provider
 from services.notify.providers.im import ImWebhookProvider
 from services.notify.providers.sandbox import SandboxProvider
+from services.notify.providers.smpp import SmppProvider
 from services.notify.settings import NotifySettings
 from shared.auth import KeyCache
 from shared.db import database_ready, make_engine, make_sessionmaker, migrate
@@ -52,7 +54,21 @@ def create_app(
         im = ImWebhookProvider(settings.im_webhook_url, settings.im_webhook_secret)
     else:
         im = SandboxProvider(sessions, "im", settings.sandbox_fail_rate)
-    sms: Provider = SandboxProvider(sessions, "sms", settings.sandbox_fail_rate)
+    sms: Provider
+    smpp: SmppProvider | None = None
+    if settings.smpp_host:
+        inbound = Inbound(sessions, SmppProvider.name)
+        sms = smpp = SmppProvider(
+            settings.smpp_host,
+            settings.smpp_port,
+            settings.smpp_system_id,
+            settings.smpp_password,
+            settings.smpp_source_addr,
+            inbound.receipt,
+            inbound.reply,
+        )
+    else:
+        sms = SandboxProvider(sessions, "sms", settings.sandbox_fail_rate)
     dispatcher = Dispatcher(
         sessions,
         {"im": im, "sms": sms},
@@ -81,12 +97,16 @@ def create_app(
         await producer.start()
         await directory.start()
         tune_gc()
+        if smpp is not None:
+            await smpp.start()
         if settings.consume:
             for consumer in consumers:
                 tasks.spawn(consumer.run())
             tasks.spawn(dispatcher.run())
         yield
         await tasks.stop()
+        if smpp is not None:
+            await smpp.stop()
         if isinstance(im, ImWebhookProvider):
             await im.close()
         await directory.stop()

@@ -207,7 +207,11 @@ class Dispatcher:
                     provider=result.provider, provider_message_id=result.message_id,
                     attempts=row["attempts"] + 1,
                 )  # fmt: skip
+                # Its receipt may have come first.
+                early = await store.apply_receipts(session, result.provider, [result.message_id])
             NOTIFICATIONS.labels(channel, row["category"], status).inc()
+            for r in early:
+                NOTIFICATIONS.labels(r["channel"], r["category"], r["status"]).inc()
             return
         assert error is not None
         attempts = row["attempts"] + 1

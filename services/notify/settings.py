@@ -17,6 +17,11 @@ class NotifySettings(BaseSettings):
         default=None, description="The IM platform's webhook; unset = the sandbox provider."
     )
     im_webhook_secret: str = Field(default="", description="HMAC key for webhook signatures.")
+    smpp_host: str | None = Field(default=None, description="The SMSC; unset = sandbox for SMS.")
+    smpp_port: int = Field(default=2775, ge=1, le=65535)
+    smpp_system_id: str = "engage"
+    smpp_password: str = ""
+    smpp_source_addr: str = Field(default="10086", description="Sender address of our SMS.")
     sandbox_fail_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of sandbox sends that fail (for testing)."
     )

@@ -188,3 +188,39 @@ async def status_counts(
 
 def window_times(start: str, end: str) -> tuple[time, time]:
     return time.fromisoformat(start), time.fromisoformat(end)
+
+
+async def record_receipt(
+    session: AsyncSession, provider: str, message_id: str, delivered: bool, stat: str
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO receipts (provider, message_id, delivered, stat) "
+            "VALUES (:p, :m, :d, :s) ON CONFLICT DO NOTHING"
+        ),
+        {"p": provider, "m": message_id, "d": delivered, "s": stat},
+    )
+
+
+async def apply_receipts(
+    session: AsyncSession, provider: str, message_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Move sent messages whose receipt has arrived to delivered / failed (either order of
+    arrival); a failed one gives its cap slot back. Returns the rows that changed."""
+    rows = await session.execute(
+        text("""
+        UPDATE notifications n SET
+            status = CASE WHEN r.delivered THEN 'delivered' ELSE 'failed' END,
+            reason = CASE WHEN r.delivered THEN n.reason ELSE 'receipt: ' || r.stat END,
+            updated_at = now()
+        FROM receipts r
+        WHERE n.status = 'sent' AND n.provider = r.provider AND n.provider_message_id = r.message_id
+          AND r.provider = :p AND r.message_id = ANY(:m)
+        RETURNING n.id, n.user_id, n.category, n.channel, n.status, n.cap_day"""),
+        {"p": provider, "m": message_ids},
+    )
+    changed = [dict(r._mapping) for r in rows]
+    for row in changed:
+        if row["status"] == "failed" and row["cap_day"] is not None:
+            await release_cap_slot(session, row["user_id"], row["cap_day"], row["category"])
+    return changed
