@@ -13,6 +13,7 @@ import httpx
 
 from engage.demo_campaigns import (
     CampaignKeys,
+    campaign_examples,
     campaign_window,
     enroll_groups,
     group_owners,
@@ -20,6 +21,7 @@ from engage.demo_campaigns import (
     print_campaigns,
     settle_now,
 )
+from engage.demo_notify import open_reward_window, print_notices, wait_notices
 from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
 from engage.simulator.client import PostReport, post_events
 from engage.simulator.world import (
@@ -116,6 +118,7 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         scoring = stack.start_service("scoring")
         # Settlement on demand: last month is due at once, so it waits until it is loaded.
         rewards = stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
+        notify = stack.start_service("notify")
         url, bootstrap = stack.database_url, stack.kafka_bootstrap
         assert url is not None and bootstrap is not None
 
@@ -134,6 +137,8 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         now = datetime.now(UTC)
         tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
         await wait_keys_known(rewards.url, "/v1/templates", [viewer, *vars(campaign_keys).values()])
+        await wait_keys_known(notify.url, "/v1/policies", [viewer, campaign_keys.admin])
+        await open_reward_window(notify.url, campaign_keys.admin)
         starts_at, ends_at = campaign_window(now, tz)
         campaigns = await launch_campaigns(rewards.url, campaign_keys, starts_at, ends_at)
         print(
@@ -202,6 +207,10 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         )
         settled = await settle_now(rewards.url, campaign_keys.admin)
         verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
+        notices = await wait_notices(url, bootstrap, notify.url, viewer)
+        await print_notices(
+            notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
+        )
         print("\nServices")
         for service in stack.services.values():
             print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")

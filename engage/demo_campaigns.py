@@ -223,6 +223,22 @@ async def print_campaigns(
     return verified
 
 
+async def campaign_examples(
+    rewards_url: str, key: str, campaigns: dict[str, str]
+) -> dict[str, list[str]]:
+    """Per campaign name, some users it granted something to (for an example notice)."""
+    out: dict[str, list[str]] = {}
+    async with _client(rewards_url, key) as c:
+        for cid in campaigns.values():
+            campaign = (await c.get(f"/v1/campaigns/{cid}")).json()
+            page = (await c.get("/v1/grants", params={"campaign_id": cid, "limit": 50,
+                                                      "status": "granted"})).json()  # fmt: skip
+            if page["items"]:
+                name = campaign["versions"][-1]["definition"]["name"]
+                out[name] = [g["user_id"] for g in page["items"]]
+    return out
+
+
 def group_owners(events: list[dict[str, Any]]) -> dict[str, str]:
     """Each group's owner: the actor of its earliest group_created."""
     first: dict[str, tuple[datetime, str, str]] = {}

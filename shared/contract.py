@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -28,6 +29,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from shared.text import check_text, check_tree
 
 EVENTS_TOPIC = "engage.events.v1"
 MAX_BATCH_EVENTS = 500
@@ -157,7 +160,9 @@ Province = Literal[
     "HK",
     "MO",
 ]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(check_text)
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,7 @@ class _EventBase(BaseModel):
     @classmethod
     def _properties_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            check_tree(value)
             try:
                 size = len(orjson.dumps(value))
             except (TypeError, orjson.JSONEncodeError) as exc:

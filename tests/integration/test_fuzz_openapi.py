@@ -40,6 +40,12 @@ def scoring(stack: Stack) -> ServiceProcess:
     return stack.start_service("scoring")
 
 
+@pytest.fixture(scope="module")
+def notify(stack: Stack) -> ServiceProcess:
+    env = {"NOTIFY_SCHEMA_NAME": "notify_fuzz", "NOTIFY_CONSUME": "false"}
+    return stack.start_service("notify", instance="-fuzz", env=env)
+
+
 def fuzz(service: ServiceProcess, key: str, mode: GenerationMode) -> list[str]:
     """Every operation, fuzzed as `key`: no 5xx, and every response matches the document."""
     ops = operations(service)
@@ -82,10 +88,19 @@ def test_rewards_never_answers_5xx_and_matches_its_schema(
     assert {"POST /v1/campaigns", "PUT /v1/campaigns/{campaign_id}/draft"} <= set(fuzzed)
 
 
-def test_anonymous_fuzzed_calls_are_refused_with_problem_json(
-    ingest: ServiceProcess, scoring: ServiceProcess, rewards: ServiceProcess
+@pytest.mark.parametrize("mode", list(GenerationMode))
+def test_notify_never_answers_5xx_and_matches_its_schema(
+    notify: ServiceProcess, keys: Keys, mode: GenerationMode
 ) -> None:
-    for op in operations(ingest) + operations(scoring) + operations(rewards):
+    fuzzed = fuzz(notify, keys.admin, mode)
+    assert "PUT /v1/templates/{name}/{channel}/{locale}" in fuzzed
+
+
+def test_anonymous_fuzzed_calls_are_refused_with_problem_json(
+    ingest: ServiceProcess, scoring: ServiceProcess, rewards: ServiceProcess, notify: ServiceProcess
+) -> None:
+    services = (ingest, scoring, rewards, notify)
+    for op in [op for service in services for op in operations(service)]:
         if not op.path.startswith("/v1/"):
             continue
 

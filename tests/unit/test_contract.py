@@ -243,3 +243,15 @@ def test_envelope_timestamps_must_carry_an_offset() -> None:
     raw = make_event("points", at=HOUR_AGO)
     with pytest.raises(ValueError, match="received_at"):
         decode_envelope(encode_envelope(raw, "2026-11-22T04:00:00", "k"))
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b", "bell\x07"])
+def test_text_a_database_cannot_store_is_rejected_naming_the_field(bad: str) -> None:
+    result = rejected(make_event("group_created", name=bad, at=HOUR_AGO))
+    assert result.message.startswith("name: ")  # (pydantic refuses lone surrogates itself)
+    result = rejected(make_event("message", properties={"note": [bad]}, at=HOUR_AGO))
+    assert "properties" in result.message and "note[0]" in result.message
+
+
+def test_tabs_and_newlines_are_ordinary_text() -> None:
+    accepted(make_event("group_created", name="line one\nline\ttwo", at=HOUR_AGO))

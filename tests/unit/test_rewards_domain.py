@@ -449,3 +449,14 @@ def test_lifecycle_transitions_and_self_approval() -> None:
     assert lifecycle.edit_target(lifecycle.VersionState(3, "draft", "a"), "active") == 3
     with pytest.raises(Conflict):
         lifecycle.edit_target(lifecycle.VersionState(3, "submitted", "a"), "active")
+
+
+def test_text_that_cannot_be_stored_is_refused_naming_where() -> None:
+    rule = {
+        "id": "x",
+        "kind": "lottery",
+        "winners": 1,
+        "rewards": [{"kind": "points", "amount": 1}],
+    }
+    with pytest.raises(ValidationError, match=r"description: contains a character"):
+        definition(rule, description="nul\x00here")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Annotated, Any
 
 import orjson
@@ -100,8 +101,8 @@ async def put_policy(
     category: Category, body: PolicyBody, session: UnitOfWork, admin: RequireAdmin
 ) -> dict[str, Any]:
     return await config.save_policy(
-        session, category, body.daily_cap, body.window_start, body.window_end,
-        body.ttl_seconds, body.marketing, admin.key_id,
+        session, category, body.daily_cap, time.fromisoformat(body.window_start),
+        time.fromisoformat(body.window_end), body.ttl_seconds, body.marketing, admin.key_id,
     )  # fmt: skip
 
 

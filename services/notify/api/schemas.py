@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import SafeTextModel
 
-class _Body(BaseModel):
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class _Body(SafeTextModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -38,8 +42,10 @@ class Template(BaseModel):
 
 class PolicyBody(_Body):
     daily_cap: int = Field(ge=0, le=1000, description="Sends per user per local day")
-    window_start: time = Field(description="Local time the send window opens")
-    window_end: time = Field(description="Local time it closes; equal to start = always open")
+    window_start: str = Field(pattern=HHMM, description="Local time (HH:MM) the window opens")
+    window_end: str = Field(
+        pattern=HHMM, description="Local time (HH:MM) it closes; equal to start = always open"
+    )
     ttl_seconds: int = Field(ge=60, le=30 * 86400)
     marketing: bool = Field(description="Marketing messages respect opt-outs")
 
@@ -47,8 +53,8 @@ class PolicyBody(_Body):
 class Policy(BaseModel):
     category: str
     daily_cap: int
-    window_start: time
-    window_end: time
+    window_start: str = Field(description="Local time, HH:MM")
+    window_end: str = Field(description="Local time, HH:MM")
     ttl_seconds: int
     marketing: bool
     updated_by: str

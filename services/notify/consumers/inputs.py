@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.domain.messages import describe_rewards
@@ -25,6 +25,7 @@ from shared.consumer import (
     claim_offsets,
     store_offsets,
 )
+from shared.text import SafeTextModel
 
 GRANTS_TOPIC = "engage.grants.v1"
 REQUESTS_TOPIC = "engage.notify.v1"
@@ -33,7 +34,7 @@ REWARD_TEMPLATE = "reward_granted"
 SERVICE = "notify"
 
 
-class SendRequest(BaseModel):
+class SendRequest(SafeTextModel):
     """A record on engage.notify.v1."""
 
     model_config = ConfigDict(extra="forbid")

@@ -89,8 +89,16 @@ POLICY_COLUMNS = (
 
 
 async def policy_rows(session: AsyncSession) -> list[dict[str, Any]]:
+    """Policies with their window as local HH:MM."""
     rows = await session.execute(text(f"SELECT {POLICY_COLUMNS} FROM policies ORDER BY category"))
-    return [dict(r._mapping) for r in rows]
+    return [
+        {
+            **dict(r._mapping),
+            "window_start": r.window_start.strftime("%H:%M"),
+            "window_end": r.window_end.strftime("%H:%M"),
+        }
+        for r in rows
+    ]
 
 
 async def save_policy(

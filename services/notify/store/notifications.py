@@ -4,7 +4,7 @@ dispatcher at a time, capped per user and local day without ever exceeding the c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -184,10 +184,6 @@ async def status_counts(
         {"u": user_id, "p": source_prefix},
     )
     return {r.status: int(r.n) for r in rows}
-
-
-def window_times(start: str, end: str) -> tuple[time, time]:
-    return time.fromisoformat(start), time.fromisoformat(end)
 
 
 async def record_receipt(

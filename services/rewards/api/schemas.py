@@ -9,11 +9,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from services.rewards.domain.rules import CampaignDefinition, RewardKind
 from services.rewards.domain.templates import TEMPLATES
+from shared.text import SafeTextModel
 
 IDENT = r"^[A-Za-z0-9_.:@+\-]{1,64}$"  # SPEC §3 id charset
 
 
-class _Body(BaseModel):
+class _Body(SafeTextModel):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -23,6 +22,7 @@ from pydantic import (
 
 from services.rewards.domain import conditions
 from services.rewards.domain.conditions import ConditionError, Node
+from shared.text import SafeTextModel
 
 RewardKind = Literal["credit_fen", "sms", "mms", "data_mb", "points", "ticket", "prize"]
 REWARD_KINDS: tuple[str, ...] = ("credit_fen", "sms", "mms", "data_mb", "points", "ticket", "prize")
@@ -58,7 +58,7 @@ MetricName = Annotated[
 ]
 
 
-class _Model(BaseModel):
+class _Model(SafeTextModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -1,0 +1,75 @@
+"""The notification part of `engage demo`: the month's reward notices through the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from engage.progress import wait_consumed, wait_outbox_empty
+
+ALWAYS_OPEN = {"window_start": "00:00", "window_end": "00:00"}
+
+
+async def open_reward_window(notify_url: str, admin_key: str) -> None:
+    """The demo runs at any hour: reward notices may go out around the clock (the default
+    window is 08:00–21:00 local; outside it they would be `deferred`)."""
+    async with httpx.AsyncClient(
+        base_url=notify_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+    ) as c:
+        policies = (await c.get("/v1/policies")).json()
+        reward = next(p for p in policies if p["category"] == "reward")
+        body = {k: reward[k] for k in ("daily_cap", "ttl_seconds", "marketing")} | ALWAYS_OPEN
+        (await c.put("/v1/policies/reward", json=body)).raise_for_status()
+
+
+async def wait_notices(
+    database_url: str, bootstrap: str, notify_url: str, key: str, timeout_s: float = 300
+) -> dict[str, int]:
+    """Wait until rewards' grants reached notify and every notice ended; counts by status."""
+    await wait_outbox_empty(database_url, "rewards", "grants_outbox")
+    await wait_consumed(database_url, bootstrap, "notify", "engage.grants.v1")
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(
+        base_url=notify_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as c:
+        while True:
+            r = await c.get("/v1/notifications/counts", params={"source_prefix": "grant:"})
+            counts: dict[str, int] = r.json()["counts"]
+            if not any(counts.get(s) for s in ("queued", "sending")):
+                return counts
+            if asyncio.get_running_loop().time() > deadline:
+                return counts
+            await asyncio.sleep(0.5)
+
+
+async def print_notices(
+    notify_url: str, key: str, counts: dict[str, int], examples: dict[str, list[str]]
+) -> None:
+    """Counts by status and, per campaign, one notice as the user received it."""
+    print("\nNotifications (notify, sandbox provider)")
+    print(
+        "  reward notices by status: "
+        + ", ".join(f"{s} {n:,}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    )
+    print("  (daily cap 3 per user and local day: the rest are suppressed, reason daily_cap)")
+    async with httpx.AsyncClient(
+        base_url=notify_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as c:
+        for campaign, users in examples.items():
+            for user in users:  # the first whose notice was not suppressed by the daily cap
+                page = (
+                    await c.get(f"/v1/users/{user}/notifications", params={"limit": 500})
+                ).json()
+                notice: dict[str, Any] | None = next(
+                    (
+                        n
+                        for n in page["items"]
+                        if n["status"] == "delivered" and n["params"]["campaign"] == campaign
+                    ),
+                    None,
+                )
+                if notice is not None:
+                    print(f"  {campaign} → {user} ({notice['sent_channel']}): {notice['body']}")
+                    break
