@@ -64,7 +64,7 @@ def create_app(
             settings.smpp_system_id,
             settings.smpp_password,
             settings.smpp_source_addr,
-            inbound.receipt,
+            inbound.receipts,
             inbound.reply,
         )
     else:
@@ -78,6 +78,7 @@ def create_app(
         batch=settings.dispatch_batch,
         retry_base_s=settings.retry_base_s,
         max_attempts=settings.max_attempts,
+        concurrency=settings.send_concurrency,
     )
     consumers = [
         InputsConsumer(topic, bootstrap, sessions, producer, f"{settings.consumer_group}-{name}")

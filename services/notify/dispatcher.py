@@ -57,6 +57,16 @@ class _Send:
     bodies: dict[str, str]  # channel → rendered text, in fallback order
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    row: dict[str, Any]
+    channel: str
+    body: str
+    status: str  # sent, or delivered when the provider confirmed at once
+    provider: str
+    message_id: str
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -69,6 +79,7 @@ class Dispatcher:
         interval_s: float = 0.2,
         retry_base_s: float = 2.0,
         max_attempts: int = MAX_ATTEMPTS,
+        concurrency: int = 32,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rnd: random.Random | None = None,
     ) -> None:
@@ -81,6 +92,7 @@ class Dispatcher:
         self._interval_s = interval_s
         self._retry_base_s = retry_base_s
         self._max_attempts = max_attempts
+        self._concurrency = concurrency
         self._clock = clock
         self._rnd = rnd or random.Random()
         self._bucket = TokenBucket(burst_s=1.0, min_burst=1.0)
@@ -117,9 +129,37 @@ class Dispatcher:
                 send = await self._decide(session, row, policy, now, row["user_id"] in out)
                 if send is not None:
                     sends.append(send)
-        for send in sends:
-            await self._deliver(send)
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def deliver(send: _Send) -> _Sent | None:
+            async with gate:
+                return await self._deliver(send)
+
+        sent = [x for x in await asyncio.gather(*(deliver(s) for s in sends)) if x is not None]
+        if sent:
+            await self._record_sent(sent)
         return len(rows)
+
+    async def _record_sent(self, sent: list[_Sent]) -> None:
+        """The pass's accepted messages in one transaction; receipts that came first apply."""
+        early: list[dict[str, Any]] = []
+        async with self._sessions() as session, session.begin():
+            providers = sorted({x.provider for x in sent})
+            for provider in providers:
+                ids = sorted(x.message_id for x in sent if x.provider == provider)
+                await store.lock_messages(session, provider, ids)
+            await store.record_sent(
+                session,
+                [(x.row["id"], x.status, x.body, x.channel, x.provider, x.message_id,
+                  x.row["attempts"] + 1) for x in sent],
+            )  # fmt: skip
+            for provider in providers:
+                ids = [x.message_id for x in sent if x.provider == provider]
+                early += await store.apply_receipts(session, provider, ids)
+        for x in sent:
+            NOTIFICATIONS.labels(x.channel, x.row["category"], x.status).inc()
+        for r in early:
+            NOTIFICATIONS.labels(r["channel"], r["category"], r["status"]).inc()
 
     async def _decide(
         self,
@@ -181,7 +221,9 @@ class Dispatcher:
             await store.release_cap_slot(session, row["user_id"], row["cap_day"], row["category"])
         NOTIFICATIONS.labels(row["channel"], row["category"], status).inc()
 
-    async def _deliver(self, send: _Send) -> None:
+    async def _deliver(self, send: _Send) -> _Sent | None:
+        """Try the channels in order; the accepted send is returned for recording, a failure
+        is requeued with backoff or ends in the DLQ here."""
         row = send.row
         error: ProviderError | None = None
         for channel, body in send.bodies.items():  # the preferred channel, then the fallback
@@ -201,18 +243,7 @@ class Dispatcher:
                 continue
             PROVIDER_LATENCY.labels(provider.name, "ok").observe(time.perf_counter() - started)
             status = "delivered" if result.delivered else "sent"
-            async with self._sessions() as session, session.begin():
-                await store.update(
-                    session, row["id"], status=status, body=body, sent_channel=channel,
-                    provider=result.provider, provider_message_id=result.message_id,
-                    attempts=row["attempts"] + 1,
-                )  # fmt: skip
-                # Its receipt may have come first.
-                early = await store.apply_receipts(session, result.provider, [result.message_id])
-            NOTIFICATIONS.labels(channel, row["category"], status).inc()
-            for r in early:
-                NOTIFICATIONS.labels(r["channel"], r["category"], r["status"]).inc()
-            return
+            return _Sent(row, channel, body, status, result.provider, result.message_id)
         assert error is not None
         attempts = row["attempts"] + 1
         async with self._sessions() as session, session.begin():
@@ -221,10 +252,11 @@ class Dispatcher:
                     session, row["id"], status="queued", attempts=attempts, reason=error.reason,
                     not_before=self._clock() + backoff(attempts, self._retry_base_s, rnd=self._rnd),
                 )  # fmt: skip
-                return
+                return None
             await store.update(session, row["id"], attempts=attempts)
             await self._finish(session, row, "failed", error.reason)
         await self._dead_letter(row, error.reason)
+        return None
 
     async def _pace(self, provider: str) -> None:
         """The provider's send rate: wait for a token (back-pressure on the whole pass)."""

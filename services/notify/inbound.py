@@ -16,11 +16,12 @@ class Inbound:
         self._sessions = sessions
         self._provider = provider
 
-    async def receipt(self, message_id: str, delivered: bool, stat: str) -> None:
-        """Stored first, then matched: it may arrive before the send is recorded."""
+    async def receipts(self, batch: list[tuple[str, bool, str]]) -> None:
+        """Stored first, then matched: a receipt may arrive before its send is recorded."""
         async with self._sessions() as session, session.begin():
-            await store.record_receipt(session, self._provider, message_id, delivered, stat)
-            changed = await store.apply_receipts(session, self._provider, [message_id])
+            await store.lock_messages(session, self._provider, [r[0] for r in batch])
+            await store.record_receipts(session, self._provider, batch)
+            changed = await store.apply_receipts(session, self._provider, [r[0] for r in batch])
         for row in changed:
             NOTIFICATIONS.labels(row["channel"], row["category"], row["status"]).inc()
 

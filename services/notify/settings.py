@@ -28,6 +28,9 @@ class NotifySettings(BaseSettings):
     im_rate_per_s: float = Field(default=0, ge=0, description="Send rate limit; 0 = none.")
     sms_rate_per_s: float = Field(default=0, ge=0, description="Send rate limit; 0 = none.")
     dispatch_batch: int = Field(default=200, ge=1, le=10_000)
+    send_concurrency: int = Field(
+        default=32, ge=1, le=1000, description="Messages in flight to providers per replica."
+    )
     max_attempts: int = Field(default=5, ge=1, le=50, description="Then `failed` and the DLQ.")
     retry_base_s: float = Field(
         default=2.0, gt=0, le=600, description="Backoff base: attempt n waits up to base·2^n."

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.domain.policy import Policy
+from shared.db import lock_keys
 
 SENDING_LEASE = timedelta(seconds=60)  # a 'sending' row older than this was left by a crash
 COLUMNS = (
@@ -118,6 +119,22 @@ async def update(session: AsyncSession, notification_id: int, **values: Any) -> 
     )
 
 
+async def record_sent(
+    session: AsyncSession, sent: list[tuple[int, str, str, str, str, str, int]]
+) -> None:
+    """(id, status, body, channel, provider, provider message id, attempts) per accepted send."""
+    await session.execute(
+        text("""
+        UPDATE notifications n SET status = x.s, body = x.b, sent_channel = x.c, provider = x.p,
+            provider_message_id = x.m, attempts = x.a, reason = NULL, updated_at = now()
+        FROM unnest(CAST(:i AS bigint[]), CAST(:s AS text[]), CAST(:b AS text[]),
+                    CAST(:c AS text[]), CAST(:p AS text[]), CAST(:m AS text[]),
+                    CAST(:a AS int[])) AS x(i, s, b, c, p, m, a)
+        WHERE n.id = x.i"""),
+        {k: [row[n] for row in sent] for n, k in enumerate("isbcpma")},
+    )
+
+
 async def opted_out(session: AsyncSession, users: list[str]) -> set[str]:
     rows = await session.execute(
         text("SELECT user_id FROM opt_outs WHERE user_id = ANY(:u)"), {"u": sorted(set(users))}
@@ -186,15 +203,27 @@ async def status_counts(
     return {r.status: int(r.n) for r in rows}
 
 
-async def record_receipt(
-    session: AsyncSession, provider: str, message_id: str, delivered: bool, stat: str
+async def lock_messages(session: AsyncSession, provider: str, message_ids: list[str]) -> None:
+    """A send being recorded and its receipt being stored serialise on the message id, so the
+    later of the two sees the earlier (under READ COMMITTED neither would otherwise)."""
+    await lock_keys(session, (f"notify.message:{provider}:{m}" for m in message_ids))
+
+
+async def record_receipts(
+    session: AsyncSession, provider: str, receipts: list[tuple[str, bool, str]]
 ) -> None:
     await session.execute(
         text(
             "INSERT INTO receipts (provider, message_id, delivered, stat) "
-            "VALUES (:p, :m, :d, :s) ON CONFLICT DO NOTHING"
+            "SELECT :p, * FROM unnest(CAST(:m AS text[]), CAST(:d AS boolean[]), "
+            "CAST(:s AS text[])) ON CONFLICT DO NOTHING"
         ),
-        {"p": provider, "m": message_id, "d": delivered, "s": stat},
+        {
+            "p": provider,
+            "m": [r[0] for r in receipts],
+            "d": [r[1] for r in receipts],
+            "s": [r[2] for r in receipts],
+        },
     )
 
 
