@@ -49,6 +49,11 @@ PROVIDER_LATENCY = Histogram(
 )
 WAITING = Gauge("engage_notify_waiting", "Notifications waiting to be sent, by status.", ["status"])
 DLQ = Counter("engage_notify_dead_letters_total", "Notifications sent to the DLQ.", ["category"])
+CAP_SUPPRESSED = Counter(
+    "engage_notify_cap_suppressed_total",
+    "Notifications suppressed because the user's daily cap was used up.",
+    ["category"],
+)
 
 
 @dataclass(slots=True)
@@ -186,6 +191,7 @@ class Dispatcher:
                 session, row["user_id"], day, row["category"], policy.daily_cap
             ):
                 await self._finish(session, row, "suppressed", "daily_cap")
+                CAP_SUPPRESSED.labels(row["category"]).inc()
                 return None
             row["cap_day"] = day
         try:
