@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData, text
@@ -108,3 +110,8 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
             ),
             {"x": ordered},
         )
+
+
+def jsonb(value: Any) -> Any:
+    """A jsonb column read through `text()`: asyncpg hands it over as its JSON text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

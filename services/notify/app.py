@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 from sqlalchemy import MetaData
 
-from services.notify.api import routes
+from services.notify.api import broadcasts, routes
 from services.notify.consumers.inputs import (
     DLQ_TOPIC,
     GRANTS_TOPIC,
@@ -128,4 +128,5 @@ def create_app(
     app.state.tz = tz
     app.state.key_cache = KeyCache(directory.principals, ttl_s=1.0, miss_reload_s=0.0)
     app.include_router(routes.router)
+    app.include_router(broadcasts.router)
     return app

@@ -4,8 +4,10 @@ the fallback to SMS, templates validated on save."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
@@ -17,7 +19,7 @@ from engage.stack import Stack
 from engage.topic_audit import read_topic
 from services.notify.providers.im import signature
 from tests.integration.conftest import Keys
-from tests.integration.notify_support import GRANTS, Deployment, grant, publish
+from tests.integration.notify_support import ALWAYS_OPEN, GRANTS, Deployment, grant, publish
 
 pytestmark = pytest.mark.asyncio
 
@@ -166,3 +168,36 @@ async def test_templates_are_validated_when_saved(capped: Deployment) -> None:
         r = await c.put("/v1/templates/promo/sms/zh-CN", json=good, headers={
             "Authorization": f"Bearer {capped.keys.viewer}"})  # fmt: skip
         assert r.status_code == 403
+
+
+async def test_broadcast_needs_another_principal_and_is_fanned_out_paced(
+    capped: Deployment,
+) -> None:
+    k = capped.keys
+    users = [f"bc-{i:02d}" for i in range(20)]
+    async with capped.client(k.admin) as admin:
+        body = {"daily_cap": 3, "marketing": True, **ALWAYS_OPEN}
+        assert (await admin.put("/v1/policies/marketing", json=body)).status_code == 200
+        template = {"category": "marketing", "text": "{name}，周末双倍积分！回TD退订",
+                    "placeholders": ["name"]}  # fmt: skip
+        assert (await admin.put("/v1/templates/weekend/im/zh-CN", json=template)).status_code == 200
+        assert (await admin.put(f"/v1/users/{users[0]}/opt-out")).status_code == 204
+    broadcast = {"name": "weekend", "template": "weekend", "category": "marketing",
+                 "params": {"name": "亲爱的用户"}, "rate_per_s": 20,
+                 "segment": {"kind": "list", "user_ids": users}}  # fmt: skip
+    async with capped.client(k.owner_approver) as lead, capped.client(k.approver) as approver:
+        r = await lead.post("/v1/broadcasts", json={**broadcast, "params": {}})
+        assert r.status_code == 422 and "missing placeholder 'name'" in r.json()["detail"]
+        r = await lead.post("/v1/broadcasts", json=broadcast)
+        assert r.status_code == 201 and r.json()["status"] == "pending_approval"
+        bid = r.json()["broadcast_id"]
+        r = await lead.post(f"/v1/broadcasts/{bid}:approve")
+        assert r.status_code == 403 and r.json()["code"] == "self_approval"
+        r = await approver.post(f"/v1/broadcasts/{bid}:approve")
+        assert r.status_code == 200 and r.json()["recipients"] == 20
+        counts = await capped.settled(20, f"broadcast:{bid}")
+        assert counts == {"delivered": 19, "suppressed": 1}
+        pages = [(await lead.get(f"/v1/users/{u}/notifications")).json() for u in users]
+    due = sorted(datetime.fromisoformat(p["items"][-1]["not_before"]) for p in pages)
+    gaps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(due)}
+    assert gaps == {0.05}  # 20 per second, not a burst

@@ -16,8 +16,8 @@ from services.notify.domain.templates import TemplateError, render, sms_segments
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def at(hour: int, minute: int = 0, day: int = 22) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=TZ)
+def at(hour: int, minute: int = 0, second: int = 0, day: int = 22) -> datetime:
+    return datetime(2026, 11, day, hour, minute, second, tzinfo=TZ)
 
 
 def test_template_must_use_exactly_its_declared_placeholders() -> None:
@@ -106,3 +106,14 @@ def test_reward_items_read_naturally_in_each_locale() -> None:
     items = [{"kind": "credit_fen", "amount": 200}, {"kind": "data_mb", "amount": 150}]
     assert describe_rewards(items, "zh-CN") == "2元话费、150MB流量"
     assert describe_rewards(items, "en") == "2 yuan credit, 150 MB data"
+
+
+def test_broadcast_is_paced_and_stays_inside_the_window() -> None:
+    from services.notify.domain.broadcast import paced_schedule
+
+    p = Policy("marketing")  # 08:00–21:00
+    times = paced_schedule(5, at(20, 59, 58), 1.0, p, TZ)
+    assert times[:2] == [at(20, 59, 58), at(20, 59, 59)]
+    assert times[2:] == [at(8, 0, 0, 23), at(8, 0, 1, 23), at(8, 0, 2, 23)]
+    early = paced_schedule(2, at(6), 10.0, p, TZ)
+    assert early == [at(8), at(8) + timedelta(seconds=0.1)]

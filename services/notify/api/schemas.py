@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,3 +109,40 @@ class SandboxMessage(BaseModel):
 class SandboxPage(BaseModel):
     items: list[SandboxMessage]
     next_cursor: str | None
+
+
+class ListSegment(_Body):
+    kind: Literal["list"] = Field(description="Only explicit lists for now")
+    user_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")]] = Field(
+        min_length=1, max_length=100_000
+    )
+
+
+class BroadcastBody(_Body):
+    name: str = Field(min_length=1, max_length=120)
+    template: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    category: Literal["marketing", "service"]
+    channel: Literal["im", "sms"] = "im"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    params: dict[str, str | int | float] = Field(default_factory=dict)
+    segment: ListSegment
+    rate_per_s: float = Field(default=10.0, gt=0, le=1000, description="Fan-out pace")
+
+
+class Broadcast(BaseModel):
+    broadcast_id: int
+    name: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+    segment: dict[str, Any]
+    rate_per_s: float
+    status: Literal["pending_approval", "approved", "cancelled"]
+    created_by: str
+    created_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    recipients: int | None
+    counts: dict[str, int] = Field(description="Its notifications by status")

@@ -31,6 +31,7 @@ class NewNotification:
     channel: str
     locale: str
     params: dict[str, Any]
+    not_before: datetime | None = None  # None: due at once
 
 
 async def enqueue(
@@ -44,10 +45,10 @@ async def enqueue(
         text("""
         INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
                                    status, not_before, expires_at)
-        SELECT s, u, t, c, ch, l, p, 'queued', :now, e FROM unnest(
+        SELECT s, u, t, c, ch, l, p, 'queued', COALESCE(nb, :now), e FROM unnest(
             CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
             CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
-            CAST(:e AS timestamptz[])) AS x(s, u, t, c, ch, l, p, e)
+            CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[])) AS x(s, u, t, c, ch, l, p, e, nb)
         ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
         {
             "s": [i.source for i in items],
@@ -57,7 +58,8 @@ async def enqueue(
             "ch": [i.channel for i in items],
             "l": [i.locale for i in items],
             "p": [orjson.dumps(i.params).decode() for i in items],
-            "e": [now + policies[i.category].ttl for i in items],
+            "e": [(i.not_before or now) + policies[i.category].ttl for i in items],
+            "nb": [i.not_before for i in items],
             "now": now,
         },
     )
@@ -190,15 +192,19 @@ async def by_user(
 
 
 async def status_counts(
-    session: AsyncSession, user_id: str | None = None, source_prefix: str | None = None
+    session: AsyncSession,
+    user_id: str | None = None,
+    source_prefix: str | None = None,
+    source: str | None = None,
 ) -> dict[str, int]:
     rows = await session.execute(
         text(
             "SELECT status, count(*) AS n FROM notifications "
             "WHERE (CAST(:u AS text) IS NULL OR user_id = :u) "
+            "AND (CAST(:s AS text) IS NULL OR source = :s) "
             "AND (CAST(:p AS text) IS NULL OR source LIKE :p || '%') GROUP BY status"
         ),
-        {"u": user_id, "p": source_prefix},
+        {"u": user_id, "p": source_prefix, "s": source},
     )
     return {r.status: int(r.n) for r in rows}
 

@@ -16,7 +16,8 @@ from services.rewards.domain import draws, lifecycle
 from services.rewards.domain.lifecycle import VersionState
 from services.rewards.domain.periods import periods_in_window
 from services.rewards.domain.rules import CampaignDefinition, LotteryRule
-from services.rewards.store.snapshots import group_owner, jsonb
+from services.rewards.store.snapshots import group_owner
+from shared.db import jsonb
 from shared.errors import Conflict, NotFound, ValidationFailed
 
 READ_ONLY = text("SET TRANSACTION READ ONLY")

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.budget import GRANTED, REVOKED, allocate
 from services.rewards.domain.settlement import GrantDecision
-from services.rewards.store.snapshots import jsonb
+from shared.db import jsonb
 
 GRANTS = Counter(
     "engage_grants_total",

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.settlement import GroupMonth
-from shared.db import lock_keys
+from shared.db import jsonb, lock_keys
 
 _ENVELOPE_FIELDS = frozenset({"entity", "id", "period", "grain"})
 _GROUP_ATTRIBUTES = frozenset(
@@ -129,11 +129,6 @@ async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
                 "members": [orjson.dumps(list(g.member_ids)).decode() for g in gs],
             },
         )
-
-
-def jsonb(value: Any) -> Any:
-    """A jsonb column read through `text()`: asyncpg hands it over as its JSON text."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _float_values(doc: Any) -> dict[str, float]:
