@@ -24,6 +24,7 @@ from services.notify.providers.base import Provider
 from services.notify.providers.im import ImWebhookProvider
 from services.notify.providers.sandbox import SandboxProvider
 from services.notify.providers.smpp import SmppProvider
+from services.notify.segments import ScoringClient
 from services.notify.settings import NotifySettings
 from shared.auth import KeyCache
 from shared.db import database_ready, make_engine, make_sessionmaker, migrate
@@ -85,6 +86,9 @@ def create_app(
         for name, topic in (("grants", GRANTS_TOPIC), ("requests", REQUESTS_TOPIC))
     ]
     tasks = BackgroundTasks()
+    scoring = (
+        ScoringClient(settings.scoring_url, settings.scoring_key) if settings.scoring_url else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +114,8 @@ def create_app(
             await smpp.stop()
         if isinstance(im, ImWebhookProvider):
             await im.close()
+        if scoring is not None:
+            await scoring.close()
         await directory.stop()
         await producer.stop()
         await engine.dispose()
@@ -126,6 +132,7 @@ def create_app(
     )
     app.state.sessions = sessions
     app.state.tz = tz
+    app.state.scoring = scoring
     app.state.key_cache = KeyCache(directory.principals, ttl_s=1.0, miss_reload_s=0.0)
     app.include_router(routes.router)
     app.include_router(broadcasts.router)

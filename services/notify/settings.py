@@ -22,6 +22,10 @@ class NotifySettings(BaseSettings):
     smpp_system_id: str = "engage"
     smpp_password: str = ""
     smpp_source_addr: str = Field(default="10086", description="Sender address of our SMS.")
+    scoring_url: str | None = Field(
+        default=None, description="Scoring's read API, for segments by leaderboard or activity."
+    )
+    scoring_key: str = Field(default="", description="A viewer key for scoring's read API.")
     sandbox_fail_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of sandbox sends that fail (for testing)."
     )

@@ -4,20 +4,24 @@ the fallback to SMS, templates validated on save."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
+import httpx
 import orjson
 import pytest
 
 from engage.progress import wait_consumed
-from engage.stack import Stack
+from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import read_topic
 from services.notify.providers.im import signature
+from tests.builders import make_event
 from tests.integration.conftest import Keys
 from tests.integration.notify_support import ALWAYS_OPEN, GRANTS, Deployment, grant, publish
 
@@ -201,3 +205,63 @@ async def test_broadcast_needs_another_principal_and_is_fanned_out_paced(
     due = sorted(datetime.fromisoformat(p["items"][-1]["not_before"]) for p in pages)
     gaps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(due)}
     assert gaps == {0.05}  # 20 per second, not a burst
+
+
+async def test_broadcast_segments_resolve_through_scoring(
+    stack: Stack, keys: Keys, ingest: ServiceProcess
+) -> None:
+    scoring = stack.start_service(
+        "scoring", instance="-seg",
+        env={"SCORING_SCHEMA_NAME": "scoring_seg", "SCORING_CONSUMER_GROUP": "scoring_seg"},
+    )  # fmt: skip
+    d = Deployment(stack, keys, "notify_seg", replicas=1, NOTIFY_SCORING_URL=scoring.url,
+                   NOTIFY_SCORING_KEY=keys.viewer)  # fmt: skip
+    await d.ready()
+    now = datetime.now(UTC)
+    month = now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    events = [
+        make_event("group_created", user_id="seg-owner", group_id="seg-g1", name="g",
+                   province="MO", at=now - timedelta(minutes=3)),
+        *[make_event("group_join", user_id=u, group_id="seg-g1", at=now - timedelta(minutes=2))
+          for u in ("seg-busy", "seg-quiet")],
+        *[make_event("message", user_id="seg-busy", client="pc", at=now - timedelta(minutes=1))
+          for _ in range(25)],
+        make_event("message", user_id="seg-quiet", client="pc", at=now - timedelta(minutes=1)),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as c:
+        r = await c.post("/v1/events", json={"events": events},
+                         headers={"Authorization": f"Bearer {keys.ingest}"})  # fmt: skip
+        assert r.status_code == 202 and r.json()["accepted"] == len(events)
+    deadline = asyncio.get_running_loop().time() + 60
+    async with httpx.AsyncClient(
+        base_url=scoring.url, headers={"Authorization": f"Bearer {keys.viewer}"}, timeout=30
+    ) as c:
+        while (await c.get(f"/v1/groups/seg-g1/months/{month}")).json().get("members") != 3:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+    async with d.client() as admin:
+        body = {"daily_cap": 3, "marketing": False, **ALWAYS_OPEN}
+        assert (await admin.put("/v1/policies/service", json=body)).status_code == 200
+        template = {"category": "service", "text": "群活动通知", "placeholders": []}
+        assert (await admin.put("/v1/templates/notice/im/zh-CN", json=template)).status_code == 200
+    ids = {}
+    async with d.client(keys.owner) as owner, d.client(keys.approver) as approver:
+        for name, segment in (
+            ("top", {"kind": "top_groups", "month": month, "province": "MO", "top": 1}),
+            ("busy", {"kind": "active_users", "month": month, "min_activity_points": 20}),
+        ):
+            body = {"name": name, "template": "notice", "category": "service", "segment": segment}
+            r = await owner.post("/v1/broadcasts", json=body)
+            assert r.status_code == 201, r.text
+            r = await approver.post(f"/v1/broadcasts/{r.json()['broadcast_id']}:approve")
+            assert r.status_code == 200, r.text
+            ids[name] = r.json()["broadcast_id"]
+    top = await d.settled(3, f"broadcast:{ids['top']}")
+    assert top == {"delivered": 3}
+    for user in ("seg-owner", "seg-busy", "seg-quiet"):
+        assert await d.sandbox(user), user
+    async with d.client() as c:
+        busy = (await c.get(f"/v1/broadcasts/{ids['busy']}")).json()
+        quiet = (await c.get("/v1/users/seg-quiet/notifications")).json()["items"]
+    assert busy["recipients"] >= 1
+    assert all(n["source"] != f"broadcast:{ids['busy']}" for n in quiet)  # 1 point: not in it

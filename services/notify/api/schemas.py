@@ -112,10 +112,28 @@ class SandboxPage(BaseModel):
 
 
 class ListSegment(_Body):
-    kind: Literal["list"] = Field(description="Only explicit lists for now")
+    kind: Literal["list"]
     user_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")]] = Field(
         min_length=1, max_length=100_000
     )
+
+
+class TopGroupsSegment(_Body):
+    kind: Literal["top_groups"]
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    province: str = Field(pattern=r"^[A-Z]{2}$")
+    top: int = Field(ge=1, le=500, description="Members of the top N groups (scoring's order)")
+
+
+class ActiveUsersSegment(_Body):
+    kind: Literal["active_users"]
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    min_activity_points: int = Field(ge=0, le=1_000_000)
+
+
+Segment = Annotated[
+    ListSegment | TopGroupsSegment | ActiveUsersSegment, Field(discriminator="kind")
+]
 
 
 class BroadcastBody(_Body):
@@ -125,7 +143,7 @@ class BroadcastBody(_Body):
     channel: Literal["im", "sms"] = "im"
     locale: Literal["zh-CN", "en"] = "zh-CN"
     params: dict[str, str | int | float] = Field(default_factory=dict)
-    segment: ListSegment
+    segment: Segment = Field(description="Resolved when the broadcast is approved")
     rate_per_s: float = Field(default=10.0, gt=0, le=1000, description="Fan-out pace")
 
 

@@ -74,18 +74,19 @@ async def approve(
     session: AsyncSession,
     broadcast_id: int,
     actor: str,
+    users: list[str],
     policy: Policy,
     policies: dict[str, Policy],
     now: datetime,
     tz: ZoneInfo,
 ) -> dict[str, Any]:
-    """Approve (not by its creator) and queue every recipient at its paced time."""
+    """Approve (not by its creator) and queue every recipient (the segment, resolved) at its
+    paced time."""
     before = await get(session, broadcast_id, lock=True)
     if before["status"] != "pending_approval":
         raise Conflict(f"broadcast {broadcast_id} is {before['status']}", code="invalid_transition")
     if actor == before["created_by"]:
         raise Forbidden("a broadcast cannot be approved by its creator", code="self_approval")
-    users: list[str] = sorted(set(before["segment"]["user_ids"]))
     due = paced_schedule(len(users), now, before["rate_per_s"], policy, tz)
     await store.enqueue(
         session,

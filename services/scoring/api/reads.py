@@ -7,8 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from services.scoring.api.schemas import GroupMonth, Leaderboard, UserDay, UserMonth, WeightsBody
-from services.scoring.domain.periods import month_label, parse_month
+from services.scoring.api.schemas import (
+    ActiveUserPage,
+    GroupMonth,
+    Leaderboard,
+    MemberPage,
+    UserDay,
+    UserMonth,
+    WeightsBody,
+)
+from services.scoring.domain.periods import end_of_month, month_label, parse_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store import queries
 from services.scoring.store.changelog import derived_day_points
@@ -188,3 +196,51 @@ def _decode_cursor(text: str) -> queries.BoardCursor:
         ),
     )
     return queries.BoardCursor(float(v), a, g, r)
+
+
+def _after_id(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    value: str = decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], str))[0]
+    return value
+
+
+@router.get(
+    "/groups/{group_id}/months/{month}/members",
+    response_model=MemberPage,
+    summary="A group's members as of the month's end, paged by user id",
+)
+async def get_group_members(
+    group_id: GroupId,
+    month: MonthText,
+    session: SessionDep,
+    tz: TimeZone,
+    _: RequireViewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    items = await queries.group_members(
+        session, group_id, end_of_month(_month(month), tz), limit, _after_id(cursor)
+    )
+    next_cursor = encode_cursor([items[-1]]) if len(items) == limit else None
+    return {"group_id": group_id, "month": month, "items": items, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/months/{month}/active-users",
+    response_model=ActiveUserPage,
+    summary="Users whose month activity points are at least min_activity_points",
+)
+async def get_active_users(
+    month: MonthText,
+    session: SessionDep,
+    _: RequireViewer,
+    min_activity_points: Annotated[int, Query(ge=0, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    items = await queries.users_with_activity(
+        session, _month(month), min_activity_points, limit, _after_id(cursor)
+    )
+    next_cursor = encode_cursor([items[-1]["user_id"]]) if len(items) == limit else None
+    return {"month": month, "items": items, "next_cursor": next_cursor}

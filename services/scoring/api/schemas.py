@@ -96,3 +96,21 @@ class Leaderboard(BaseModel):
     weights: WeightsBody
     items: list[LeaderboardEntry]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
+
+
+class MemberPage(BaseModel):
+    group_id: str
+    month: str
+    items: list[str] = Field(description="Member user ids as of the month's end (now, if current)")
+    next_cursor: str | None
+
+
+class ActiveUser(BaseModel):
+    user_id: str
+    activity_points: int
+
+
+class ActiveUserPage(BaseModel):
+    month: str
+    items: list[ActiveUser]
+    next_cursor: str | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -210,3 +210,33 @@ async def group_month(
     )
     result["top_members"] = [dict(r._mapping) for r in members]
     return result
+
+
+async def group_members(
+    session: AsyncSession, group_id: str, month_end: datetime, limit: int, after: str | None
+) -> list[str]:
+    """Members as of the end of the month (as of now for the current month), by user id."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT user_id FROM membership_spans WHERE group_id = :g "
+            "AND joined_at < :e AND (left_at IS NULL OR left_at >= :e) "
+            "AND (CAST(:after AS text) IS NULL OR user_id > :after) ORDER BY user_id LIMIT :n"
+        ),
+        {"g": group_id, "e": month_end, "after": after, "n": limit},
+    )
+    return [r.user_id for r in rows]
+
+
+async def users_with_activity(
+    session: AsyncSession, month: date, min_points: int, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    """Users whose month activity points are at least `min_points`, by user id."""
+    rows = await session.execute(
+        text(
+            "SELECT user_id, activity_points FROM user_month WHERE month = :m "
+            "AND activity_points >= :p AND (CAST(:after AS text) IS NULL OR user_id > :after) "
+            "ORDER BY user_id LIMIT :n"
+        ),
+        {"m": month, "p": min_points, "after": after, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
