@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notify.domain.broadcast import paced_schedule
 from services.notify.domain.policy import Policy
 from services.notify.store import notifications as store
-from services.notify.store.config import audit
+from shared.audit import audit
 from shared.db import jsonb
 from shared.errors import Conflict, Forbidden, NotFound
 

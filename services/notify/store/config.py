@@ -5,28 +5,10 @@ from __future__ import annotations
 from datetime import time
 from typing import Any
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-
-async def audit(
-    session: AsyncSession, actor: str, action: str, subject: str, before: Any, after: Any
-) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO audit_log (actor, action, subject, before, after) "
-            "VALUES (:by, :a, :s, CAST(:b AS jsonb), CAST(:f AS jsonb))"
-        ),
-        {
-            "by": actor,
-            "a": action,
-            "s": subject,
-            "b": None if before is None else orjson.dumps(before, default=str).decode(),
-            "f": None if after is None else orjson.dumps(after, default=str).decode(),
-        },
-    )
-
+from shared.audit import audit
 
 TEMPLATE_COLUMNS = "name, channel, locale, category, text, placeholders, updated_by, updated_at"
 

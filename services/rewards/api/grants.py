@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from services.rewards.api.schemas import Grant, GrantPage, Revoke, SettlementRunResult
 from services.rewards.settler import Settler
 from services.rewards.store import ledger
-from services.rewards.store.campaigns import audit
 from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
 from shared.api_deps import SessionDep, UnitOfWork
+from shared.audit import audit
 from shared.errors import Conflict, NotFound
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import decode_cursor, encode_cursor

@@ -17,6 +17,7 @@ from services.rewards.domain.lifecycle import VersionState
 from services.rewards.domain.periods import periods_in_window
 from services.rewards.domain.rules import CampaignDefinition, LotteryRule
 from services.rewards.store.snapshots import group_owner
+from shared.audit import audit
 from shared.db import jsonb
 from shared.errors import Conflict, NotFound, ValidationFailed
 
@@ -34,29 +35,6 @@ class LiveCampaign:
 
 def _dump(definition: CampaignDefinition) -> str:
     return orjson.dumps(definition.model_dump(mode="json")).decode()
-
-
-async def audit(
-    session: AsyncSession,
-    actor: str,
-    action: str,
-    subject: str,
-    before: Any,
-    after: Any,
-) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO audit_log (actor, action, subject, before, after) "
-            "VALUES (:by, :a, :s, CAST(:b AS jsonb), CAST(:f AS jsonb))"
-        ),
-        {
-            "by": actor,
-            "a": action,
-            "s": subject,
-            "b": None if before is None else orjson.dumps(before, default=str).decode(),
-            "f": None if after is None else orjson.dumps(after, default=str).decode(),
-        },
-    )
 
 
 async def get(session: AsyncSession, campaign_id: str, *, lock: bool = False) -> dict[str, Any]:

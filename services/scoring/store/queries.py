@@ -7,13 +7,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
 from services.scoring.store.changelog import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
+from shared.audit import audit
 from shared.metric_fields import GROUP_MONTH_COUNTERS
 
 # Parameters are cast: asyncpg would otherwise type them after the integer columns and truncate.
@@ -82,18 +82,7 @@ async def save_profile(
     )).one()  # fmt: skip
     before_d = dict(before._mapping) if before else None
     after_d = dict(after._mapping)
-    await session.execute(
-        text(
-            "INSERT INTO audit_log (actor, action, subject, before, after) "
-            "VALUES (:by, 'profile.save', :n, CAST(:b AS jsonb), CAST(:a AS jsonb))"
-        ),
-        {
-            "by": by,
-            "n": name,
-            "b": orjson.dumps(before_d).decode() if before_d else None,
-            "a": orjson.dumps(after_d).decode(),
-        },
-    )
+    await audit(session, by, "profile.save", name, before_d or None, after_d)
     return before_d, after_d
 
 
