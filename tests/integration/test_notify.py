@@ -9,7 +9,7 @@ import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -105,6 +105,7 @@ async def test_provider_failing_half_the_sends_loses_nothing_and_doubles_nothing
 
 
 class _ImPlatform(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real platform behind a load balancer
     secret = "s3cret"
     received: ClassVar[list[dict[str, Any]]] = []
     refused_users: ClassVar[set[str]] = {"im-down"}
@@ -117,6 +118,7 @@ class _ImPlatform(BaseHTTPRequestHandler):
         self.received.append({**doc, "signature_ok": ok})
         status = 401 if not ok else 503 if doc["user_id"] in self.refused_users else 200
         self.send_response(status)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -125,7 +127,7 @@ class _ImPlatform(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def im_platform() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _ImPlatform)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImPlatform)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -146,8 +148,8 @@ async def test_im_webhook_is_signed_and_falls_back_to_sms(
     assert bootstrap
     await publish(bootstrap, [grant(7000, "im-up"), grant(7001, "im-down")])
     counts = await d.settled(2, "grant:700")
-    assert counts == {"sent": 1, "delivered": 1}
     pushed = [r for r in _ImPlatform.received if r["user_id"] == "im-up"]
+    assert counts == {"sent": 1, "delivered": 1}, (counts, _ImPlatform.received)
     assert len(pushed) == 1 and pushed[0]["signature_ok"]
     assert "Play and get gifts" in pushed[0]["text"]
     async with d.client() as c:

@@ -37,10 +37,18 @@ class ImWebhookProvider:
             "X-Engage-Timestamp": ts,
             "X-Engage-Signature": signature(self._secret, ts, payload),
         }
-        try:
-            r = await self._client.post(self._url, content=payload, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"im: {type(exc).__name__}") from None
+        r = None
+        for attempt in (1, 2):
+            try:
+                r = await self._client.post(self._url, content=payload, headers=headers)
+                break
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # A pooled connection the platform had already closed: once more, fresh.
+                if attempt == 2:
+                    raise ProviderError(f"im: {type(exc).__name__}") from None
+            except httpx.HTTPError as exc:
+                raise ProviderError(f"im: {type(exc).__name__}") from None
+        assert r is not None
         if r.status_code == 429:
             raise Throttled("im: throttled (429)")
         if r.status_code >= 500:
