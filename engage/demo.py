@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,8 +106,20 @@ def _row(label: str, value: object) -> str:
     return f"  {label:<34} {value}"
 
 
-async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> int:
-    stack = Stack.from_env()
+Observer = Callable[[Stack], AbstractAsyncContextManager[None]]
+
+
+async def run_demo(
+    users: int,
+    groups: int,
+    seed: int,
+    keep_running: bool,
+    stack: Stack | None = None,
+    observe: Observer | None = None,
+) -> int:
+    """The whole demo; `observe` (e.g. a Prometheus scraping it) is entered once every service
+    is up and left, with the services still running, when the demo is done."""
+    stack = stack or Stack.from_env()
     print(
         "Engage demo — embedded default (local Kafka-protocol broker + embedded PostgreSQL)"
         if not os.environ.get("ENGAGE_KAFKA_BOOTSTRAP")
@@ -114,110 +129,112 @@ async def run_demo(users: int, groups: int, seed: int, keep_running: bool) -> in
         stack.start_infra()
         print(_row("broker", stack.kafka_bootstrap))
         print(_row("database", stack.database_url))
-        ingest = stack.start_service("ingest")
-        scoring = stack.start_service("scoring")
+        stack.start_service("ingest")
+        stack.start_service("scoring")
         # Settlement on demand: last month is due at once, so it waits until it is loaded.
-        rewards = stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
-        notify = stack.start_service("notify")
-        url, bootstrap = stack.database_url, stack.kafka_bootstrap
-        assert url is not None and bootstrap is not None
-
-        async def key(name: str, *roles: Role) -> str:
-            return (await issue_api_key(url, name, list(roles), 1e6, bootstrap)).secret
-
-        live_key = await key("simulator", Role.INGEST)
-        import_key = await key("backfill", Role.IMPORTER)
-        viewer = await key("demo-viewer", Role.VIEWER)
-        campaign_keys = CampaignKeys(
-            owner=await key("marketing", Role.CAMPAIGN_OWNER),
-            approver=await key("marketing-lead", Role.APPROVER),
-            admin=await key("ops", Role.ADMIN),
-        )
-        config = SimConfig(seed=seed, users=users, groups=groups)
-        now = datetime.now(UTC)
-        tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
-        await wait_keys_known(rewards.url, "/v1/templates", [viewer, *vars(campaign_keys).values()])
-        await wait_keys_known(notify.url, "/v1/policies", [viewer, campaign_keys.admin])
-        await open_reward_window(notify.url, campaign_keys.admin)
-        starts_at, ends_at = campaign_window(now, tz)
-        campaigns = await launch_campaigns(rewards.url, campaign_keys, starts_at, ends_at)
-        print(
-            f"Six campaigns created from templates, approved by a second principal and active "
-            f"for {starts_at:%Y-%m-%d} – {ends_at:%Y-%m-%d}"
-        )
-        print(
-            f"Simulating {users:,} users in {groups:,} groups (seed {seed}): last month in full "
-            "through POST /v1/events:import, this month to date through POST /v1/events"
-        )
-        imported, posted = await simulate_through_ingest(
-            ingest.url, live_key, import_key, config, now
-        )
-        total = PostReport()
-        total.merge(imported)
-        total.merge(posted)
-        tally = await tally_topic(bootstrap, EVENTS_TOPIC)
-
-        print("\nSummary")
-        print(_row("deliveries posted (with resends)", f"{total.sent:,}"))
-        print(_row("  answered accepted", f"{total.accepted:,}"))
-        print(_row("  answered rejected", f"{total.rejected:,} {dict(total.rejections)}"))
-        print(_row("  retried after 429/503", f"{total.retries:,}"))
-        print(_row("distinct events accepted", f"{total.unique_accepted:,}"))
-        print(
-            _row(
-                "ingest rate (import / live)",
-                f"{imported.sent / imported.seconds:,.0f} / {posted.sent / posted.seconds:,.0f}"
-                " events/s",
-            )
-        )
-        print(_row(f"records on {EVENTS_TOPIC}", f"{tally.records:,}"))
-        missing = total.accepted_ids - tally.event_ids
-        print(
-            _row(
-                "distinct event ids on the topic",
-                f"{len(tally.event_ids):,} (accepted but missing: {len(missing)})",
-            )
-        )
-        print("  events by type (distinct, on the topic):")
-        for kind, count in sorted(tally.by_type.items(), key=lambda kv: -kv[1]):
-            print(f"    {kind:<18} {count:>9,}")
-        caught_up = await wait_processed(url, len(total.accepted_ids))
-        print(
-            _row(
-                "scoring caught up",
-                f"{len(total.accepted_ids):,} distinct events, "
-                f"{caught_up:.1f}s after the last post",
-            )
-        )
-        this_month = month_start(now.astimezone(tz).date())
-        for month in (previous_month(this_month), this_month):
-            await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
-
-        await wait_outbox_empty(url, "scoring", "changelog_outbox")
-        await wait_consumed(url, bootstrap, "rewards", "engage.metrics.v1")
-        history, current = split_months(config, now)
-        enrolled = await enroll_groups(
-            rewards.url,
-            campaign_keys.owner,
-            [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
-            group_owners(history + current),
-        )
-        print(
-            f"\nGroups enrolled by their owners (HTTP status: count; 409 = dissolved): {enrolled}"
-        )
-        settled = await settle_now(rewards.url, campaign_keys.admin)
-        verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
-        notices = await wait_notices(url, bootstrap, notify.url, viewer)
-        await print_notices(
-            notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
-        )
-        print("\nServices")
-        for service in stack.services.values():
-            print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")
-        print(f"  logs under {Path(stack.var_dir) / 'logs'}")
-        if keep_running:
-            print("\nRunning; Ctrl-C stops everything.")
-            await asyncio.Event().wait()
-        return 0 if not missing and tally.keyed_by_user and verified else 1
+        stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
+        stack.start_service("notify")
+        async with observe(stack) if observe else contextlib.nullcontext():
+            return await _pipeline(stack, users, groups, seed, keep_running)
     finally:
         stack.stop()
+
+
+async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_running: bool) -> int:
+    ingest, scoring = stack.services["ingest"], stack.services["scoring"]
+    rewards, notify = stack.services["rewards"], stack.services["notify"]
+    url, bootstrap = stack.database_url, stack.kafka_bootstrap
+    assert url is not None and bootstrap is not None
+
+    async def key(name: str, *roles: Role) -> str:
+        return (await issue_api_key(url, name, list(roles), 1e6, bootstrap)).secret
+
+    live_key = await key("simulator", Role.INGEST)
+    import_key = await key("backfill", Role.IMPORTER)
+    viewer = await key("demo-viewer", Role.VIEWER)
+    campaign_keys = CampaignKeys(
+        owner=await key("marketing", Role.CAMPAIGN_OWNER),
+        approver=await key("marketing-lead", Role.APPROVER),
+        admin=await key("ops", Role.ADMIN),
+    )
+    config = SimConfig(seed=seed, users=users, groups=groups)
+    now = datetime.now(UTC)
+    tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
+    await wait_keys_known(rewards.url, "/v1/templates", [viewer, *vars(campaign_keys).values()])
+    await wait_keys_known(notify.url, "/v1/policies", [viewer, campaign_keys.admin])
+    await open_reward_window(notify.url, campaign_keys.admin)
+    starts_at, ends_at = campaign_window(now, tz)
+    campaigns = await launch_campaigns(rewards.url, campaign_keys, starts_at, ends_at)
+    print(
+        f"Six campaigns created from templates, approved by a second principal and active "
+        f"for {starts_at:%Y-%m-%d} – {ends_at:%Y-%m-%d}"
+    )
+    print(
+        f"Simulating {users:,} users in {groups:,} groups (seed {seed}): last month in full "
+        "through POST /v1/events:import, this month to date through POST /v1/events"
+    )
+    imported, posted = await simulate_through_ingest(ingest.url, live_key, import_key, config, now)
+    total = PostReport()
+    total.merge(imported)
+    total.merge(posted)
+    tally = await tally_topic(bootstrap, EVENTS_TOPIC)
+
+    print("\nSummary")
+    print(_row("deliveries posted (with resends)", f"{total.sent:,}"))
+    print(_row("  answered accepted", f"{total.accepted:,}"))
+    print(_row("  answered rejected", f"{total.rejected:,} {dict(total.rejections)}"))
+    print(_row("  retried after 429/503", f"{total.retries:,}"))
+    print(_row("distinct events accepted", f"{total.unique_accepted:,}"))
+    print(
+        _row(
+            "ingest rate (import / live)",
+            f"{imported.sent / imported.seconds:,.0f} / {posted.sent / posted.seconds:,.0f}"
+            " events/s",
+        )
+    )
+    print(_row(f"records on {EVENTS_TOPIC}", f"{tally.records:,}"))
+    missing = total.accepted_ids - tally.event_ids
+    print(
+        _row(
+            "distinct event ids on the topic",
+            f"{len(tally.event_ids):,} (accepted but missing: {len(missing)})",
+        )
+    )
+    print("  events by type (distinct, on the topic):")
+    for kind, count in sorted(tally.by_type.items(), key=lambda kv: -kv[1]):
+        print(f"    {kind:<18} {count:>9,}")
+    caught_up = await wait_processed(url, len(total.accepted_ids))
+    print(
+        _row(
+            "scoring caught up",
+            f"{len(total.accepted_ids):,} distinct events, {caught_up:.1f}s after the last post",
+        )
+    )
+    this_month = month_start(now.astimezone(tz).date())
+    for month in (previous_month(this_month), this_month):
+        await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
+
+    await wait_outbox_empty(url, "scoring", "changelog_outbox")
+    await wait_consumed(url, bootstrap, "rewards", "engage.metrics.v1")
+    history, current = split_months(config, now)
+    enrolled = await enroll_groups(
+        rewards.url,
+        campaign_keys.owner,
+        [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
+        group_owners(history + current),
+    )
+    print(f"\nGroups enrolled by their owners (HTTP status: count; 409 = dissolved): {enrolled}")
+    settled = await settle_now(rewards.url, campaign_keys.admin)
+    verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
+    notices = await wait_notices(url, bootstrap, notify.url, viewer)
+    await print_notices(
+        notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
+    )
+    print("\nServices")
+    for service in stack.services.values():
+        print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")
+    print(f"  logs under {Path(stack.var_dir) / 'logs'}")
+    if keep_running:
+        print("\nRunning; Ctrl-C stops everything.")
+        await asyncio.Event().wait()
+    return 0 if not missing and tally.keyed_by_user and verified else 1

@@ -10,6 +10,7 @@ that lag is visible to the usual tools. Subclasses implement `process`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TypeAlias
 
@@ -143,6 +144,10 @@ class TransactionalConsumer:
         self._service = service
         self._max_records = max_records
         self._consumer: AIOKafkaConsumer | None = None
+        self._lag_partitions: set[TopicPartition] = set()
+        # Zero series from the start, so rate() and alerts see them before the first event.
+        POISON.labels(service)
+        DUPLICATES.labels(service)
 
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
@@ -223,7 +228,13 @@ class TransactionalConsumer:
         )
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
+        assigned = set(consumer.assignment())
+        for tp in self._lag_partitions - assigned:
+            # Another replica owns it now and reports it; a stale value here would double it.
+            with contextlib.suppress(KeyError):
+                LAG.remove(self._service, tp.topic, str(tp.partition))
+        self._lag_partitions = assigned
+        for tp in assigned:
             high = consumer.highwater(tp)
             if high is None:
                 continue

@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from shared.errors import EngageError
 
 
 def make_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
@@ -62,6 +66,34 @@ def _alembic_config(script_location: Path, schema: str, metadata: MetaData) -> C
     cfg.attributes["schema"] = schema
     cfg.attributes["metadata"] = metadata
     return cfg
+
+
+async def prepare_schema(
+    engine: AsyncEngine,
+    script_location: Path,
+    schema: str,
+    metadata: MetaData,
+    migrate_on_start: bool,
+) -> None:
+    """Migrate (the embedded default and small deployments), or — where a one-shot job runs
+    `engage migrate` first (compose, Kubernetes) — refuse to start on an out-of-date schema."""
+    if migrate_on_start:
+        await migrate(engine, script_location, schema, metadata)
+        return
+    head = ScriptDirectory.from_config(_alembic_config(script_location, schema, metadata))
+    expected = set(head.get_heads())
+    async with engine.connect() as conn:
+
+        def current(sync: Connection) -> set[str]:
+            context = MigrationContext.configure(sync, opts={"version_table_schema": schema})
+            return set(context.get_current_heads())
+
+        found = await conn.run_sync(current)
+    if found != expected:
+        raise EngageError(
+            f"schema {schema} is at {sorted(found) or 'nothing'}, this release needs "
+            f"{sorted(expected)}: run `engage migrate` (the migrations job) first"
+        )
 
 
 async def migrate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
@@ -100,9 +101,13 @@ class OutboxRelay:
         The table keeps one row per key, so waiting coalesces repeated changes of the same
         entity (a user's month, a group's month change with nearly every batch) into one record.
         """
+        counted = 0.0
         while True:
             try:
                 sent = await self.relay_once()
+                if time.monotonic() - counted >= 1.0:  # the backlog gauge, at most once a second
+                    await self.pending()
+                    counted = time.monotonic()
             except (KafkaError, OperationalError, DBAPIError, OSError) as exc:
                 log.warning("outbox relay failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1)

@@ -24,6 +24,11 @@ class CommonSettings(BaseSettings):
     var_dir: str = Field(default="var", description="Where the embedded runtime keeps its state.")
     timezone: str = Field(default="Asia/Shanghai", description="Deployment time zone (SPEC §4).")
     log_level: str = Field(default="INFO")
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Migrate the service's schema at start-up; false where a one-shot job runs "
+        "`engage migrate` first (compose, Kubernetes) — then an out-of-date schema stops start-up.",
+    )
     topic_partitions: int = Field(default=6, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=5)
 

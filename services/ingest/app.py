@@ -20,7 +20,7 @@ from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
 from shared.auth import KeyCache, TokenBucket
 from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS
-from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
@@ -47,7 +47,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(engine, MIGRATIONS, settings.schema_name, metadata)
+        await prepare_schema(
+            engine, MIGRATIONS, settings.schema_name, metadata, common.migrate_on_start
+        )
         await ensure_topics(bootstrap, topics, common.topic_replication)
         await publisher.start()
         key_sync = asyncio.create_task(keep_keys_published(sessions, bootstrap))

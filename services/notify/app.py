@@ -27,7 +27,7 @@ from services.notify.providers.smpp import SmppProvider
 from services.notify.segments import ScoringClient
 from services.notify.settings import NotifySettings
 from shared.auth import KeyCache
-from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
@@ -92,7 +92,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await prepare_schema(
+            engine, MIGRATIONS, settings.schema_name, MetaData(), common.migrate_on_start
+        )
         await ensure_topics(
             bootstrap,
             {GRANTS_TOPIC: common.topic_partitions, REQUESTS_TOPIC: common.topic_partitions,

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.domain.policy import MAX_ATTEMPTS, Policy, backoff, decide, local_day
-from services.notify.domain.templates import TemplateError, render
+from services.notify.domain.templates import CATEGORIES, TemplateError, render
 from services.notify.providers.base import Provider, ProviderError, Throttled
 from services.notify.store import notifications as store
 from shared.auth import TokenBucket
@@ -102,6 +102,12 @@ class Dispatcher:
         self._rnd = rnd or random.Random()
         self._bucket = TokenBucket(burst_s=1.0, min_burst=1.0)
         self._paused_until = 0.0
+        # Zero series from the start for what can go wrong, so rates and alerts see them.
+        for category in CATEGORIES:
+            DLQ.labels(category)
+            CAP_SUPPRESSED.labels(category)
+        for provider in providers.values():
+            PROVIDER_LATENCY.labels(provider.name, "error")
 
     async def run(self) -> None:
         last_gauge = 0.0

@@ -16,7 +16,7 @@ from services.rewards.consumers.metrics import DLQ_TOPIC, METRICS_TOPIC, Metrics
 from services.rewards.settings import RewardsSettings
 from services.rewards.settler import Settler
 from shared.auth import KeyCache
-from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
@@ -59,7 +59,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await prepare_schema(
+            engine, MIGRATIONS, settings.schema_name, MetaData(), common.migrate_on_start
+        )
         await ensure_topics(
             bootstrap,
             {METRICS_TOPIC: common.topic_partitions, GRANTS_TOPIC: common.topic_partitions,

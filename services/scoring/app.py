@@ -17,7 +17,7 @@ from services.scoring.settings import ScoringSettings
 from services.scoring.store import changelog
 from shared.auth import KeyCache
 from shared.contract import EVENTS_TOPIC
-from shared.db import database_ready, make_engine, make_sessionmaker, migrate
+from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
@@ -63,7 +63,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(engine, MIGRATIONS, settings.schema_name, MetaData())
+        await prepare_schema(
+            engine, MIGRATIONS, settings.schema_name, MetaData(), common.migrate_on_start
+        )
         await ensure_topics(
             bootstrap,
             {

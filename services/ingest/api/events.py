@@ -15,7 +15,7 @@ from services.ingest.domain.intake import Screening, screen
 from services.ingest.publisher import EventPublisher
 from shared.api_auth import BEARER_SECURITY, authorize
 from shared.auth import Principal, Role, TokenBucket
-from shared.contract import MAX_FUTURE, WindowContext
+from shared.contract import EVENT_TYPES, MAX_FUTURE, WindowContext
 from shared.errors import RateLimited
 from shared.http import PROBLEM_JSON, Problem
 
@@ -24,6 +24,9 @@ EVENTS = Counter(
     "Events received by ingest, by result and type.",
     ["result", "type"],
 )
+for _type in (*EVENT_TYPES, "invalid"):  # every series from the start (a bounded set)
+    for _result in ("accepted", "rejected"):
+        EVENTS.labels(_result, _type)
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

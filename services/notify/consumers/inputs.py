@@ -4,6 +4,7 @@ replayed record finds its row and queues nothing — with the offsets, in one tr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,7 +19,9 @@ from services.notify.domain.templates import CATEGORIES
 from services.notify.store import notifications as store
 from services.notify.store.notifications import NewNotification
 from shared.consumer import (
+    BATCH,
     PROCESSED,
+    TXN,
     Batch,
     Record,
     TransactionalConsumer,
@@ -100,6 +103,7 @@ class InputsConsumer(TransactionalConsumer):
             service=SERVICE,
         )
         self._clock = clock
+        self._record_type = "grant" if topic == GRANTS_TOPIC else "send_request"
 
     def _parse(self, record: Record) -> NewNotification | None:
         if self.topic == GRANTS_TOPIC:
@@ -107,6 +111,7 @@ class InputsConsumer(TransactionalConsumer):
         return request_notice(SendRequest.model_validate_json(record.value))
 
     async def process(self, batch: Batch) -> None:
+        started = time.perf_counter()
         first = {tp.partition: rs[0].offset for tp, rs in batch.items() if rs}
         last = {tp.partition: rs[-1].offset for tp, rs in batch.items() if rs}
         async with self._sessions() as session, session.begin():
@@ -126,4 +131,6 @@ class InputsConsumer(TransactionalConsumer):
             policies = await store.policies(session)
             new = await store.enqueue(session, items, policies, self._clock())
             await store_offsets(session, self.topic, {p: max(stored[p], last[p] + 1) for p in last})
-        PROCESSED.labels(SERVICE, self.topic).inc(new)
+        PROCESSED.labels(SERVICE, self._record_type).inc(new)
+        TXN.labels(SERVICE).observe(time.perf_counter() - started)
+        BATCH.labels(SERVICE).observe(sum(len(rs) for rs in batch.values()))

@@ -38,6 +38,7 @@ SETTLEMENT_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 BUDGET_REMAINING = Gauge("engage_budget_remaining", "Units of budget left.", ["campaign", "kind"])
+BUDGET_LIMIT = Gauge("engage_budget_limit", "Units of budget in all.", ["campaign", "kind"])
 
 PeriodRule = RankRule | LotteryRule | ScaledRule
 
@@ -144,10 +145,11 @@ async def settle(
 
 async def refresh_budget_gauges(session: AsyncSession) -> None:
     rows = await session.execute(
-        text("SELECT campaign_id, kind, total - spent AS left FROM budgets")
+        text("SELECT campaign_id, kind, total, total - spent AS left FROM budgets")
     )
     for r in rows:
         BUDGET_REMAINING.labels(r.campaign_id, r.kind).set(r.left)
+        BUDGET_LIMIT.labels(r.campaign_id, r.kind).set(r.total)
 
 
 async def settlements_page(

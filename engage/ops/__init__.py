@@ -1,0 +1,1 @@
+"""Operations tooling: dashboards as code and the check that proves them against Prometheus."""
