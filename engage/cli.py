@@ -78,6 +78,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run one service as deployed (the container's entrypoint): Kafka and PostgreSQL must be
+    configured — no embedded default — and a stop signal drains requests for 10 s."""
+    import uvicorn
+
+    factory, port = SERVICES[args.service]
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=args.host,
+        port=args.port or port,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     """Every service plus the embedded default, until Ctrl-C."""
     stack = Stack.from_env().start_infra(fresh_database=False)
@@ -94,16 +113,37 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_database_url() -> str | None:
+    """Ingest's own database (INGEST_DATABASE_URL), else the shared ENGAGE_DATABASE_URL."""
+    return os.environ.get("INGEST_DATABASE_URL") or os.environ.get("ENGAGE_DATABASE_URL")
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from services.ingest.admin import issue_api_key
+    from services.ingest.admin import issue_api_key, list_api_keys, revoke_api_key
     from shared.auth import Role
 
-    url = os.environ.get("ENGAGE_DATABASE_URL")
+    url = _ingest_database_url()
     if not url:
-        print("set ENGAGE_DATABASE_URL to ingest's database", file=sys.stderr)
+        print(
+            "set INGEST_DATABASE_URL or ENGAGE_DATABASE_URL to ingest's database", file=sys.stderr
+        )
         return 2
-    issued = asyncio.run(issue_api_key(url, args.name, [Role(r) for r in args.role], args.rate))
-    print(f"key id {issued.key_id}\nsecret {issued.secret}  (shown once; store it now)")
+    bootstrap = os.environ.get("ENGAGE_KAFKA_BOOTSTRAP") or None
+    if args.keys_command == "create":
+        roles = [Role(r) for r in args.role]
+        issued = asyncio.run(issue_api_key(url, args.name, roles, args.rate, bootstrap))
+        print(f"key id {issued.key_id}\nsecret {issued.secret}  (shown once; store it now)")
+        return 0
+    if args.keys_command == "revoke":
+        if asyncio.run(revoke_api_key(url, args.key_id, bootstrap)):
+            print(f"revoked {args.key_id}")
+            return 0
+        print(f"no active key {args.key_id}", file=sys.stderr)
+        return 1
+    for principal, revoked in asyncio.run(list_api_keys(url)):
+        state = "revoked" if revoked else "active"
+        role_names = ",".join(sorted(principal.roles))
+        print(f"{principal.key_id}  {state:<8} {principal.name:<24} {role_names}")
     return 0
 
 
@@ -149,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=_cmd_serve)
 
+    run = sub.add_parser("run", help="run one service as deployed (the container entrypoint)")
+    run.add_argument("service", choices=sorted(SERVICES))
+    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=_cmd_run)
+
     mig = sub.add_parser("migrate", help="migrate every service's schema, then exit (a job)")
     mig.add_argument("service", nargs="*", help=f"any of {', '.join(SCHEMAS)} (default: all)")
     mig.set_defaults(func=_cmd_migrate)
@@ -156,16 +202,23 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="run every service on the embedded default until Ctrl-C")
     up.set_defaults(func=_cmd_up)
 
-    keys = sub.add_parser("keys", help="issue an API key")
-    keys.add_argument("--name", required=True)
-    keys.add_argument(
+    keys = sub.add_parser("keys", help="API keys: create, revoke, list").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="issue a key; the secret is shown once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
         "--role",
         action="append",
         required=True,
         choices=["ingest", "importer", "viewer", "campaign_owner", "approver", "admin"],
     )
-    keys.add_argument("--rate", type=float, default=None, help="events/s (default 5000)")
-    keys.set_defaults(func=_cmd_keys)
+    create.add_argument("--rate", type=float, default=None, help="events/s (default 5000)")
+    revoke = keys.add_parser("revoke", help="revoke a key by its id (every service drops it)")
+    revoke.add_argument("key_id")
+    keys.add_parser("list", help="ids, names, roles and state of every key (no secrets)")
+    for command in keys.choices.values():
+        command.set_defaults(func=_cmd_keys)
 
     sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
     sim.add_argument("--url", default="http://127.0.0.1:8001")

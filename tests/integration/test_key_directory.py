@@ -43,3 +43,63 @@ async def test_a_key_issued_after_start_is_accepted_within_seconds(bare_stack: S
         assert r.status_code == 200
         wrong = {"Authorization": f"Bearer {key[:-4]}xxxx"}
         assert (await client.get("/v1/profiles", headers=wrong)).status_code == 401
+
+
+async def _cli(stack: Stack, *args: str) -> tuple[int, str]:
+    import os
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engage.cli",
+        "keys",
+        *args,
+        env={
+            **os.environ,
+            "INGEST_DATABASE_URL": stack.database_url or "",
+            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap or "",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_key_rotation_with_the_cli_new_key_works_revoked_key_is_refused(
+    bare_stack: Stack,
+) -> None:
+    """docs/operations.md, "Rotating API keys": create the new key, then revoke the old."""
+    rewards = bare_stack.start_service("rewards")
+    code, out = await _cli(bare_stack, "create", "--name", "old", "--role", "viewer")
+    assert code == 0, out
+    old_id, old_secret = out.split()[2], out.split()[4]
+    code, out = await _cli(bare_stack, "create", "--name", "new", "--role", "viewer")
+    assert code == 0, out
+    new_secret = out.split()[4]
+    async with httpx.AsyncClient(base_url=rewards.url) as client:
+
+        async def status(secret: str) -> int:
+            r = await client.get("/v1/templates", headers={"Authorization": f"Bearer {secret}"})
+            return r.status_code
+
+        async def until(secret: str, expected: int) -> None:
+            deadline = asyncio.get_running_loop().time() + 15
+            while (got := await status(secret)) != expected:
+                assert asyncio.get_running_loop().time() < deadline, (expected, got)
+                await asyncio.sleep(0.2)
+
+        await until(old_secret, 200)
+        await until(new_secret, 200)
+        code, out = await _cli(bare_stack, "revoke", old_id)
+        assert code == 0 and f"revoked {old_id}" in out, out
+        await until(old_secret, 401)
+        assert await status(new_secret) == 200
+    code, out = await _cli(bare_stack, "revoke", old_id)
+    assert code == 1 and "no active key" in out
+    code, out = await _cli(bare_stack, "list")
+    assert code == 0
+    listed = {line.split()[0]: line.split()[1] for line in out.splitlines()}
+    assert listed[old_id] == "revoked"
+    assert old_secret not in out and new_secret not in out
