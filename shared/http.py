@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import EngageError, ValidationFailed
+from shared.errors import EngageError, PayloadTooLarge, ValidationFailed
 from shared.metrics import HttpMetricsMiddleware, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,53 @@ def _install_problem_handlers(app: FastAPI) -> None:
         )
 
 
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `max_bytes` — declared (answered before reading) or streamed
+    (the read stops there) — so no route ever buffers an unbounded body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            detail = f"body is {int(declared)} bytes; at most {self.max_bytes}"
+            response = problem(413, "payload_too_large", "Payload too large", detail, scope["path"])
+            await response(scope, receive, send)
+            return
+        received = 0
+        exceeded = False
+
+        async def limited() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise PayloadTooLarge(f"body exceeds {self.max_bytes} bytes")
+            return message
+
+        async def answer(message: Message) -> None:
+            # FastAPI turns any error while reading a body into a 400; say what it was.
+            if not exceeded:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                detail = f"body exceeds {self.max_bytes} bytes"
+                await problem(413, "payload_too_large", "Payload too large", detail, scope["path"])(
+                    scope, receive, send
+                )
+
+        await self.app(scope, limited, answer)
+
+
 def create_service_app(
     *,
     service: str,
@@ -160,6 +208,7 @@ def create_service_app(
     version: str,
     lifespan: Any,
     readiness: Sequence[ReadinessCheck] | Callable[[FastAPI], Sequence[ReadinessCheck]],
+    max_body_bytes: int = MAX_REQUEST_BYTES,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, HTTP metrics, `/healthz`, `/readyz`, `/metrics`."""
     app = FastAPI(
@@ -173,6 +222,7 @@ def create_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")

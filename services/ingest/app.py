@@ -19,7 +19,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
 from shared.auth import KeyCache, TokenBucket
-from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS
+from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS, MAX_BODY_BYTES
 from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics
@@ -67,6 +67,8 @@ def create_app(
         version="1.0.0",
         lifespan=lifespan,
         readiness=[database_ready(engine), publisher.ready],
+        # Ingest reads (and gunzips) its body itself with the exact limit; this is the backstop.
+        max_body_bytes=2 * MAX_BODY_BYTES,
     )
     app.state.settings = settings
     app.state.sessions = sessions

@@ -1,0 +1,272 @@
+"""Who may call what (SPEC §7, README): every operation of every service's OpenAPI document,
+called anonymously (401), with each role it does not admit (403) and with each it admits (neither)
+— and afterwards, no key secret or phone number in any service's log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engage.progress import wait_keys_known
+from engage.stack import ServiceProcess, Stack
+from tests.integration.conftest import Keys
+
+READERS = frozenset({"viewer", "campaign_owner", "approver"})
+OWNER = frozenset({"campaign_owner"})
+APPROVER = frozenset({"approver"})
+ADMIN: frozenset[str] = frozenset()  # admin only (admin is admitted everywhere)
+PUBLIC = {"/healthz", "/readyz"}
+
+# The policy, written from the README's API sections — not read from the code.
+POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    "ingest": {
+        ("POST", "/v1/events"): frozenset({"ingest"}),
+        ("POST", "/v1/events:import"): frozenset({"importer"}),
+    },
+    "scoring": {
+        ("GET", "/v1/users/{user_id}/days/{day}"): frozenset({"viewer"}),
+        ("GET", "/v1/users/{user_id}/months/{month}"): frozenset({"viewer"}),
+        ("GET", "/v1/groups/{group_id}/months/{month}"): frozenset({"viewer"}),
+        ("GET", "/v1/leaderboards/{month}/{province}"): frozenset({"viewer"}),
+        ("GET", "/v1/groups/{group_id}/months/{month}/members"): frozenset({"viewer"}),
+        ("GET", "/v1/months/{month}/active-users"): frozenset({"viewer"}),
+        ("GET", "/v1/profiles"): frozenset({"viewer"}),
+        ("GET", "/v1/profiles/{name}"): frozenset({"viewer"}),
+        ("PUT", "/v1/profiles/{name}"): ADMIN,
+    },
+    "rewards": {
+        ("GET", "/v1/templates"): READERS,
+        ("POST", "/v1/campaigns"): OWNER,
+        ("GET", "/v1/campaigns"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}"): READERS,
+        ("PUT", "/v1/campaigns/{campaign_id}/draft"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}/versions/{version}:submit"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}/versions/{version}:approve"): APPROVER,
+        ("POST", "/v1/campaigns/{campaign_id}/versions/{version}:reject"): APPROVER,
+        ("POST", "/v1/campaigns/{campaign_id}:activate"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}:pause"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}:resume"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}:end"): OWNER,
+        ("POST", "/v1/campaigns/{campaign_id}/enrollments"): OWNER,
+        ("GET", "/v1/campaigns/{campaign_id}/enrollments"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}/audit"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}/draws"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}/draws/{rule_id}/{period}"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}/settlements"): READERS,
+        ("POST", "/v1/campaigns/{campaign_id}/versions/{version}:simulate"): READERS,
+        ("GET", "/v1/grants"): READERS,
+        ("GET", "/v1/grants/{grant_id}"): READERS,
+        ("POST", "/v1/grants/{grant_id}:revoke"): OWNER,
+        ("POST", "/v1/settlements:run"): ADMIN,
+    },
+    "notify": {
+        ("GET", "/v1/templates"): READERS,
+        ("PUT", "/v1/templates/{name}/{channel}/{locale}"): OWNER,
+        ("GET", "/v1/templates/{name}/{channel}/{locale}"): READERS,
+        ("GET", "/v1/policies"): READERS,
+        ("PUT", "/v1/policies/{category}"): ADMIN,
+        ("PUT", "/v1/users/{user_id}/opt-out"): ADMIN,
+        ("DELETE", "/v1/users/{user_id}/opt-out"): ADMIN,
+        ("GET", "/v1/users/{user_id}/notifications"): READERS,
+        ("GET", "/v1/notifications/counts"): READERS,
+        ("GET", "/v1/sandbox/messages"): READERS,
+        ("POST", "/v1/broadcasts"): OWNER,
+        ("GET", "/v1/broadcasts/{broadcast_id}"): READERS,
+        ("POST", "/v1/broadcasts/{broadcast_id}:approve"): APPROVER,
+        ("POST", "/v1/broadcasts/{broadcast_id}:cancel"): OWNER,
+    },
+}
+# A phone number in a path: it must reach no log in clear.
+PHONE = "13812345678"
+
+
+@pytest.fixture(scope="module")
+async def services(
+    stack: Stack, ingest: ServiceProcess, rewards: ServiceProcess, keys: Keys
+) -> AsyncIterator[dict[str, ServiceProcess]]:
+    scoring = stack.start_service("scoring", instance="-authz", env={"SCORING_CONSUME": "false"})
+    notify = stack.start_service(
+        "notify",
+        instance="-authz",
+        env={"NOTIFY_SCHEMA_NAME": "notify_authz", "NOTIFY_CONSUME": "false"},
+    )
+    running = {"ingest": ingest, "scoring": scoring, "rewards": rewards, "notify": notify}
+    # Keys reach a service on engage.keys.v1 shortly after they are issued: wait for them all
+    # (any key with any role answers something other than 401 once it is known).
+    probe = {"ingest": "/v1/events", "scoring": "/v1/profiles", "rewards": "/v1/templates"}
+    for name, process in running.items():
+        path = probe.get(name, "/v1/policies")
+        await wait_keys_known(process.url, path, [*vars(keys).values()])
+    try:
+        yield running
+    finally:
+        scoring.stop()
+        notify.stop()
+
+
+def role_keys(keys: Keys) -> dict[str, str]:
+    return {
+        "ingest": keys.ingest,
+        "importer": keys.importer,
+        "viewer": keys.viewer,
+        "campaign_owner": keys.owner,
+        "approver": keys.approver,
+        "admin": keys.admin,
+    }
+
+
+def concrete(path: str) -> str:
+    """Fill every path parameter (the values do not matter: access is decided first)."""
+    return re.sub(r"\{(\w+)\}", lambda m: PHONE if m[1] == "user_id" else "x1", path)
+
+
+def call(client: httpx.Client, method: str, path: str, key: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body: dict[str, object] | None = {} if method in {"POST", "PUT"} else None
+    return client.request(method, concrete(path), json=body, headers=headers)
+
+
+@pytest.mark.parametrize("service", list(POLICY))
+def test_the_policy_covers_every_operation_in_the_document(
+    services: dict[str, ServiceProcess], service: str
+) -> None:
+    doc = httpx.get(f"{services[service].url}/openapi.json", timeout=30).json()
+    documented = {
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        for method in ops
+        if path not in PUBLIC
+    }
+    assert documented == set(POLICY[service])
+
+
+@pytest.mark.parametrize("service", list(POLICY))
+def test_every_operation_admits_exactly_the_roles_it_should(
+    services: dict[str, ServiceProcess], keys: Keys, service: str
+) -> None:
+    by_role = role_keys(keys)
+    wrong: list[str] = []
+    calls = 0
+    with httpx.Client(base_url=services[service].url, timeout=30) as client:
+        for (method, path), admitted in POLICY[service].items():
+            anonymous = call(client, method, path, None)
+            calls += 1
+            if anonymous.status_code != 401 or not anonymous.headers["content-type"].startswith(
+                "application/problem+json"
+            ):
+                wrong.append(f"{method} {path} anonymous → {anonymous.status_code}")
+            for role, key in by_role.items():
+                got = call(client, method, path, key).status_code
+                calls += 1
+                allowed = role in admitted or role == "admin"
+                if allowed and got in (401, 403):
+                    wrong.append(f"{method} {path} as {role} → {got} (should be admitted)")
+                if not allowed and got != 403:
+                    wrong.append(f"{method} {path} as {role} → {got} (should be 403)")
+                if got >= 500:
+                    wrong.append(f"{method} {path} as {role} → {got}")
+    print(f"{service}: {calls} calls over {len(POLICY[service])} operations × 7 callers")
+    assert wrong == []
+
+
+def test_an_unknown_or_malformed_key_is_401_everywhere(
+    services: dict[str, ServiceProcess], keys: Keys
+) -> None:
+    forged = keys.admin[:-6] + "AAAAAA"
+    for service, process in services.items():
+        with httpx.Client(base_url=process.url, timeout=30) as client:
+            (method, path) = next(iter(POLICY[service]))
+            for key in (forged, "not-a-key", "eng_00000000_x", "Bearer"):
+                assert call(client, method, path, key).status_code == 401, (service, key)
+
+
+def test_no_key_secret_or_phone_number_reaches_any_log(
+    services: dict[str, ServiceProcess], keys: Keys, stack: Stack
+) -> None:
+    """After every key has been used against every service above (and the session's other
+    tests): the logs show key prefixes and masked numbers only."""
+    secrets = {k: v for k, v in vars(keys).items()}
+    logs = sorted(Path(stack.var_dir, "logs").glob("*.log"))
+    assert len(logs) >= 5
+    phone = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+    leaks = []
+    for log in logs:
+        text = log.read_text(errors="replace")
+        leaks += [f"{log.name}: key {name}" for name, secret in secrets.items() if secret in text]
+        leaks += [f"{log.name}: phone {m[0]}" for m in phone.finditer(text)]
+    assert leaks == []
+
+
+def writes(service: ServiceProcess) -> list[tuple[str, str, bool]]:
+    """(method, path, whether it takes a body) of every POST and PUT in the document."""
+    doc = httpx.get(f"{service.url}/openapi.json", timeout=30).json()
+    return [
+        (method.upper(), path, "requestBody" in op)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if method in {"post", "put"}
+    ]
+
+
+@pytest.mark.parametrize("service", list(POLICY))
+def test_hostile_bodies_get_a_4xx_problem_never_a_5xx(
+    services: dict[str, ServiceProcess], keys: Keys, service: str
+) -> None:
+    """Oversized (413 everywhere, before any route reads it), deeply nested, not JSON, wrong
+    content type: a 4xx problem from every write that takes a body; never a 5xx from those
+    that take none (they ignore it)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    bodies = {
+        "oversized": (b'{"x": "' + b"a" * (6 * 1024 * 1024) + b'"}', "application/json", 413),
+        "deeply nested": (deep.encode(), "application/json", None),
+        "nested object": (('{"a":' * 5000 + "1" + "}" * 5000).encode(), "application/json", None),
+        "not json": (b"{not json", "application/json", None),
+        "wrong type": (b"<xml/>", "application/xml", None),
+    }
+    wrong = []
+    headers = {"Authorization": f"Bearer {keys.admin}"}
+    with httpx.Client(base_url=services[service].url, timeout=60) as client:
+        for method, path, takes_body in writes(services[service]):
+            for name, (body, content_type, expected) in bodies.items():
+                r = client.request(
+                    method,
+                    concrete(path),
+                    content=body,
+                    headers={**headers, "Content-Type": content_type},
+                )
+                problem = 400 <= r.status_code < 500 and r.headers.get(
+                    "content-type", ""
+                ).startswith("application/problem+json")
+                if expected and r.status_code != expected:
+                    wrong.append(f"{method} {path} {name} → {r.status_code}, not {expected}")
+                elif (takes_body and not problem) or r.status_code >= 500:
+                    wrong.append(f"{method} {path} {name} → {r.status_code}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("service", ["scoring", "rewards", "notify"])
+def test_a_streamed_body_without_length_is_cut_off_at_the_limit(
+    services: dict[str, ServiceProcess], keys: Keys, service: str
+) -> None:
+    method, path, _ = next(w for w in writes(services[service]) if w[2])
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"x": "'
+        for _ in range(64):  # 4 MiB in all, more than the 1 MiB limit
+            yield b"a" * 65536
+        yield b'"}'
+
+    with httpx.Client(base_url=services[service].url, timeout=60) as client:
+        r = client.request(
+            method,
+            concrete(path),
+            content=chunks(),
+            headers={"Authorization": f"Bearer {keys.admin}", "Content-Type": "application/json"},
+        )
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("application/problem+json")
