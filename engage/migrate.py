@@ -16,27 +16,30 @@ SCHEMAS = ("ingest", "scoring", "rewards", "notify")
 
 def _target(service: str) -> tuple[str | None, str, Path, MetaData]:
     """(the service's own database URL, schema, migrations folder, metadata)."""
-    root = Path(__file__).resolve().parents[1] / "services" / service / "store" / "migrations"
     if service == "ingest":
+        from services.ingest.app import MIGRATIONS as INGEST
         from services.ingest.settings import IngestSettings
         from services.ingest.store.models import metadata
 
         i = IngestSettings()
-        return i.database_url, i.schema_name, root, metadata
+        return i.database_url, i.schema_name, INGEST, metadata
     if service == "scoring":
+        from services.scoring.app import MIGRATIONS as SCORING
         from services.scoring.settings import ScoringSettings
 
         s = ScoringSettings()
-        return s.database_url, s.schema_name, root, MetaData()
+        return s.database_url, s.schema_name, SCORING, MetaData()
     if service == "rewards":
+        from services.rewards.app import MIGRATIONS as REWARDS
         from services.rewards.settings import RewardsSettings
 
         r = RewardsSettings()
-        return r.database_url, r.schema_name, root, MetaData()
+        return r.database_url, r.schema_name, REWARDS, MetaData()
+    from services.notify.app import MIGRATIONS as NOTIFY
     from services.notify.settings import NotifySettings
 
     n = NotifySettings()
-    return n.database_url, n.schema_name, root, MetaData()
+    return n.database_url, n.schema_name, NOTIFY, MetaData()
 
 
 async def migrate_services(services: tuple[str, ...] = SCHEMAS) -> list[str]:

@@ -13,6 +13,7 @@ import pytest
 from engage.stack import Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from tests.cli import run_engage
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,25 +47,11 @@ async def test_a_key_issued_after_start_is_accepted_within_seconds(bare_stack: S
 
 
 async def _cli(stack: Stack, *args: str) -> tuple[int, str]:
-    import os
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engage.cli",
-        "keys",
-        *args,
-        env={
-            **os.environ,
-            "INGEST_DATABASE_URL": stack.database_url or "",
-            "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap or "",
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    return proc.returncode or 0, out.decode()
+    env = {
+        "INGEST_DATABASE_URL": stack.database_url or "",
+        "ENGAGE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap or "",
+    }
+    return await run_engage("keys", *args, env=env)
 
 
 async def test_key_rotation_with_the_cli_new_key_works_revoked_key_is_refused(

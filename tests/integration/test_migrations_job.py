@@ -3,9 +3,6 @@ head; a service started with ENGAGE_MIGRATE_ON_START=false refuses a schema that
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,27 +11,14 @@ from sqlalchemy import MetaData
 from engage.stack import Stack
 from shared.db import make_engine, prepare_schema
 from shared.errors import EngageError
+from tests.cli import run_engage
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scoring" / "store" / "migrations"
 
 
 async def _engage_migrate(stack: Stack, *args: str, schema: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engage.cli",
-        "migrate",
-        *args,
-        env={
-            **os.environ,
-            "ENGAGE_DATABASE_URL": stack.database_url or "",
-            **{"SCORING_SCHEMA_NAME": schema},
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    return proc.returncode or 0, out.decode()
+    env = {"ENGAGE_DATABASE_URL": stack.database_url or "", "SCORING_SCHEMA_NAME": schema}
+    return await run_engage("migrate", *args, env=env)
 
 
 async def test_service_refuses_a_schema_the_job_has_not_migrated(stack: Stack) -> None:
