@@ -51,6 +51,12 @@ TXN = Histogram(
     ["service"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+REPLAYED = Counter(
+    "engage_consumer_replayed_total",
+    "Records skipped because the stored offset had passed them: redelivered after a crash, or "
+    "a zombie's batch after its partitions moved to another consumer.",
+    ["service"],
+)
 POISON = Counter("engage_consumer_dead_letters_total", "Records sent to the DLQ.", ["service"])
 LAG = Gauge(
     "engage_consumer_lag", "Records behind the partition end.", ["service", "topic", "partition"]
@@ -148,9 +154,16 @@ class TransactionalConsumer:
         # Zero series from the start, so rate() and alerts see them before the first event.
         POISON.labels(service)
         DUPLICATES.labels(service)
+        REPLAYED.labels(service)
 
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
+
+    def count_replayed(self, batch: Batch, stored: dict[int, int]) -> None:
+        """After `claim_offsets`: how many of the batch's records were applied already."""
+        n = sum(1 for tp, rs in batch.items() for r in rs if r.offset < stored[tp.partition])
+        if n:
+            REPLAYED.labels(self._service).inc(n)
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -205,11 +218,22 @@ class TransactionalConsumer:
                     "batch not applied; resuming from stored offsets",
                     extra={"error": repr(exc)[:500]},
                 )
-                await asyncio.sleep(0.5)
-                await self.seek_to_stored(list(consumer.assignment()))
+                await self._rewind(consumer)
                 continue
             self._report_lag(consumer)
             await self._commit_to_kafka(consumer, batch)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Back to the stored offsets, waiting for the database if it is down (a restart)."""
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.seek_to_stored(list(consumer.assignment()))
+                return
+            except (OperationalError, DBAPIError, OSError) as exc:
+                log.warning("stored offsets unreadable; retrying", extra={"error": repr(exc)[:300]})
+                delay = min(delay * 2, 5.0)
 
     async def dead_letter(self, record: Record, reason: str) -> None:
         """A record that can never be applied goes to the DLQ with the reason, never skipped."""

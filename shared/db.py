@@ -23,15 +23,26 @@ from sqlalchemy.ext.asyncio import (
 from shared.errors import EngageError
 
 
-def make_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose connections resolve unqualified names in the service's own schema."""
+def make_engine(
+    url: str, schema: str, pool_size: int = 10, idle_in_transaction_s: float = 60.0
+) -> AsyncEngine:
+    """An engine whose connections resolve unqualified names in the service's own schema.
+
+    A transaction left idle longer than `idle_in_transaction_s` is ended by the server: a frozen
+    process (SIGSTOP, a VM pause) must not keep its locks on consumer offsets forever, blocking
+    the consumer that took its partitions over (found by the chaos suite)."""
+    settings = {
+        "search_path": schema,
+        "application_name": schema,
+        "idle_in_transaction_session_timeout": str(int(idle_in_transaction_s * 1000)),
+    }
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+        connect_args={"server_settings": settings},
     )
 
 

@@ -11,12 +11,38 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
+
+
+def _survive_uvloop_closed_transports() -> None:
+    """Under uvloop, writing to a transport the peer has reset raises RuntimeError, where
+    asyncio's loop raises nothing or OSError; aiokafka catches only OSError
+    (aio-libs/aiokafka#1038, open), so the error kills the producer's sender or the consumer's
+    fetcher task for good and the client silently stops. Found by the chaos suite (connections
+    reset by the fault proxy). Turn it into the connection error aiokafka handles."""
+    original = AIOKafkaConnection.send
+    if getattr(original, "_engage_patched", False):
+        return
+
+    def send(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        try:
+            return original(self, request, expect_response)
+        except RuntimeError as err:
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError(f"connection broken: {err}") from err
+
+    send._engage_patched = True  # type: ignore[attr-defined]
+    AIOKafkaConnection.send = send
+
+
+_survive_uvloop_closed_transports()
 
 
 COMPACTED = {"cleanup.policy": "compact"}

@@ -29,6 +29,11 @@ class CommonSettings(BaseSettings):
         description="Migrate the service's schema at start-up; false where a one-shot job runs "
         "`engage migrate` first (compose, Kubernetes) — then an out-of-date schema stops start-up.",
     )
+    db_idle_in_transaction_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="The database ends a transaction idle this long (a frozen replica's locks).",
+    )
     topic_partitions: int = Field(default=6, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=5)
 

@@ -36,7 +36,11 @@ def create_app(
     settings = settings or IngestSettings()
     bootstrap = common.require_kafka()
     configure_logging("ingest", common.log_level)
-    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    engine = make_engine(
+        common.require_database_url(settings.database_url),
+        settings.schema_name,
+        idle_in_transaction_s=common.db_idle_in_transaction_s,
+    )
     sessions = make_sessionmaker(engine)
     topics = {EVENTS_TOPIC: common.topic_partitions}
     publisher = EventPublisher(bootstrap, settings.broker_ack_timeout_s, topics)

@@ -43,6 +43,7 @@ class EventPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._connector = asyncio.create_task(self._connect_forever())
@@ -79,14 +80,36 @@ class EventPublisher:
         while True:
             try:
                 await ensure_topics(self._bootstrap, self._topics, timeout_s=self._ack_timeout_s)
-                if self._producer is not None:
-                    await self._producer.client.force_metadata_update()
+                await self._replace_producer()
                 log.info("broker writes resumed")
                 return
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("broker still unavailable", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _replace_producer(self) -> None:
+        """Write through a fresh producer from now on. An old one can be wedged for good: when
+        a connection is reset mid-send, aiokafka's sender routine may die ("Unexpected error
+        in sender routine", a write on a closed uvloop transport) and every later write fails
+        (found by the chaos suite)."""
+        fresh = make_producer(
+            self._bootstrap, self._client_id, request_timeout_ms=int(self._ack_timeout_s * 1000)
+        )
+        try:
+            await fresh.start()
+        except BaseException:
+            await fresh.stop()
+            raise
+        old, self._producer = self._producer, fresh
+        if old is not None:
+            task = asyncio.create_task(self._close(old))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), timeout=self._ack_timeout_s * 5)
 
     async def stop(self) -> None:
         for task in (self._connector, self._recovery):

@@ -46,7 +46,11 @@ def create_app(
     bootstrap = common.require_kafka()
     configure_logging("notify", common.log_level)
     tz = ZoneInfo(common.timezone)
-    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    engine = make_engine(
+        common.require_database_url(settings.database_url),
+        settings.schema_name,
+        idle_in_transaction_s=common.db_idle_in_transaction_s,
+    )
     sessions = make_sessionmaker(engine)
     producer = make_producer(bootstrap, "notify")
     directory = KeyDirectory(bootstrap)
@@ -80,6 +84,7 @@ def create_app(
         retry_base_s=settings.retry_base_s,
         max_attempts=settings.max_attempts,
         concurrency=settings.send_concurrency,
+        sending_lease_s=settings.sending_lease_s,
     )
     consumers = [
         InputsConsumer(topic, bootstrap, sessions, producer, f"{settings.consumer_group}-{name}")
@@ -108,8 +113,8 @@ def create_app(
             await smpp.start()
         if settings.consume:
             for consumer in consumers:
-                tasks.spawn(consumer.run())
-            tasks.spawn(dispatcher.run())
+                tasks.spawn(f"consumer-{consumer.topic}", consumer.run)
+            tasks.spawn("dispatcher", dispatcher.run)
         yield
         await tasks.stop()
         if smpp is not None:

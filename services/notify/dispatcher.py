@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -85,6 +85,7 @@ class Dispatcher:
         retry_base_s: float = 2.0,
         max_attempts: int = MAX_ATTEMPTS,
         concurrency: int = 32,
+        sending_lease_s: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rnd: random.Random | None = None,
     ) -> None:
@@ -98,6 +99,7 @@ class Dispatcher:
         self._retry_base_s = retry_base_s
         self._max_attempts = max_attempts
         self._concurrency = concurrency
+        self._lease = timedelta(seconds=sending_lease_s)
         self._clock = clock
         self._rnd = rnd or random.Random()
         self._bucket = TokenBucket(burst_s=1.0, min_burst=1.0)
@@ -130,7 +132,7 @@ class Dispatcher:
         now = self._clock()
         sends: list[_Send] = []
         async with self._sessions() as session, session.begin():
-            rows = await store.claim_due(session, now, self._batch)
+            rows = await store.claim_due(session, now, self._batch, self._lease)
             if not rows:
                 return 0
             policies = await store.policies(session)
@@ -148,8 +150,24 @@ class Dispatcher:
 
         sent = [x for x in await asyncio.gather(*(deliver(s) for s in sends)) if x is not None]
         if sent:
-            await self._record_sent(sent)
+            await self._record_sent_retrying(sent)
         return len(rows)
+
+    async def _record_sent_retrying(self, sent: list[_Sent]) -> None:
+        """The providers took these messages: keep trying to record that while the database is
+        unreachable (a restart), for up to half the lease; after it they go out again."""
+        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        delay = 0.2
+        while True:
+            try:
+                await self._record_sent(sent)
+                return
+            except (OperationalError, DBAPIError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("recording sends failed; retrying", extra={"error": repr(exc)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _record_sent(self, sent: list[_Sent]) -> None:
         """The pass's accepted messages in one transaction; receipts that came first apply."""

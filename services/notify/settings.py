@@ -35,6 +35,13 @@ class NotifySettings(BaseSettings):
     send_concurrency: int = Field(
         default=32, ge=1, le=1000, description="Messages in flight to providers per replica."
     )
+    sending_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A message left `sending` this long (its replica crashed mid-send) is sent "
+        "again: longer than any provider call, or a slow send goes out twice.",
+    )
     max_attempts: int = Field(default=5, ge=1, le=50, description="Then `failed` and the DLQ.")
     retry_base_s: float = Field(
         default=2.0, gt=0, le=600, description="Backoff base: attempt n waits up to base·2^n."

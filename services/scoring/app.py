@@ -38,7 +38,11 @@ def create_app(
     bootstrap = common.require_kafka()
     configure_logging("scoring", common.log_level)
     tz = ZoneInfo(common.timezone)
-    engine = make_engine(common.require_database_url(settings.database_url), settings.schema_name)
+    engine = make_engine(
+        common.require_database_url(settings.database_url),
+        settings.schema_name,
+        idle_in_transaction_s=common.db_idle_in_transaction_s,
+    )
     sessions = make_sessionmaker(engine)
     producer = make_producer(bootstrap, "scoring")
     directory = KeyDirectory(bootstrap)
@@ -79,9 +83,9 @@ def create_app(
         await producer.start()
         await directory.start()
         tune_gc()
-        tasks.spawn(relay.run())
+        tasks.spawn("outbox-relay", relay.run)
         if settings.consume:
-            tasks.spawn(consumer.run())
+            tasks.spawn("consumer", consumer.run)
         yield
         await tasks.stop()
         await directory.stop()

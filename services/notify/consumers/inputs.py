@@ -116,6 +116,7 @@ class InputsConsumer(TransactionalConsumer):
         last = {tp.partition: rs[-1].offset for tp, rs in batch.items() if rs}
         async with self._sessions() as session, session.begin():
             stored = await claim_offsets(session, self.topic, first)
+            self.count_replayed(batch, stored)
             items: list[NewNotification] = []
             for tp, records in batch.items():
                 for record in records:

@@ -66,15 +66,18 @@ async def enqueue(
     return len(rows.all())
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Due messages, locked for this transaction; replicas skip each other's."""
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease: timedelta = SENDING_LEASE
+) -> list[dict[str, Any]]:
+    """Due messages, locked for this transaction; replicas skip each other's. A row `sending`
+    for longer than `lease` was left by a crashed replica and is taken again."""
     rows = await session.execute(
         text(f"""
         SELECT {COLUMNS} FROM notifications
         WHERE (status IN ('queued', 'deferred') AND not_before <= :now)
            OR (status = 'sending' AND updated_at < :stale)
         ORDER BY not_before LIMIT :n FOR UPDATE SKIP LOCKED"""),
-        {"now": now, "stale": now - SENDING_LEASE, "n": limit},
+        {"now": now, "stale": now - lease, "n": limit},
     )
     return [dict(r._mapping) for r in rows]
 

@@ -68,6 +68,7 @@ class MetricsConsumer(TransactionalConsumer):
         recorded: list[Recorded] = []
         async with self._sessions() as session, session.begin():
             stored = await claim_offsets(session, METRICS_TOPIC, first)
+            self.count_replayed(batch, stored)
             fresh = snapshots.SnapshotBatch()
             poison: list[tuple[Record, str]] = []
             for tp, records in batch.items():

@@ -94,6 +94,7 @@ class EventsConsumer(TransactionalConsumer):
         start = time.perf_counter()
         async with self._sessions() as session, session.begin():
             stored = await claim_offsets(session, EVENTS_TOPIC, first)
+            self.count_replayed(batch, stored)
             fresh = [env for p, off, env in envelopes if off >= stored[p]]
             outcome = await apply_batch(
                 session, fresh, partial(plan_batch, tz=self._tz), self._tz, self._clock()
