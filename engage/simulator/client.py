@@ -77,9 +77,12 @@ async def post_events(
     label: str = "events",
     progress: bool | None = None,
     max_attempts: int = 30,
+    report: PostReport | None = None,
 ) -> PostReport:
-    """Post `events` in batches; 503/429/connection errors are retried with the same event_id."""
-    report = PostReport()
+    """Post `events` in batches; 503/429/connection errors are retried with the same event_id.
+
+    Pass `report` to watch it fill while the posting runs."""
+    report = report if report is not None else PostReport()
     bar = Progress(label, len(events), progress)
     batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
     queue: asyncio.Queue[Sequence[dict[str, Any]]] = asyncio.Queue()

@@ -1,0 +1,322 @@
+"""The whole pipeline on one machine with faults in reach: every service talks to the broker and
+to PostgreSQL through a FaultProxy, notify sends to a local IM platform that records every
+message it receives, and the simulator posts a seeded month and a half through ingest.
+
+One `Pipeline` per scenario (own broker, own database): a scenario's faults cannot leak into
+the next one, and its checker sees only its own events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from engage.demo import split_months
+from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
+from engage.demo_notify import ALWAYS_OPEN
+from engage.progress import (
+    processed_events,
+    stored_offsets,
+    wait_consumed,
+    wait_keys_known,
+    wait_outbox_empty,
+    wait_processed,
+)
+from engage.runtime import EmbeddedBroker, EmbeddedPostgres, free_port
+from engage.simulator.client import PostReport, post_events
+from engage.simulator.world import SimConfig, deliveries
+from engage.stack import ServiceProcess, Stack
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
+from tests.chaos.proxy import FaultProxy
+from tests.reference import scoring_model as ref
+
+# Small enough for CI (≈ 30k deliveries incl. 3% resends, shuffled), big enough for many
+# consumer batches between faults.
+CONFIG = SimConfig(seed=20261122, users=250, groups=20, duplicate_rate=0.03, shuffle_window=2000)
+# The two live campaigns: their grants are decided while metrics stream in, so faults hit them.
+CAMPAIGNS = ("play_and_get_gifts", "invite_friends")
+DAILY_CAP = 1  # reward notices per user and local day: users with two grants get one message
+METRICS, GRANTS = "engage.metrics.v1", "engage.grants.v1"
+CONSUMERS = ("scoring", "rewards", "notify")
+
+
+@dataclass
+class Receipt:
+    message_id: str
+    user_id: str
+    received_at: datetime
+
+
+class ImPlatform:
+    """The IM platform's webhook: answers 200 and remembers every request (a thread of its own,
+    so it answers while the test's loop is busy)."""
+
+    def __init__(self) -> None:
+        self.receipts: list[Receipt] = []
+        self._lock = threading.Lock()
+        platform = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with platform._lock:
+                    platform.receipts.append(
+                        Receipt(str(doc["message_id"]), doc["user_id"], datetime.now(UTC))
+                    )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # notify has 32 sends in flight; the default backlog is 5
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", free_port()), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/messages"
+
+    def start(self) -> ImPlatform:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def snapshot(self) -> list[Receipt]:
+        with self._lock:
+            return list(self.receipts)
+
+
+@dataclass
+class Pipeline:
+    stack: Stack
+    broker: EmbeddedBroker
+    postgres: EmbeddedPostgres
+    broker_proxy: FaultProxy
+    db_proxy: FaultProxy
+    im: ImPlatform
+    env: dict[str, dict[str, str]]
+    keys: dict[str, str] = field(default_factory=dict)
+    campaigns: dict[str, str] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: list[dict[str, Any]] = field(default_factory=list)  # last month, distinct
+    live: list[dict[str, Any]] = field(default_factory=list)  # this month to date, distinct
+    to_post: list[list[dict[str, Any]]] = field(default_factory=list)  # with resends, shuffled
+    reports: list[PostReport] = field(default_factory=lambda: [PostReport(), PostReport()])
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The database, directly (not through the proxy): for the checker and the triggers."""
+        assert self.stack.database_url
+        return self.stack.database_url
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.stack.kafka_bootstrap
+        return self.stack.kafka_bootstrap
+
+    def service(self, label: str) -> ServiceProcess:
+        return self.stack.services[label]
+
+    async def start(self, name: str, instance: str = "") -> ServiceProcess:
+        """Start a service (in a thread: the loop keeps posting while it comes up)."""
+        return await asyncio.to_thread(
+            self.stack.start_service, name, env=self.env[name], instance=instance
+        )
+
+    async def kill(self, label: str, sig: int = signal.SIGKILL) -> None:
+        svc = self.service(label)
+        svc.signal(sig)
+        await asyncio.to_thread(svc.proc.wait)
+
+    async def crash_and_restart(self, name: str, instance: str = "") -> None:
+        await self.kill(f"{name}{instance}")
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        await self.start(name, instance)
+
+    # -- progress, read from the services' own tables --------------------------------------
+    async def scoring_applied(self) -> int:
+        return await processed_events(self.url, "scoring")
+
+    async def rewards_consumed(self) -> int:
+        return sum((await stored_offsets(self.url, "rewards", METRICS)).values())
+
+    async def notices(self) -> int:
+        return await count(self.url, "SELECT count(*) FROM notify.notifications")
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.history + self.live
+
+    def accepted(self) -> set[str]:
+        return self.reports[0].accepted_ids | self.reports[1].accepted_ids
+
+    def posted(self) -> int:
+        return self.reports[0].sent + self.reports[1].sent
+
+    def share_posted(self) -> float:
+        return self.posted() / sum(map(len, self.to_post))
+
+    def retries(self) -> int:
+        return self.reports[0].retries + self.reports[1].retries
+
+    # -- the run ----------------------------------------------------------------------------
+    async def post_all(self) -> None:
+        """Last month through the import endpoint, this month live; retried with the same ids."""
+        await post_events(
+            self.service("ingest").url, self.keys["importer"], self.to_post[0],
+            path="/v1/events:import", batch_size=500, label="last month", progress=False,
+            report=self.reports[0], max_attempts=200,
+        )  # fmt: skip
+        await post_events(
+            self.service("ingest").url, self.keys["live"], self.to_post[1],
+            batch_size=100, label="this month", progress=False, report=self.reports[1],
+            max_attempts=200,
+        )  # fmt: skip
+
+    async def drain(self, timeout_s: float = 240) -> None:
+        """Wait until every accepted event went all the way: applied, published, consumed,
+        granted, published, consumed and every notice ended."""
+        await wait_processed(self.url, len(self.accepted()), "scoring", timeout_s)
+        await wait_outbox_empty(self.url, "scoring", "changelog_outbox", timeout_s)
+        await wait_consumed(self.url, self.bootstrap, "rewards", METRICS, timeout_s)
+        await wait_outbox_empty(self.url, "rewards", "grants_outbox", timeout_s)
+        await wait_consumed(self.url, self.bootstrap, "notify", GRANTS, timeout_s)
+        await until(
+            lambda: count(
+                self.url,
+                "SELECT count(*) FROM notify.notifications "
+                "WHERE status IN ('queued', 'deferred', 'sending')",
+            ),
+            lambda n: n == 0,
+            timeout_s,
+            "every notice to end",
+        )
+
+    def stop(self) -> None:
+        self.stack.stop()
+        self.broker_proxy.stop()
+        self.db_proxy.stop()
+        self.im.stop()
+
+
+async def count(url: str, sql: str) -> int:
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        return int(await conn.fetchval(sql) or 0)
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return 0
+    finally:
+        await conn.close()
+
+
+async def until(
+    probe: Callable[[], Awaitable[int]],
+    done: Callable[[int], bool],
+    timeout_s: float,
+    what: str,
+) -> int:
+    """Poll `probe` until `done(value)`; fail with the last value after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not done(value := await probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} ({value})")
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def build(var_dir: Path) -> Pipeline:
+    """Broker and database behind proxies, the four services, keys, policy and campaigns."""
+    broker_port = free_port()
+    broker_proxy = FaultProxy(target_port=broker_port, name="broker-proxy").start()
+    broker = EmbeddedBroker(
+        port=broker_port, advertised_port=broker_proxy.port, log_path=var_dir / "broker.log"
+    ).start()
+    stack = Stack(var_dir=var_dir, fixed_ports=False, kafka_bootstrap=broker.bootstrap)
+    stack.broker = broker
+    stack.start_infra()
+    assert stack.postgres is not None and stack.database_url
+    postgres = stack.postgres
+    db_proxy = FaultProxy(target_port=postgres.port, name="db-proxy").start()
+    proxied = stack.database_url.replace(f":{postgres.port}/", f":{db_proxy.port}/")
+    im = ImPlatform().start()
+    common = {"ENGAGE_DATABASE_URL": proxied}
+    env = {
+        "ingest": common | {"INGEST_BROKER_ACK_TIMEOUT_S": "2"},
+        "scoring": common | {"SCORING_MAX_BATCH_RECORDS": "500"},
+        "rewards": common | {"REWARDS_SETTLE_INTERVAL_S": "0", "REWARDS_MAX_BATCH_RECORDS": "500"},
+        "notify": common
+        | {
+            "NOTIFY_IM_WEBHOOK_URL": im.url,
+            "NOTIFY_SENDING_LEASE_S": "8",
+            "NOTIFY_RETRY_BASE_S": "0.2",
+            "NOTIFY_MAX_ATTEMPTS": "50",
+        },
+    }
+    pipe = Pipeline(stack, broker, postgres, broker_proxy, db_proxy, im, env)
+    pipe.history, pipe.live = split_months(CONFIG, pipe.started_at)
+    pipe.to_post = [deliveries(pipe.history, CONFIG), deliveries(pipe.live, CONFIG)]
+    try:
+        for name in ("ingest", *CONSUMERS):
+            await pipe.start(name)
+        await _configure(pipe)
+    except BaseException:
+        pipe.stop()
+        raise
+    return pipe
+
+
+async def _configure(pipe: Pipeline) -> None:
+    roles = {
+        "live": [Role.INGEST], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
+        "approver": [Role.APPROVER], "admin": [Role.ADMIN], "viewer": [Role.VIEWER],
+    }  # fmt: skip
+    for name, rs in roles.items():
+        pipe.keys[name] = (await issue_api_key(pipe.url, name, rs, 1e6, pipe.bootstrap)).secret
+    readers = [pipe.keys[n] for n in ("owner", "approver", "admin", "viewer")]
+    await wait_keys_known(pipe.service("rewards").url, "/v1/templates", readers)
+    await wait_keys_known(pipe.service("notify").url, "/v1/policies", [pipe.keys["admin"]])
+    await wait_keys_known(pipe.service("scoring").url, "/v1/profiles", [pipe.keys["viewer"]])
+    async with httpx.AsyncClient(
+        base_url=pipe.service("notify").url,
+        headers={"Authorization": f"Bearer {pipe.keys['admin']}"},
+        timeout=30,
+    ) as c:
+        body = {"daily_cap": DAILY_CAP, "ttl_seconds": 86400, "marketing": False, **ALWAYS_OPEN}
+        (await c.put("/v1/policies/reward", json=body)).raise_for_status()
+    starts_at, ends_at = campaign_window(pipe.started_at, ref.TZ)
+    keys = CampaignKeys(pipe.keys["owner"], pipe.keys["approver"], pipe.keys["admin"])
+    pipe.campaigns = await launch_campaigns(
+        pipe.service("rewards").url, keys, starts_at, ends_at, CAMPAIGNS
+    )
+
+
+@contextlib.asynccontextmanager
+async def pipeline(var_dir: Path) -> Any:
+    pipe = await build(var_dir)
+    try:
+        yield pipe
+    finally:
+        pipe.stop()
