@@ -7,7 +7,8 @@ import time
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.kafka import end_offsets
 
 
 async def processed_events(database_url: str, schema: str = "scoring") -> int:
@@ -55,15 +56,7 @@ async def wait_outbox_empty(
 
 
 async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        return {tp.partition: int(o) for tp, o in ends.items()}
-    finally:
-        await consumer.stop()
+    return await end_offsets(bootstrap, topic)
 
 
 async def stored_offsets(database_url: str, schema: str, topic: str) -> dict[int, int]:

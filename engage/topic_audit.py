@@ -12,6 +12,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from shared.kafka import end_offsets
+
 
 @dataclass
 class TopicTally:
@@ -43,7 +45,8 @@ async def read_topic(
             return
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
+        ends = await end_offsets(bootstrap, topic)  # the broker's own answer can fall short
+        end = {tp: ends.get(tp.partition, 0) for tp in partitions}
         remaining = {tp for tp in partitions if end[tp] > 0}
         deadline = asyncio.get_running_loop().time() + timeout_s
         while remaining:

@@ -22,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.kafka import end_offsets
+
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
@@ -277,13 +279,8 @@ class TransactionalConsumer:
             log.info("kafka offset commit skipped", extra={"error": repr(exc)})
 
     async def end_offsets(self) -> dict[int, int] | None:
-        """The topic's partition ends, or None while the consumer is not running."""
-        consumer = self._consumer
-        if consumer is None:
+        """The topic's partition ends (exact, see shared.kafka.end_offsets), or None while the
+        consumer is not running."""
+        if self._consumer is None:
             return None
-        parts = consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        if not tps:
-            return None
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: int(o) for tp, o in ends.items()}
+        return await end_offsets(self._bootstrap, self.topic) or None

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -124,3 +124,44 @@ def producer_ready(producer: AIOKafkaProducer) -> Callable[[], Awaitable[str | N
         return None
 
     return check
+
+
+async def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Each partition's end (the offset the next record will get), exactly.
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of a partition's last record
+    batch + 1, not its end (measured: 100 records produced as one batch → 1), so a plain
+    `end_offsets` under-reports by the last batch, and "consumed up to the end" would be
+    declared too early. Reading from that offset to the last record gives the true end; against
+    a broker that answers correctly it costs one short fetch per partition.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return {}
+        reported = await consumer.end_offsets(tps)
+        out = {tp.partition: int(reported[tp]) for tp in tps}
+        consumer.assign(tps)
+        pending = {tp for tp in tps if reported[tp] > 0}
+        for tp in pending:
+            consumer.seek(tp, reported[tp] - 1)
+        read: set[TopicPartition] = set()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=200)
+            late = asyncio.get_running_loop().time() > deadline
+            for tp in list(pending):
+                if records := batch.get(tp):
+                    out[tp.partition] = max(out[tp.partition], records[-1].offset + 1)
+                    read.add(tp)
+                elif tp in read or late:  # read to the end (or the broker had nothing there)
+                    pending.discard(tp)
+        return out
+    finally:
+        await asyncio.sleep(0)  # aiokafka: stop() right after start() trips on an unstarted task
+        await consumer.stop()
