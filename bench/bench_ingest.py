@@ -57,7 +57,9 @@ def synthetic_events(n: int, seed: int = 1) -> list[dict[str, Any]]:
     return events
 
 
-async def raw_producer_rate(bootstrap: str, events: list[dict[str, Any]]) -> float:
+async def raw_producer_rate(
+    bootstrap: str, events: list[dict[str, Any]], topic: str = EVENTS_TOPIC
+) -> float:
     """Events/s a bare producer (acks=all, pre-built payloads) pushes to the same topic."""
     producer = make_producer(bootstrap, "bench-raw")
     await producer.start()
@@ -65,9 +67,7 @@ async def raw_producer_rate(bootstrap: str, events: list[dict[str, Any]]) -> flo
     try:
         start = time.perf_counter()
         for i in range(0, len(payloads), 5000):
-            futures = [
-                await producer.send(EVENTS_TOPIC, v, key=k) for v, k in payloads[i : i + 5000]
-            ]
+            futures = [await producer.send(topic, v, key=k) for v, k in payloads[i : i + 5000]]
             await asyncio.gather(*futures)
         return len(payloads) / (time.perf_counter() - start)
     finally:
