@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -22,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.kafka import end_offsets
+from shared.kafka import log_bounds
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ REPLAYED = Counter(
     "Records skipped because the stored offset had passed them: redelivered after a crash, or "
     "a zombie's batch after its partitions moved to another consumer.",
     ["service"],
+)
+REBASED = Counter(
+    "engage_consumer_rebased_total",
+    "Partitions found shorter than the stored offset (topic re-created or log lost) and read "
+    "again from their beginning.",
+    ["service", "topic"],
 )
 POISON = Counter("engage_consumer_dead_letters_total", "Records sent to the DLQ.", ["service"])
 LAG = Gauge(
@@ -153,6 +160,8 @@ class TransactionalConsumer:
         self._max_records = max_records
         self._consumer: AIOKafkaConsumer | None = None
         self._lag_partitions: set[TopicPartition] = set()
+        self._suspect: set[TopicPartition] = set()
+        self._checked_at = 0.0
         # Zero series from the start, so rate() and alerts see them before the first event.
         POISON.labels(service)
         DUPLICATES.labels(service)
@@ -162,8 +171,15 @@ class TransactionalConsumer:
         raise NotImplementedError
 
     def count_replayed(self, batch: Batch, stored: dict[int, int]) -> None:
-        """After `claim_offsets`: how many of the batch's records were applied already."""
-        n = sum(1 for tp, rs in batch.items() for r in rs if r.offset < stored[tp.partition])
+        """After `claim_offsets`: how many of the batch's records were applied already. A
+        partition whose whole batch was below its stored offset is checked afterwards: a log
+        that was re-created would look exactly like that, forever (`check_logs`)."""
+        n = 0
+        for tp, rs in batch.items():
+            below = sum(1 for r in rs if r.offset < stored[tp.partition])
+            n += below
+            if rs and below == len(rs):
+                self._suspect.add(tp)
         if n:
             REPLAYED.labels(self._service).inc(n)
 
@@ -173,12 +189,66 @@ class TransactionalConsumer:
             return
         async with self._sessions() as session:
             stored = await stored_offsets(session, self.topic)
+        try:
+            bounds = await log_bounds(self._bootstrap, self.topic)
+        except (KafkaError, OSError, TimeoutError) as exc:  # checked again on the next replay
+            log.warning("partition ends unknown; not checked", extra={"error": repr(exc)})
+            bounds = {}
         for tp in partitions:
-            self._consumer.seek(tp, stored.get(tp.partition, 0))
+            offset = stored.get(tp.partition, 0)
+            if tp.partition in bounds and offset > bounds[tp.partition][1]:
+                offset = await self._rebase(tp, offset, bounds[tp.partition])
+            self._consumer.seek(tp, offset)
         log.info(
             "partitions assigned",
             extra={"partitions": sorted(tp.partition for tp in partitions)},
         )
+
+    async def check_logs(self) -> None:
+        """For partitions whose records were all below the stored offset: is the log shorter
+        than what we applied? (At most every 5 s: a replay after a crash looks the same.)"""
+        if not self._suspect or time.monotonic() - self._checked_at < 5:
+            return
+        self._checked_at = time.monotonic()
+        suspects, self._suspect = self._suspect, set()
+        assert self._consumer is not None
+        try:
+            async with self._sessions() as session:
+                stored = await stored_offsets(session, self.topic)
+            bounds = await log_bounds(self._bootstrap, self.topic)
+            for tp in suspects:
+                offset = stored.get(tp.partition, 0)
+                if (
+                    tp.partition in bounds
+                    and offset > bounds[tp.partition][1]
+                    and tp in self._consumer.assignment()
+                ):
+                    self._consumer.seek(tp, await self._rebase(tp, offset, bounds[tp.partition]))
+        except (KafkaError, OperationalError, DBAPIError, OSError, TimeoutError) as exc:
+            log.warning("partition ends not checked", extra={"error": repr(exc)})
+
+    async def _rebase(self, tp: TopicPartition, stored: int, bounds: tuple[int, int]) -> int:
+        """The partition's log ends before the offset we stored: the topic was re-created or
+        truncated (a broker lost its log). Its records are new to us, so start it from its
+        beginning — re-applying is harmless, every consumer being idempotent — rather than
+        skip everything up to the old offset in silence."""
+        begin, end = bounds
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "UPDATE consumer_offsets SET next_offset = :begin, updated_at = now() "
+                    "WHERE topic = :t AND partition = :p AND next_offset = :stored"
+                ),
+                {"begin": begin, "t": tp.topic, "p": tp.partition, "stored": stored},
+            )
+        REBASED.labels(self._service, tp.topic).inc()
+        log.error(
+            "partition log ends before the stored offset: re-created or truncated; "
+            "reading it again from its beginning",
+            extra={"topic": tp.topic, "partition": tp.partition, "stored": stored, "end": end,
+                   "beginning": begin},
+        )  # fmt: skip
+        return begin
 
     async def run(self) -> None:
         while True:
@@ -224,6 +294,7 @@ class TransactionalConsumer:
                 continue
             self._report_lag(consumer)
             await self._commit_to_kafka(consumer, batch)
+            await self.check_logs()
 
     async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
         """Back to the stored offsets, waiting for the database if it is down (a restart)."""
@@ -279,8 +350,9 @@ class TransactionalConsumer:
             log.info("kafka offset commit skipped", extra={"error": repr(exc)})
 
     async def end_offsets(self) -> dict[int, int] | None:
-        """The topic's partition ends (exact, see shared.kafka.end_offsets), or None while the
+        """The topic's partition ends (exact, see shared.kafka.log_bounds), or None while the
         consumer is not running."""
         if self._consumer is None:
             return None
-        return await end_offsets(self._bootstrap, self.topic) or None
+        bounds = await log_bounds(self._bootstrap, self.topic)
+        return {p: end for p, (_, end) in bounds.items()} or None

@@ -34,6 +34,8 @@ def _survive_uvloop_closed_transports() -> None:
     def send(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
         try:
             return original(self, request, expect_response)
+        except KafkaError:  # aiokafka's own errors are RuntimeErrors too: not ours to change
+            raise
         except RuntimeError as err:
             self.close(reason=CloseReason.CONNECTION_BROKEN)
             raise KafkaConnectionError(f"connection broken: {err}") from err
@@ -127,7 +129,15 @@ def producer_ready(producer: AIOKafkaProducer) -> Callable[[], Awaitable[str | N
 
 
 async def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
-    """Each partition's end (the offset the next record will get), exactly.
+    """Each partition's end (the offset the next record will get), exactly (`log_bounds`)."""
+    return {p: end for p, (_, end) in (await log_bounds(bootstrap, topic, timeout_s)).items()}
+
+
+async def log_bounds(
+    bootstrap: str, topic: str, timeout_s: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """Each partition's (beginning, end): its first retained offset and the offset the next
+    record will get, exactly.
 
     Tansu 0.6 answers ListOffsets(latest) with the base offset of a partition's last record
     batch + 1, not its end (measured: 100 records produced as one batch → 1), so a plain
@@ -145,6 +155,7 @@ async def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
         if not tps:
             return {}
         reported = await consumer.end_offsets(tps)
+        beginnings = await consumer.beginning_offsets(tps)
         out = {tp.partition: int(reported[tp]) for tp in tps}
         consumer.assign(tps)
         pending = {tp for tp in tps if reported[tp] > 0}
@@ -161,7 +172,7 @@ async def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
                     read.add(tp)
                 elif tp in read or late:  # read to the end (or the broker had nothing there)
                     pending.discard(tp)
-        return out
+        return {tp.partition: (int(beginnings[tp]), out[tp.partition]) for tp in tps}
     finally:
         await asyncio.sleep(0)  # aiokafka: stop() right after start() trips on an unstarted task
         await consumer.stop()

@@ -22,6 +22,7 @@ async def _reset_connection_then_send() -> BaseException:
     conn = AIOKafkaConnection("127.0.0.1", port)
     conn._reader, conn._writer = await asyncio.open_connection("127.0.0.1", port)
     conn._read_task = asyncio.get_running_loop().create_future()  # a connected one has a reader
+    conn._versions = {MetadataRequest.API_KEY: (0, 0)}  # as learnt from ApiVersions
     conn._writer.transport.abort()  # the transport is closed under aiokafka's feet
     await asyncio.sleep(0.05)
     try:
@@ -36,7 +37,7 @@ async def _reset_connection_then_send() -> BaseException:
 def test_a_write_on_a_closed_uvloop_transport_is_a_connection_error() -> None:
     exc = uvloop.run(_reset_connection_then_send())
     assert isinstance(exc, KafkaConnectionError), repr(exc)
-    assert isinstance(exc.__cause__, RuntimeError)
+    assert type(exc.__cause__) is RuntimeError
 
 
 def test_without_the_patch_uvloop_raises_runtime_error() -> None:
@@ -48,4 +49,25 @@ def test_without_the_patch_uvloop_raises_runtime_error() -> None:
         exc = uvloop.run(_reset_connection_then_send())
     finally:
         AIOKafkaConnection.send = patched
-    assert isinstance(exc, RuntimeError), repr(exc)
+    assert type(exc) is RuntimeError, repr(exc)
+    assert "closed" in str(exc)
+
+
+def test_aiokafka_errors_pass_through_unchanged() -> None:
+    """aiokafka's errors derive from RuntimeError; the patch must not swallow them."""
+    from aiokafka.errors import IncompatibleBrokerVersion
+
+    class Unsendable:
+        def prepare(self, versions: object) -> object:
+            raise IncompatibleBrokerVersion("no such API version")
+
+    async def send() -> None:
+        conn = AIOKafkaConnection("127.0.0.1", 9)
+        conn._writer = object()
+        conn.send(Unsendable())
+
+    try:
+        uvloop.run(send())
+    except IncompatibleBrokerVersion:
+        return
+    raise AssertionError("IncompatibleBrokerVersion did not come through")
