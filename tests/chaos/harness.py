@@ -262,7 +262,9 @@ async def build(var_dir: Path) -> Pipeline:
     db_proxy = FaultProxy(target_port=postgres.port, name="db-proxy").start()
     proxied = stack.database_url.replace(f":{postgres.port}/", f":{db_proxy.port}/")
     im = ImPlatform().start()
-    common = {"ENGAGE_DATABASE_URL": proxied}
+    # A frozen process's open transaction is ended after 5 s (production default 60 s), so a
+    # paused replica cannot block the one that takes its partitions for long.
+    common = {"ENGAGE_DATABASE_URL": proxied, "ENGAGE_DB_IDLE_IN_TRANSACTION_S": "5"}
     env = {
         "ingest": common | {"INGEST_BROKER_ACK_TIMEOUT_S": "2"},
         "scoring": common | {"SCORING_MAX_BATCH_RECORDS": "500"},
