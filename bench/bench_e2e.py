@@ -45,11 +45,13 @@ from engage.demo import split_months
 from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
 from engage.demo_notify import open_reward_window
 from engage.progress import (
+    count_rows,
     processed_events,
     stored_offsets,
     topic_ends,
     wait_consumed,
     wait_keys_known,
+    wait_notices_ended,
     wait_outbox_empty,
     wait_processed,
 )
@@ -226,7 +228,7 @@ async def pipeline(results: dict[str, Any], config: SimConfig, now: datetime) ->
             await wait_consumed(s.url, s.bootstrap, "rewards", METRICS, 1800)
             await wait_outbox_empty(s.url, "rewards", "grants_outbox", 1800)
             await wait_consumed(s.url, s.bootstrap, "notify", GRANTS, 1800)
-            await _wait_notices_ended(s.url)
+            await wait_notices_ended(s.url, 600)
             drained = time.perf_counter() - started
             rss = {n: (_status_kb(p, "VmHWM"), _status_kb(p, "VmRSS")) for n, p in pids.items()}
             granted = await _grants_by_campaign(s)
@@ -261,20 +263,6 @@ async def pipeline(results: dict[str, Any], config: SimConfig, now: datetime) ->
         row(f"{n} memory (peak / end RSS)", f"{v['peak']:.0f} MB", f"{v['end']:.0f} MB")
 
 
-async def _wait_notices_ended(url: str, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        while await conn.fetchval(
-            "SELECT count(*) FROM notify.notifications WHERE status IN ('queued', 'sending')"
-        ):
-            if time.monotonic() > deadline:
-                raise TimeoutError("notices still pending")
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
-
-
 async def _grants_by_campaign(s: Setup) -> dict[str, int]:
     conn = await asyncpg.connect(s.url.replace("+asyncpg", ""))
     try:
@@ -283,14 +271,6 @@ async def _grants_by_campaign(s: Setup) -> dict[str, int]:
         await conn.close()
     names = {cid: t for t, cid in s.campaigns.items()}
     return {names[r[0]]: int(r[1]) for r in rows}
-
-
-async def _count(url: str, sql: str) -> int:
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 async def _records(bootstrap: str, topic: str) -> int:
@@ -341,11 +321,11 @@ async def limits(results: dict[str, Any], config: SimConfig, now: datetime) -> N
             t = time.perf_counter()
             s.stack.start_service("notify", env=ENV["notify"])
             await wait_consumed(s.url, s.bootstrap, "notify", GRANTS, 1800)
-            await _wait_notices_ended(s.url)
+            await wait_notices_ended(s.url, 600)
             out["notify"] = grants / (time.perf_counter() - t)
             out["notify_records"] = grants
             out["grants"] = await _grants_by_campaign(s)
-            out["notices"] = await _count(s.url, "SELECT count(*) FROM notify.notifications")
+            out["notices"] = await count_rows(s.url, "SELECT count(*) FROM notify.notifications")
             out["grant_records_read"] = await _records(s.bootstrap, GRANTS)
             assert await processed_events(s.url, "scoring") == distinct
         finally:

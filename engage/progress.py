@@ -34,7 +34,8 @@ async def wait_processed(
     return time.monotonic() - start
 
 
-async def _count(database_url: str, sql: str) -> int | None:
+async def count_rows(database_url: str, sql: str) -> int | None:
+    """A `SELECT count(*)`'s answer; None while the service has not created the table."""
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
         return int(await conn.fetchval(sql) or 0)
@@ -49,9 +50,22 @@ async def wait_outbox_empty(
 ) -> None:
     """Wait until a service's outbox has published everything (the table exists and is empty)."""
     deadline = time.monotonic() + timeout_s
-    while (n := await _count(database_url, f'SELECT count(*) FROM "{schema}".{table}')) != 0:
+    while (n := await count_rows(database_url, f'SELECT count(*) FROM "{schema}".{table}')) != 0:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{schema}.{table}: {n} rows still waiting after {timeout_s:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def wait_notices_ended(database_url: str, timeout_s: float = 300.0) -> None:
+    """Wait until notify has no message queued, deferred or being sent."""
+    deadline = time.monotonic() + timeout_s
+    sql = (
+        "SELECT count(*) FROM notify.notifications "
+        "WHERE status IN ('queued', 'deferred', 'sending')"
+    )
+    while (n := await count_rows(database_url, sql)) != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"notify: {n} messages still pending after {timeout_s:.0f}s")
         await asyncio.sleep(0.2)
 
 

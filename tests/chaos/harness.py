@@ -21,17 +21,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from engage.demo import split_months
 from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
 from engage.demo_notify import ALWAYS_OPEN
 from engage.progress import (
+    count_rows,
     processed_events,
     stored_offsets,
     wait_consumed,
     wait_keys_known,
+    wait_notices_ended,
     wait_outbox_empty,
     wait_processed,
 )
@@ -164,7 +165,7 @@ class Pipeline:
         return sum((await stored_offsets(self.url, "rewards", METRICS)).values())
 
     async def notices(self) -> int:
-        return await count(self.url, "SELECT count(*) FROM notify.notifications")
+        return await count_rows(self.url, "SELECT count(*) FROM notify.notifications") or 0
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -204,32 +205,13 @@ class Pipeline:
         await wait_consumed(self.url, self.bootstrap, "rewards", METRICS, timeout_s)
         await wait_outbox_empty(self.url, "rewards", "grants_outbox", timeout_s)
         await wait_consumed(self.url, self.bootstrap, "notify", GRANTS, timeout_s)
-        await until(
-            lambda: count(
-                self.url,
-                "SELECT count(*) FROM notify.notifications "
-                "WHERE status IN ('queued', 'deferred', 'sending')",
-            ),
-            lambda n: n == 0,
-            timeout_s,
-            "every notice to end",
-        )
+        await wait_notices_ended(self.url, timeout_s)
 
     def stop(self) -> None:
         self.stack.stop()
         self.broker_proxy.stop()
         self.db_proxy.stop()
         self.im.stop()
-
-
-async def count(url: str, sql: str) -> int:
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        return int(await conn.fetchval(sql) or 0)
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-        return 0
-    finally:
-        await conn.close()
 
 
 async def until(
