@@ -61,8 +61,9 @@ from engage.stack import Stack
 from engage.topic_audit import read_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from shared.contract import EVENTS_TOPIC, decode_envelope
+from shared.contract import decode_envelope
 from shared.kafka import ensure_topics
+from shared.topics import EVENTS_TOPIC
 
 OUT = Path(__file__).parent / "out"
 CAMPAIGNS = ("play_and_get_gifts", "invite_friends")

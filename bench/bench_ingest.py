@@ -25,8 +25,8 @@ from bench.loadgen import LoadResult, build_request, run_load
 from engage.stack import Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from shared.contract import EVENTS_TOPIC
 from shared.kafka import make_producer
+from shared.topics import EVENTS_TOPIC
 
 OUT = Path(__file__).parent / "out"
 

@@ -47,12 +47,12 @@ from services.ingest.admin import issue_api_key
 from shared.auth import Role
 from shared.contract import PROVINCES
 from shared.kafka import make_producer
+from shared.topics import METRICS_TOPIC
 
 TZ = ZoneInfo("Asia/Shanghai")
 
 OUT = Path(__file__).parent / "out"
 CAMPAIGNS = ("my_fetion_my_group", "tribe_chief", "new_friend_draw")
-METRICS_TOPIC = "engage.metrics.v1"
 
 
 def row(label: str, *cells: str) -> None:

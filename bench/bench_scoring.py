@@ -49,8 +49,9 @@ from engage.simulator.world import (
 from engage.stack import Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from shared.contract import EVENTS_TOPIC, PROVINCES, encode_envelope
+from shared.contract import PROVINCES, encode_envelope
 from shared.kafka import make_producer
+from shared.topics import EVENTS_TOPIC
 
 OUT = Path(__file__).parent / "out"
 PEER_VENV = Path(__file__).parent / ".peer-venv"

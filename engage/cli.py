@@ -147,6 +147,31 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from engage.dlq import dead_letters, replay
+    from shared.topics import DLQ_TOPICS
+
+    bootstrap = args.bootstrap or os.environ.get("ENGAGE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        print("give --bootstrap or set ENGAGE_KAFKA_BOOTSTRAP (see engage up)", file=sys.stderr)
+        return 2
+    if args.dlq_command == "replay":
+        try:
+            letter = asyncio.run(replay(bootstrap, args.ref))
+        except (ValueError, LookupError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(f"replayed {args.ref} onto {letter.source_topic} (it was: {letter.reason})")
+        return 0
+    topics = tuple(t for t in DLQ_TOPICS if args.service is None or t.startswith(args.service))
+    letters = asyncio.run(dead_letters(bootstrap, topics))
+    for d in letters:
+        source = f"{d.source_topic}:{d.source_partition}:{d.source_offset}"
+        print(f"{d.ref}  {d.service or '?'}/{d.group or '?'}  from {source}\n    {d.reason}")
+    print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from engage.demo import simulate_through_ingest
     from engage.simulator.world import SimConfig
@@ -219,6 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_parser("list", help="ids, names, roles and state of every key (no secrets)")
     for command in keys.choices.values():
         command.set_defaults(func=_cmd_keys)
+
+    dlq = sub.add_parser(
+        "dlq", help="records a consumer could not apply: list them, replay one after a fix"
+    ).add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq.add_parser("list", help="every dead letter with its reason and origin")
+    dlq_list.add_argument(
+        "--service",
+        choices=["engage.events", "engage.metrics", "engage.notify"],
+        help="only this DLQ (engage.events: scoring, engage.metrics: rewards, engage.notify)",
+    )
+    dlq_replay = dlq.add_parser("replay", help="produce one dead letter onto its source topic")
+    dlq_replay.add_argument("ref", help="TOPIC:PARTITION:OFFSET as `engage dlq list` shows")
+    for command in dlq.choices.values():
+        command.add_argument("--bootstrap", help="Kafka address (default ENGAGE_KAFKA_BOOTSTRAP)")
+        command.set_defaults(func=_cmd_dlq)
 
     sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
     sim.add_argument("--url", default="http://127.0.0.1:8001")

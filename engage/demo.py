@@ -39,7 +39,8 @@ from engage.stack import Stack
 from engage.topic_audit import tally_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
-from shared.contract import EVENTS_TOPIC, PROVINCES
+from shared.contract import PROVINCES
+from shared.topics import EVENTS_TOPIC
 
 Event = dict[str, Any]
 

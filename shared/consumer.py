@@ -1,10 +1,21 @@
 """A Kafka consumer whose offsets live in the service's database (SPEC §2: at-least-once
-delivery, exactly-once effect).
+delivery, exactly-once effect), written once for every service as a template.
 
-Each batch is applied in one transaction together with the partitions' next offsets; on
-assignment the consumer seeks to the stored offsets, and a batch that starts beyond them is
-refused (a zombie after a rebalance). Offsets are also committed to Kafka afterwards, only so
-that lag is visible to the usual tools. Subclasses implement `process`.
+A service says how to `decode` one record and how to `apply` decoded values in a transaction;
+the template does the rest. Each batch is applied in one transaction together with the
+partitions' next offsets; on assignment the consumer seeks to the stored offsets, and a batch
+that starts beyond them is refused (a zombie after a rebalance). Offsets are also committed to
+Kafka afterwards, only so that lag is visible to the usual tools.
+
+Fault isolation (SPEC §16): a record that cannot be decoded, or whose batch fails for a reason
+that will not go away on retry (a data error, a constraint violation, an exception from the
+domain), is found by bisecting the batch — each part in its own transaction — and sent to the
+service's DLQ with its reason, partition and offset; every other record is applied exactly once
+and the partition moves on. Transient faults (connection loss, restarts, serialization
+failures, a zombie's stale batch) are retried from the stored offsets as before. An error of
+unknown kind is retried three times before the batch is bisected, and a bisection that would
+dead-letter more than `max_dead_letters` records stops instead — a code bug stalls the
+partition with an alert rather than emptying it into the DLQ.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,6 +40,8 @@ log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 Batch: TypeAlias = dict[TopicPartition, list[Record]]
+T = TypeVar("T")  # a decoded record
+R = TypeVar("R")  # what `apply` returns to `after_commit`
 
 PROCESSED = Counter(
     "engage_consumer_events_total", "Records applied, by service and type.", ["service", "type"]
@@ -67,6 +80,18 @@ REBASED = Counter(
     ["service", "topic"],
 )
 POISON = Counter("engage_consumer_dead_letters_total", "Records sent to the DLQ.", ["service"])
+FAILED_BATCHES = Counter(
+    "engage_consumer_failed_batches_total",
+    "Batches (or parts of one, while isolating) whose transaction failed, by kind of failure: "
+    "transient (retried), data (records isolated), unknown (retried, then isolated).",
+    ["service", "kind"],
+)
+STALLED = Gauge(
+    "engage_consumer_stalled",
+    "1 while a consumer refuses to dead-letter more records of a failing batch (a bug?) and "
+    "retries it instead.",
+    ["service"],
+)
 LAG = Gauge(
     "engage_consumer_lag", "Records behind the partition end.", ["service", "topic", "partition"]
 )
@@ -125,7 +150,7 @@ async def stored_offsets(session: AsyncSession, topic: str) -> dict[int, int]:
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: TransactionalConsumer) -> None:
+    def __init__(self, consumer: TransactionalConsumer[Any, Any]) -> None:
         self._owner = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -135,8 +160,59 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner.seek_to_stored(assigned)
 
 
-class TransactionalConsumer:
-    """Consume `topic` in group `group_id`; `process` applies a batch in one transaction."""
+# How a failed batch is treated (see the module doc).
+TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
+# SQLSTATE classes: 22 data exception, 23 integrity constraint violation, 54 program limit
+# exceeded (a value too large to index): the same records fail again, whatever the retry.
+_DATA_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+# 08 connection, 40 serialization/deadlock, 53 resources, 55 lock/object state, 57 operator
+# intervention (admin shutdown, cancel), 58 system error: another attempt may well succeed.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+_DATA_EXCEPTIONS = (ValueError, ArithmeticError, TypeError, KeyError, IndexError, UnicodeError)
+UNKNOWN_RETRIES = 3
+
+
+def failure_kind(exc: BaseException) -> str:
+    """TRANSIENT (retry from the stored offsets), DATA (the records are at fault: isolate them)
+    or UNKNOWN (retry a few times, then isolate)."""
+    if isinstance(exc, OffsetConflict | KafkaError | OSError | TimeoutError):
+        return TRANSIENT
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES:
+            return DATA
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        if state is None and isinstance(cause, ValueError):
+            return DATA  # the driver could not encode a parameter (e.g. beyond 64 bits)
+        if (
+            state is None
+            or exc.connection_invalidated
+            or isinstance(exc, OperationalError)
+            or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        ):
+            return TRANSIENT
+        return UNKNOWN  # e.g. 42xxx: our SQL is wrong — a bug, not the record
+    if isinstance(exc, _DATA_EXCEPTIONS):
+        return DATA
+    return UNKNOWN
+
+
+def describe(exc: BaseException) -> str:
+    """The reason a DLQ record carries: the error's class and message, bounded."""
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+class Stalled(Exception):
+    """Bisection would dead-letter too many records: probably a bug, not bad records."""
+
+
+# One consumed record: (partition, record, decoded value or None, why it could not be decoded).
+Item: TypeAlias = "tuple[int, Record, T | None, str | None]"
+
+
+class TransactionalConsumer(Generic[T, R]):
+    """Consume `topic` in group `group_id`: `decode` each record, `apply` a batch of values in
+    one transaction with the offsets, then `after_commit` (metrics)."""
 
     def __init__(
         self,
@@ -149,6 +225,7 @@ class TransactionalConsumer:
         group_id: str,
         service: str,
         max_records: int = 5000,
+        max_dead_letters: int = 20,
     ) -> None:
         self._bootstrap = bootstrap
         self._sessions = sessions
@@ -158,30 +235,155 @@ class TransactionalConsumer:
         self._group_id = group_id
         self._service = service
         self._max_records = max_records
+        self._max_dead_letters = max_dead_letters
         self._consumer: AIOKafkaConsumer | None = None
         self._lag_partitions: set[TopicPartition] = set()
         self._suspect: set[TopicPartition] = set()
         self._checked_at = 0.0
+        self._failures = 0  # consecutive failed attempts at the current batch
+        self._stalled = False  # a bisection stopped at max_dead_letters: retry, never isolate
+        self._txn = TXN.labels(service)
+        self._batch = BATCH.labels(service)
         # Zero series from the start, so rate() and alerts see them before the first event.
         POISON.labels(service)
         DUPLICATES.labels(service)
         REPLAYED.labels(service)
+        STALLED.labels(service).set(0)
+        for kind in (TRANSIENT, DATA, UNKNOWN):
+            FAILED_BATCHES.labels(service, kind)
 
-    async def process(self, batch: Batch) -> None:
+    # -- what a service provides -------------------------------------------------------------
+
+    def decode(self, record: Record) -> T:
+        """One record's value; raise ValueError (or TypeError/KeyError) if it is malformed."""
         raise NotImplementedError
 
-    def count_replayed(self, batch: Batch, stored: dict[int, int]) -> None:
-        """After `claim_offsets`: how many of the batch's records were applied already. A
-        partition whose whole batch was below its stored offset is checked afterwards: a log
-        that was re-created would look exactly like that, forever (`check_logs`)."""
-        n = 0
-        for tp, rs in batch.items():
-            below = sum(1 for r in rs if r.offset < stored[tp.partition])
-            n += below
-            if rs and below == len(rs):
-                self._suspect.add(tp)
+    async def apply(self, session: AsyncSession, values: list[T]) -> R:
+        """Apply fresh decoded values inside the batch's transaction; flush, never commit."""
+        raise NotImplementedError
+
+    def after_commit(self, result: R, replayed: int) -> None:
+        """After the transaction committed: count what happened (metrics only)."""
+        return None
+
+    # -- the template ------------------------------------------------------------------------
+
+    async def process(self, batch: Batch) -> None:
+        """Apply one consumed batch exactly once, isolating the records that cannot be applied.
+
+        Raises for a transient fault (the caller rewinds to the stored offsets and retries)."""
+        items = self._decode(batch)
+        try:
+            await self._apply_chunk(items)
+        except Exception as exc:
+            kind = failure_kind(exc)
+            FAILED_BATCHES.labels(self._service, kind).inc()
+            if kind == TRANSIENT or self._stalled:
+                raise
+            if kind == UNKNOWN and self._failures + 1 < UNKNOWN_RETRIES:
+                raise
+            await self._isolate(items, exc)
+        self._stalled = False
+        STALLED.labels(self._service).set(0)
+
+    def _decode(self, batch: Batch) -> list[Item[T]]:
+        items: list[Item[T]] = []
+        decode = self.decode
+        for tp, records in batch.items():
+            p = tp.partition
+            for record in records:
+                try:
+                    items.append((p, record, decode(record), None))
+                except _DATA_EXCEPTIONS as exc:
+                    items.append((p, record, None, f"undecodable: {describe(exc)}"))
+        return items
+
+    async def _apply_chunk(self, items: list[Item[T]]) -> None:
+        """One transaction: claim the partitions' offsets, dead-letter undecodable records,
+        apply the fresh values, store the next offsets."""
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for p, record, _, _ in items:
+            first.setdefault(p, record.offset)
+            last[p] = record.offset
+        started = time.perf_counter()
+        async with self._sessions() as session, session.begin():
+            stored = await claim_offsets(session, self.topic, first)
+            replayed = self._count_replayed(items, stored)
+            fresh: list[T] = []
+            for p, record, value, unreadable in items:
+                if record.offset < stored[p]:
+                    continue
+                if unreadable is not None:
+                    await self.dead_letter(record, unreadable, p)
+                elif value is not None:
+                    fresh.append(value)
+            result = await self.apply(session, fresh)
+            await store_offsets(session, self.topic, {p: max(stored[p], last[p] + 1) for p in last})
+        self._txn.observe(time.perf_counter() - started)
+        self._batch.observe(len(items))
+        self.after_commit(result, replayed)
+
+    async def _isolate(self, items: list[Item[T]], exc: Exception) -> None:
+        """Bisect `items` (which failed with `exc`): apply each half in its own transaction, in
+        order, so that every partition's offsets stay contiguous; a single record that fails on
+        its own is dead-lettered and its offset passed."""
+        dead = 0
+        log.warning(
+            "batch failed; isolating the records that cannot be applied",
+            extra={"records": len(items), "error": describe(exc)[:300]},
+        )
+
+        async def split(chunk: list[Item[T]], error: Exception) -> None:
+            nonlocal dead
+            if len(chunk) == 1:
+                if dead >= self._max_dead_letters:
+                    self._stalled = True
+                    STALLED.labels(self._service).set(1)
+                    raise Stalled(
+                        f"more than {self._max_dead_letters} records of one batch fail on their "
+                        f"own; not dead-lettering more (a bug?): {describe(error)}"
+                    ) from error
+                await self._skip(chunk[0], describe(error))
+                dead += 1
+                return
+            mid = len(chunk) // 2
+            for half in (chunk[:mid], chunk[mid:]):
+                try:
+                    await self._apply_chunk(half)
+                except Exception as half_error:
+                    if failure_kind(half_error) == TRANSIENT:
+                        raise
+                    await split(half, half_error)
+
+        await split(items, exc)
+
+    async def _skip(self, item: Item[T], reason: str) -> None:
+        """Dead-letter one record and move its partition past it, in one transaction."""
+        p, record, _, _ = item
+        async with self._sessions() as session, session.begin():
+            stored = await claim_offsets(session, self.topic, {p: record.offset})
+            if record.offset >= stored[p]:
+                await self.dead_letter(record, reason, p)
+                await store_offsets(session, self.topic, {p: record.offset + 1})
+
+    def _count_replayed(self, items: list[Item[T]], stored: dict[int, int]) -> int:
+        """After `claim_offsets`: how many of the records were applied already. A partition
+        whose every record was below its stored offset is checked afterwards: a log that was
+        re-created would look exactly like that, forever (`check_logs`)."""
+        below: dict[int, int] = {}
+        total: dict[int, int] = {}
+        for p, record, _, _ in items:
+            total[p] = total.get(p, 0) + 1
+            if record.offset < stored[p]:
+                below[p] = below.get(p, 0) + 1
+        for p, n in below.items():
+            if n == total[p]:
+                self._suspect.add(TopicPartition(self.topic, p))
+        n = sum(below.values())
         if n:
             REPLAYED.labels(self._service).inc(n)
+        return n
 
     async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -285,20 +487,22 @@ class TransactionalConsumer:
                 continue
             try:
                 await self.process(batch)
-            except (OffsetConflict, OperationalError, DBAPIError, OSError) as exc:
-                log.warning(
+            except Exception as exc:
+                self._failures += 1
+                kind = failure_kind(exc)
+                (log.warning if kind == TRANSIENT else log.error)(
                     "batch not applied; resuming from stored offsets",
-                    extra={"error": repr(exc)[:500]},
+                    extra={"error": describe(exc)[:500], "kind": kind, "attempt": self._failures},
                 )
-                await self._rewind(consumer)
+                await self._rewind(consumer, min(0.5 * 2 ** (self._failures - 1), 30.0))
                 continue
+            self._failures = 0
             self._report_lag(consumer)
             await self._commit_to_kafka(consumer, batch)
             await self.check_logs()
 
-    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+    async def _rewind(self, consumer: AIOKafkaConsumer, delay: float = 0.5) -> None:
         """Back to the stored offsets, waiting for the database if it is down (a restart)."""
-        delay = 0.5
         while True:
             await asyncio.sleep(delay)
             try:
@@ -308,10 +512,14 @@ class TransactionalConsumer:
                 log.warning("stored offsets unreadable; retrying", extra={"error": repr(exc)[:300]})
                 delay = min(delay * 2, 5.0)
 
-    async def dead_letter(self, record: Record, reason: str) -> None:
-        """A record that can never be applied goes to the DLQ with the reason, never skipped."""
+    async def dead_letter(self, record: Record, reason: str, partition: int) -> None:
+        """A record that can never be applied goes to the DLQ with the reason and where it came
+        from (`engage dlq list` shows it, `engage dlq replay` puts it back), never skipped."""
         POISON.labels(self._service).inc()
-        log.error("poison record sent to the DLQ", extra={"reason": reason[:300]})
+        log.error(
+            "record sent to the DLQ",
+            extra={"reason": reason[:300], "partition": partition, "offset": record.offset},
+        )
         await (
             await self._producer.send(
                 self._dlq_topic,
@@ -319,7 +527,11 @@ class TransactionalConsumer:
                 key=record.key,
                 headers=[
                     ("reason", reason.encode()[:1000]),
+                    ("service", self._service.encode()),
+                    ("group", self._group_id.encode()),
                     ("source_topic", self.topic.encode()),
+                    ("source_partition", str(partition).encode()),
+                    ("source_offset", str(record.offset).encode()),
                 ],
             )
         )

@@ -31,13 +31,14 @@ from pydantic import (
 )
 
 from shared.text import check_text, check_tree
+from shared.timebounds import OutOfSpan, check_instant
 
-EVENTS_TOPIC = "engage.events.v1"
 MAX_BATCH_EVENTS = 500
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PROPERTIES_BYTES = 4 * 1024
 MAX_AGE = timedelta(days=35)
 MAX_FUTURE = timedelta(minutes=5)
+_OUT_OF_SPAN = "occurred_at: cannot be stored:"  # → code out_of_range
 
 EVENT_TYPES = (
     "message",
@@ -200,6 +201,10 @@ class _EventBase(BaseModel):
 
     @model_validator(mode="after")
     def _within_window(self, info: ValidationInfo) -> _EventBase:
+        try:
+            check_instant(self.occurred_at)
+        except OutOfSpan as exc:
+            raise ValueError(f"{_OUT_OF_SPAN} {exc}") from None
         ctx = info.context
         if isinstance(ctx, WindowContext):
             if self.occurred_at > ctx.received_at + ctx.max_future:
@@ -339,6 +344,10 @@ def rejection_from(error: ValidationError) -> Rejection:
             loc = loc[1:]  # drop the discriminator tag pydantic puts first
         field = ".".join(loc) or "type" if err["type"].startswith("union_tag") else ".".join(loc)
         msg = str(err["msg"]).removeprefix("Value error, ")
+        if not field and msg.startswith(_OUT_OF_SPAN):
+            code = code or "out_of_range"
+            parts.append(msg)
+            continue
         if not field and msg.startswith("occurred_at:"):
             code = code or "out_of_window"
             parts.append(msg)

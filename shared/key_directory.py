@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.auth import Principal, Role
+from shared.topics import KEYS_TOPIC
 
-KEYS_TOPIC = "engage.keys.v1"
 log = logging.getLogger(__name__)
 
 

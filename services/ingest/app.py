@@ -19,12 +19,13 @@ from services.ingest.settings import IngestSettings
 from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
 from shared.auth import KeyCache, TokenBucket
-from shared.contract import EVENT_ADAPTER, EVENTS_TOPIC, MAX_AGE, MAX_BATCH_EVENTS, MAX_BODY_BYTES
+from shared.contract import EVENT_ADAPTER, MAX_AGE, MAX_BATCH_EVENTS, MAX_BODY_BYTES
 from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import CommonSettings
+from shared.topics import EVENTS_TOPIC
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 

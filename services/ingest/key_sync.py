@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ingest.store.keys import key_records
 from shared.kafka import ensure_topics, make_producer
-from shared.key_directory import KEYS_TOPIC, publish_keys
+from shared.key_directory import publish_keys
+from shared.topics import KEYS_TOPIC
 
 log = logging.getLogger(__name__)
 

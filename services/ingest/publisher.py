@@ -13,9 +13,10 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Histogram
 
 from services.ingest.domain.intake import AcceptedEvent
-from shared.contract import EVENTS_TOPIC, encode_envelope
+from shared.contract import encode_envelope
 from shared.errors import Unavailable
 from shared.kafka import ensure_topics, make_producer
+from shared.topics import EVENTS_TOPIC
 
 log = logging.getLogger(__name__)
 

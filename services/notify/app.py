@@ -12,12 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 from services.notify.api import broadcasts, routes
-from services.notify.consumers.inputs import (
-    DLQ_TOPIC,
-    GRANTS_TOPIC,
-    REQUESTS_TOPIC,
-    InputsConsumer,
-)
+from services.notify.consumers.inputs import InputsConsumer
 from services.notify.dispatcher import Dispatcher
 from services.notify.inbound import Inbound
 from services.notify.providers.base import Provider
@@ -34,6 +29,7 @@ from shared.key_directory import KeyDirectory
 from shared.logging import configure_logging
 from shared.settings import CommonSettings, tune_gc
 from shared.tasks import BackgroundTasks
+from shared.topics import GRANTS_TOPIC, NOTIFY_DLQ, NOTIFY_TOPIC
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 
@@ -88,7 +84,7 @@ def create_app(
     )
     consumers = [
         InputsConsumer(topic, bootstrap, sessions, producer, f"{settings.consumer_group}-{name}")
-        for name, topic in (("grants", GRANTS_TOPIC), ("requests", REQUESTS_TOPIC))
+        for name, topic in (("grants", GRANTS_TOPIC), ("requests", NOTIFY_TOPIC))
     ]
     tasks = BackgroundTasks()
     scoring = (
@@ -102,8 +98,8 @@ def create_app(
         )
         await ensure_topics(
             bootstrap,
-            {GRANTS_TOPIC: common.topic_partitions, REQUESTS_TOPIC: common.topic_partitions,
-             DLQ_TOPIC: 1},
+            {GRANTS_TOPIC: common.topic_partitions, NOTIFY_TOPIC: common.topic_partitions,
+             NOTIFY_DLQ: 1},
             common.topic_replication,
         )  # fmt: skip
         await producer.start()

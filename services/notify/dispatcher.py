@@ -32,9 +32,9 @@ from services.notify.domain.templates import CATEGORIES, TemplateError, render
 from services.notify.providers.base import Provider, ProviderError, Throttled
 from services.notify.store import notifications as store
 from shared.auth import TokenBucket
+from shared.topics import NOTIFY_DLQ
 
 log = logging.getLogger(__name__)
-DLQ_TOPIC = "engage.notify.dlq"
 
 NOTIFICATIONS = Counter(
     "engage_notifications_total",
@@ -304,7 +304,7 @@ class Dispatcher:
         doc = {k: (str(v) if isinstance(v, datetime) else v) for k, v in row.items()}
         await (
             await self._producer.send(
-                DLQ_TOPIC,
+                NOTIFY_DLQ,
                 orjson.dumps({"notification": doc, "reason": reason}, default=str),
                 key=row["user_id"].encode(),
             )

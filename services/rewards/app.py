@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 from services.rewards.api import campaigns, grants
-from services.rewards.consumers.metrics import DLQ_TOPIC, METRICS_TOPIC, MetricsConsumer
+from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.settings import RewardsSettings
 from services.rewards.settler import Settler
 from shared.auth import KeyCache
@@ -24,9 +24,9 @@ from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings, tune_gc
 from shared.tasks import BackgroundTasks
+from shared.topics import GRANTS_TOPIC, METRICS_DLQ, METRICS_TOPIC
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
-GRANTS_TOPIC = "engage.grants.v1"
 
 
 def create_app(
@@ -69,7 +69,7 @@ def create_app(
         await ensure_topics(
             bootstrap,
             {METRICS_TOPIC: common.topic_partitions, GRANTS_TOPIC: common.topic_partitions,
-             DLQ_TOPIC: 1},
+             METRICS_DLQ: 1},
             common.topic_replication,
             compacted=frozenset({METRICS_TOPIC}),
         )  # fmt: skip

@@ -12,11 +12,10 @@ from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 from services.scoring.api import profiles, reads
-from services.scoring.consumers.events import DLQ_TOPIC, EventsConsumer
+from services.scoring.consumers.events import EventsConsumer
 from services.scoring.settings import ScoringSettings
 from services.scoring.store import changelog
 from shared.auth import KeyCache
-from shared.contract import EVENTS_TOPIC
 from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_producer, producer_ready
@@ -25,9 +24,9 @@ from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings, tune_gc
 from shared.tasks import BackgroundTasks
+from shared.topics import EVENTS_DLQ, EVENTS_TOPIC, METRICS_TOPIC
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
-METRICS_TOPIC = "engage.metrics.v1"
 
 
 def create_app(
@@ -75,7 +74,7 @@ def create_app(
             {
                 EVENTS_TOPIC: common.topic_partitions,
                 METRICS_TOPIC: common.topic_partitions,
-                DLQ_TOPIC: 1,
+                EVENTS_DLQ: 1,
             },
             common.topic_replication,
             compacted=frozenset({METRICS_TOPIC}),

@@ -23,7 +23,7 @@ import httpx
 
 from engage.demo_campaigns import campaign_window
 from engage.topic_audit import tally_topic
-from shared.contract import EVENTS_TOPIC
+from shared.topics import EVENTS_TOPIC
 from tests.chaos.harness import DAILY_CAP, Pipeline
 from tests.reference import rewards_model as model
 from tests.reference import scoring_model as ref

@@ -15,7 +15,7 @@ import pytest
 from engage.runtime import EmbeddedBroker
 from engage.stack import ServiceProcess, Stack
 from engage.topic_audit import tally_topic
-from shared.contract import EVENTS_TOPIC
+from shared.topics import EVENTS_TOPIC
 from tests.builders import make_event
 from tests.integration.conftest import Keys
 

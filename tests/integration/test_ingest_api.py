@@ -13,7 +13,7 @@ import pytest
 from engage.stack import Stack
 from engage.topic_audit import tally_topic
 from shared.auth import key_id_of
-from shared.contract import EVENTS_TOPIC
+from shared.topics import EVENTS_TOPIC
 from tests.builders import make_event
 from tests.integration.conftest import Keys
 
@@ -110,6 +110,23 @@ async def test_import_accepts_old_events_for_importers_only(
     r = await client.post("/v1/events:import", json=old, headers=auth(keys.importer))
     assert r.status_code == 202
     assert old["event_id"] in await on_topic(stack, {old["event_id"]})
+
+
+async def test_import_refuses_a_time_no_service_can_store_per_item(
+    client: httpx.AsyncClient, keys: Keys, stack: Stack
+) -> None:
+    """The import that stopped scoring for good (issue 13) is refused; its batch-mate is not."""
+    bad = make_event("message", occurred_at="0001-01-01T00:00:00+14:00", user_id="rtu1")
+    good = make_event("message", at=datetime.now(UTC) - timedelta(days=90), user_id="rtu1")
+    r = await client.post(
+        "/v1/events:import", json={"events": [bad, good]}, headers=auth(keys.importer)
+    )
+    assert r.status_code == 202
+    assert r.json()["accepted"] == 1
+    [rejection] = r.json()["rejected"]
+    assert (rejection["index"], rejection["code"]) == (0, "out_of_range")
+    assert "2000-01-02 and 2099-12-30" in rejection["message"]
+    assert set(await on_topic(stack, {bad["event_id"], good["event_id"]})) == {good["event_id"]}
 
 
 async def test_import_still_refuses_the_future(client: httpx.AsyncClient, keys: Keys) -> None:

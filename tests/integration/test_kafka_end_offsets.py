@@ -15,9 +15,10 @@ from sqlalchemy import MetaData, text
 from engage.progress import stored_offsets, wait_processed
 from engage.runtime import EmbeddedBroker
 from engage.stack import Stack
-from shared.contract import EVENTS_TOPIC, encode_envelope
+from shared.contract import encode_envelope
 from shared.db import make_engine, prepare_schema
 from shared.kafka import end_offsets, ensure_topics
+from shared.topics import EVENTS_TOPIC
 from tests.builders import make_event
 
 SCORING_MIGRATIONS = (

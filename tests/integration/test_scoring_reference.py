@@ -19,14 +19,19 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from engage.demo import simulate_through_ingest, split_months
-from engage.progress import processed_events
+from engage.dlq import dead_letters
+from engage.progress import processed_events, wait_consumed
 from engage.progress import wait_processed as wait_for_ledger
 from engage.simulator.world import SimConfig
 from engage.stack import ServiceProcess, Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from shared.contract import encode_envelope
+from shared.topics import EVENTS_DLQ, EVENTS_TOPIC
+from tests.builders import make_event
 from tests.reference import scoring_model as ref
 
 pytestmark = pytest.mark.asyncio
@@ -41,6 +46,43 @@ class Simulation:
     deliveries: int
     months: list[str]
     expected: ref.Expected
+    poison: set[tuple[int, int]]  # (partition, offset) of records forced past intake
+
+
+def poison_records(now: datetime) -> list[tuple[bytes, bytes]]:
+    """(key, value) of records no intake would accept, produced straight onto the topic: the
+    import that stopped scoring for good (issue 13), a time beyond year 9999 in local time, and
+    bytes that are not JSON."""
+    received = now.isoformat()
+    ancient = make_event("message", occurred_at="0001-01-01T00:00:00+14:00", user_id="rtu1")
+    beyond = make_event("message", occurred_at="9999-12-31T20:00:00+00:00", user_id="rtu2")
+    return [
+        (b"rtu1", encode_envelope(ancient, received, "poison")),
+        (b"rtu2", encode_envelope(beyond, received, "poison")),
+        (b"rtu3", b"not json at all"),
+    ]
+
+
+async def force_onto_topic(
+    bootstrap: str, records: list[tuple[bytes, bytes]]
+) -> set[tuple[int, int]]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [await producer.send(EVENTS_TOPIC, value, key=key) for key, value in records]
+        return {(m.partition, m.offset) for m in [await f for f in sent]}
+    finally:
+        await producer.stop()
+
+
+async def assert_dead_lettered(sim: Simulation, group: str) -> None:
+    """Every poison record is in scoring's DLQ with its reason, and nothing else is."""
+    assert sim.stack.kafka_bootstrap
+    letters = [
+        d for d in await dead_letters(sim.stack.kafka_bootstrap, (EVENTS_DLQ,)) if d.group == group
+    ]
+    assert {(d.source_partition, d.source_offset) for d in letters} == sim.poison
+    assert all(d.reason and d.source_topic == EVENTS_TOPIC for d in letters)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +103,7 @@ async def simulation(sim_stack: Stack) -> Simulation:
     importer = (await issue_api_key(url, "imp", [Role.IMPORTER], 1e6, bootstrap)).secret
     viewer = (await issue_api_key(url, "view", [Role.VIEWER], 1e6, bootstrap)).secret
     now = datetime.now(UTC)
+    poison = await force_onto_topic(bootstrap, poison_records(now)[:2])  # before everything
     imported, posted = await simulate_through_ingest(
         sim_stack.services["ingest"].url, live, importer, CONFIG, now
     )
@@ -71,7 +114,9 @@ async def simulation(sim_stack: Stack) -> Simulation:
     deliveries = imported.sent + posted.sent
     assert deliveries >= 50_000 and deliveries > len(events), "want ≥ 50k deliveries with repeats"
     months = sorted({ref.month_key(ref.day_of(ref.ts(e["occurred_at"]))) for e in events})
-    return Simulation(sim_stack, viewer, events, deliveries, months, ref.compute(events, months))
+    poison |= await force_onto_topic(bootstrap, poison_records(now)[2:])  # and at the end
+    expected = ref.compute(events, months)
+    return Simulation(sim_stack, viewer, events, deliveries, months, expected, poison)
 
 
 def start_scoring(stack: Stack, schema: str, instance: str = "") -> ServiceProcess:
@@ -94,6 +139,11 @@ async def processed(stack: Stack, schema: str) -> int:
 async def wait_processed(stack: Stack, schema: str, target: int, timeout_s: float = 180) -> None:
     assert stack.database_url
     await wait_for_ledger(stack.database_url, target, schema, timeout_s)
+
+
+async def wait_consumed_all(stack: Stack, schema: str) -> None:
+    assert stack.database_url and stack.kafka_bootstrap
+    await wait_consumed(stack.database_url, stack.kafka_bootstrap, schema, EVENTS_TOPIC, 120)
 
 
 async def compare_with_reference(sim: Simulation, scoring: ServiceProcess) -> dict[str, int]:
@@ -149,6 +199,8 @@ async def test_scoring_equals_the_independent_reference(simulation: Simulation) 
     scoring = start_scoring(simulation.stack, "scoring_ref")
     await wait_processed(simulation.stack, "scoring_ref", len(simulation.events))
     counts = await compare_with_reference(simulation, scoring)
+    await wait_consumed_all(simulation.stack, "scoring_ref")
+    await assert_dead_lettered(simulation, "scoring_ref")
     print(
         f"\nreference check: {simulation.deliveries:,} deliveries, "
         f"{len(simulation.events):,} distinct events, compared {counts}"
@@ -175,6 +227,8 @@ async def test_sigkill_mid_stream_several_times_changes_nothing(simulation: Simu
     scoring = start_scoring(stack, schema, instance="-final")
     await wait_processed(stack, schema, target)
     counts = await compare_with_reference(simulation, scoring)
+    await wait_consumed_all(stack, schema)
+    await assert_dead_lettered(simulation, schema)
     print(f"\nafter {kills} SIGKILLs mid-stream: compared {counts}")
 
 
@@ -188,5 +242,7 @@ async def test_two_replicas_then_one_killed_changes_nothing(simulation: Simulati
     a.proc.wait()
     await wait_processed(stack, schema, len(simulation.events))
     counts = await compare_with_reference(simulation, b)
+    await wait_consumed_all(stack, schema)
+    await assert_dead_lettered(simulation, schema)
     assert "deadlock" not in b.log_tail(2000).lower()
     print(f"\ntwo replicas, one SIGKILLed: compared {counts}")

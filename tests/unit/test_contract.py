@@ -144,6 +144,28 @@ def test_import_accepts_any_age_but_not_the_future() -> None:
     assert rejected(make_event(at=NOW + timedelta(minutes=6)), history).code == "out_of_window"
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00+14:00",  # the import that stopped scoring (issue 13)
+        "9999-12-31T23:00:00-14:00",  # beyond year 9999 in UTC
+        "1999-12-31T23:59:59+00:00",
+        "2000-01-01T23:59:59+00:00",  # local day 1999-12-31 west of UTC
+        "2099-12-31T00:00:00+00:00",  # local day 2100-01-01 east of UTC
+    ],
+)
+def test_imported_time_outside_2000_to_2099_is_refused_as_out_of_range(stamp: str) -> None:
+    history = WindowContext(received_at=NOW, max_age=None)
+    rejection = rejected(make_event(occurred_at=stamp), history)
+    assert rejection.code == "out_of_range"
+    assert "2000-01-02 and 2099-12-30" in rejection.message
+
+
+@pytest.mark.parametrize("stamp", ["2000-01-02T00:00:00+00:00", "2000-01-02T08:00:00+08:00"])
+def test_the_first_instant_of_the_span_is_accepted(stamp: str) -> None:
+    accepted(make_event(occurred_at=stamp), WindowContext(received_at=NOW, max_age=None))
+
+
 @pytest.mark.parametrize("bad", ["", "a" * 65, "has space", "semi;colon", "ünï", 42])
 @pytest.mark.parametrize("field", ["user_id", "group_id", "to_user_id"])
 def test_ids_are_1_to_64_chars_of_the_allowed_set(field: str, bad: Any) -> None:

@@ -4,35 +4,23 @@ replayed record finds its row and queues nothing — with the offsets, in one tr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.domain.messages import describe_rewards
 from services.notify.domain.templates import CATEGORIES
 from services.notify.store import notifications as store
 from services.notify.store.notifications import NewNotification
-from shared.consumer import (
-    BATCH,
-    PROCESSED,
-    TXN,
-    Batch,
-    Record,
-    TransactionalConsumer,
-    claim_offsets,
-    store_offsets,
-)
+from shared.consumer import PROCESSED, Record, TransactionalConsumer
 from shared.text import SafeTextModel
+from shared.topics import GRANTS_TOPIC, NOTIFY_DLQ
 
-GRANTS_TOPIC = "engage.grants.v1"
-REQUESTS_TOPIC = "engage.notify.v1"
-DLQ_TOPIC = "engage.notify.dlq"
 REWARD_TEMPLATE = "reward_granted"
 SERVICE = "notify"
 
@@ -81,7 +69,7 @@ def request_notice(req: SendRequest) -> NewNotification:
     )
 
 
-class InputsConsumer(TransactionalConsumer):
+class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
     """One topic's records → notifications."""
 
     def __init__(
@@ -98,40 +86,23 @@ class InputsConsumer(TransactionalConsumer):
             sessions=sessions,
             producer=producer,
             topic=topic,
-            dlq_topic=DLQ_TOPIC,
+            dlq_topic=NOTIFY_DLQ,
             group_id=group_id,
             service=SERVICE,
         )
         self._clock = clock
         self._record_type = "grant" if topic == GRANTS_TOPIC else "send_request"
 
-    def _parse(self, record: Record) -> NewNotification | None:
+    def decode(self, record: Record) -> NewNotification | None:
+        """A record → the notification it asks for (None: nothing to send)."""
         if self.topic == GRANTS_TOPIC:
             return grant_notice(orjson.loads(record.value))
         return request_notice(SendRequest.model_validate_json(record.value))
 
-    async def process(self, batch: Batch) -> None:
-        started = time.perf_counter()
-        first = {tp.partition: rs[0].offset for tp, rs in batch.items() if rs}
-        last = {tp.partition: rs[-1].offset for tp, rs in batch.items() if rs}
-        async with self._sessions() as session, session.begin():
-            stored = await claim_offsets(session, self.topic, first)
-            self.count_replayed(batch, stored)
-            items: list[NewNotification] = []
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < stored[tp.partition]:
-                        continue
-                    try:
-                        item = self._parse(record)
-                    except (ValidationError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                        await self.dead_letter(record, f"unreadable: {exc!r}"[:500])
-                        continue
-                    if item is not None and item.category in CATEGORIES:
-                        items.append(item)
-            policies = await store.policies(session)
-            new = await store.enqueue(session, items, policies, self._clock())
-            await store_offsets(session, self.topic, {p: max(stored[p], last[p] + 1) for p in last})
-        PROCESSED.labels(SERVICE, self._record_type).inc(new)
-        TXN.labels(SERVICE).observe(time.perf_counter() - started)
-        BATCH.labels(SERVICE).observe(sum(len(rs) for rs in batch.values()))
+    async def apply(self, session: AsyncSession, values: list[NewNotification | None]) -> int:
+        items = [v for v in values if v is not None and v.category in CATEGORIES]
+        policies = await store.policies(session)
+        return await store.enqueue(session, items, policies, self._clock())
+
+    def after_commit(self, result: int, replayed: int) -> None:
+        PROCESSED.labels(SERVICE, self._record_type).inc(result)

@@ -7,8 +7,8 @@ second grant impossible, so the effect is exactly once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -21,23 +21,22 @@ from services.rewards.store import snapshots
 from services.rewards.store.campaigns import live_campaigns
 from services.rewards.store.evaluate import threshold_decisions
 from services.rewards.store.ledger import Recorded, record_grants, revoke_for_dissolved_groups
-from shared.consumer import (
-    BATCH,
-    PROCESSED,
-    TXN,
-    Batch,
-    Record,
-    TransactionalConsumer,
-    claim_offsets,
-    store_offsets,
-)
+from shared.consumer import PROCESSED, Record, TransactionalConsumer
+from shared.topics import METRICS_DLQ, METRICS_TOPIC
 
-METRICS_TOPIC = "engage.metrics.v1"
-DLQ_TOPIC = "engage.metrics.dlq"
 SERVICE = "rewards"
 
 
-class MetricsConsumer(TransactionalConsumer):
+@dataclass(slots=True)
+class Applied:
+    """What one batch of metric records did: fresh values stored, grants recorded, revoked."""
+
+    values: snapshots.SnapshotBatch
+    recorded: list[Recorded]
+    revoked: Recorded
+
+
+class MetricsConsumer(TransactionalConsumer[snapshots.MetricValue, Applied]):
     def __init__(
         self,
         bootstrap: str,
@@ -53,7 +52,7 @@ class MetricsConsumer(TransactionalConsumer):
             sessions=sessions,
             producer=producer,
             topic=METRICS_TOPIC,
-            dlq_topic=DLQ_TOPIC,
+            dlq_topic=METRICS_DLQ,
             group_id=group_id,
             service=SERVICE,
             max_records=max_records,
@@ -61,70 +60,52 @@ class MetricsConsumer(TransactionalConsumer):
         self._tz = tz
         self._clock = clock
 
-    async def process(self, batch: Batch) -> None:
-        first = {tp.partition: rs[0].offset for tp, rs in batch.items() if rs}
-        last = {tp.partition: rs[-1].offset for tp, rs in batch.items() if rs}
-        start = time.perf_counter()
+    def decode(self, record: Record) -> snapshots.MetricValue:
+        return snapshots.parse(record.value)
+
+    async def apply(self, session: AsyncSession, values: list[snapshots.MetricValue]) -> Applied:
+        fresh = snapshots.SnapshotBatch.of(values)
         recorded: list[Recorded] = []
-        async with self._sessions() as session, session.begin():
-            stored = await claim_offsets(session, METRICS_TOPIC, first)
-            self.count_replayed(batch, stored)
-            fresh = snapshots.SnapshotBatch()
-            poison: list[tuple[Record, str]] = []
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < stored[tp.partition]:
-                        continue
-                    try:
-                        fresh.add(record.value)
-                    except snapshots.MalformedMetric as exc:
-                        poison.append((record, str(exc)))
-            for record, reason in poison:
-                await self.dead_letter(record, reason)
-            await snapshots.store(session, fresh)
-            now = self._clock()
-            for campaign in await live_campaigns(session):
-                if campaign.state != ACTIVE:
+        await snapshots.store(session, fresh)
+        now = self._clock()
+        for campaign in await live_campaigns(session):
+            if campaign.state != ACTIVE:
+                continue
+            for rule in campaign.definition.rules:
+                if not isinstance(rule, ThresholdRule):
                     continue
-                for rule in campaign.definition.rules:
-                    if not isinstance(rule, ThresholdRule):
-                        continue
-                    decisions = await threshold_decisions(
+                decisions = await threshold_decisions(
+                    session,
+                    campaign.campaign_id,
+                    campaign.definition,
+                    rule,
+                    fresh.user_days,
+                    fresh.user_months,
+                    fresh.groups.values(),
+                    self._tz,
+                )
+                recorded.append(
+                    await record_grants(
                         session,
                         campaign.campaign_id,
-                        campaign.definition,
-                        rule,
-                        fresh.user_days,
-                        fresh.user_months,
-                        fresh.groups.values(),
-                        self._tz,
+                        campaign.version,
+                        decisions,
+                        campaign.definition.name,
                     )
-                    recorded.append(
-                        await record_grants(
-                            session,
-                            campaign.campaign_id,
-                            campaign.version,
-                            decisions,
-                            campaign.definition.name,
-                        )
-                    )
-            dissolved = {
-                g.group_id: g.dissolved_at
-                for g in fresh.groups.values()
-                if g.dissolved_at is not None
-            }
-            revoked = await revoke_for_dissolved_groups(session, dissolved, now, self._tz)
-            await store_offsets(
-                session, METRICS_TOPIC, {p: max(stored[p], last[p] + 1) for p in last}
-            )
-        TXN.labels(SERVICE).observe(time.perf_counter() - start)
-        BATCH.labels(SERVICE).observe(sum(len(rs) for rs in batch.values()))
-        for r in recorded:
+                )
+        dissolved = {
+            g.group_id: g.dissolved_at for g in fresh.groups.values() if g.dissolved_at is not None
+        }
+        revoked = await revoke_for_dissolved_groups(session, dissolved, now, self._tz)
+        return Applied(fresh, recorded, Recorded(rows=revoked))
+
+    def after_commit(self, result: Applied, replayed: int) -> None:
+        for r in result.recorded:
             r.count()
-        Recorded(rows=revoked).count()
+        result.revoked.count()
         for kind, n in (
-            ("user_day", len(fresh.user_days)),
-            ("user_month", len(fresh.user_months)),
-            ("group_month", len(fresh.groups)),
+            ("user_day", len(result.values.user_days)),
+            ("user_month", len(result.values.user_months)),
+            ("group_month", len(result.values.groups)),
         ):
             PROCESSED.labels(SERVICE, kind).inc(n)

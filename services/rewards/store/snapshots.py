@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import text
@@ -25,6 +25,51 @@ class MalformedMetric(ValueError):
     """A changelog record that cannot be a metric value (goes to the DLQ)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MetricValue:
+    """One decoded changelog record: the latest value of a user-day, user-month or group-month."""
+
+    grain: Literal["user_day", "user_month", "group_month"]
+    entity_id: str
+    period: date  # the day, or the month's first day
+    counters: dict[str, float]
+    group: GroupMonth | None = None
+
+
+def parse(value: bytes) -> MetricValue:
+    """Decode a record of engage.metrics.v1; MalformedMetric if it cannot be one."""
+    try:
+        doc = orjson.loads(value)
+        entity, grain, period, entity_id = doc["entity"], doc["grain"], doc["period"], doc["id"]
+        if not isinstance(entity_id, str) or not entity_id:
+            raise MalformedMetric("id must be a non-empty string")
+        day = date.fromisoformat(period if grain == "day" else f"{period}-01")
+        counters = {
+            k: float(v)
+            for k, v in doc.items()
+            if k not in _ENVELOPE_FIELDS and k not in _GROUP_ATTRIBUTES
+        }
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MalformedMetric(f"not a metric record: {exc!r}"[:300]) from None
+    if entity == "user" and grain == "day":
+        return MetricValue("user_day", entity_id, day, counters)
+    if entity == "user" and grain == "month":
+        return MetricValue("user_month", entity_id, day, counters)
+    if entity == "group" and grain == "month":
+        group = GroupMonth(
+            group_id=entity_id,
+            owner_id=doc.get("owner_id"),
+            province=doc.get("province"),
+            created_at=_ts(doc.get("created_at")),
+            dissolved_at=_ts(doc.get("dissolved_at")),
+            member_ids=tuple(doc.get("member_ids") or ()),
+            counters=counters,
+            month=day,
+        )
+        return MetricValue("group_month", entity_id, day, counters, group)
+    raise MalformedMetric(f"unknown entity/grain {entity!r}/{grain!r}")
+
+
 @dataclass(slots=True)
 class SnapshotBatch:
     """The latest value per key within one consumed batch."""
@@ -33,37 +78,19 @@ class SnapshotBatch:
     user_months: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
     groups: dict[tuple[str, date], GroupMonth] = field(default_factory=dict)
 
-    def add(self, value: bytes) -> None:
-        try:
-            doc = orjson.loads(value)
-            entity, grain, period, entity_id = doc["entity"], doc["grain"], doc["period"], doc["id"]
-            if not isinstance(entity_id, str) or not entity_id:
-                raise MalformedMetric("id must be a non-empty string")
-            day = date.fromisoformat(period if grain == "day" else f"{period}-01")
-            counters = {
-                k: float(v)
-                for k, v in doc.items()
-                if k not in _ENVELOPE_FIELDS and k not in _GROUP_ATTRIBUTES
-            }
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise MalformedMetric(f"not a metric record: {exc!r}"[:300]) from None
-        if entity == "user" and grain == "day":
-            self.user_days[(entity_id, day)] = counters
-        elif entity == "user" and grain == "month":
-            self.user_months[(entity_id, day)] = counters
-        elif entity == "group" and grain == "month":
-            self.groups[(entity_id, day)] = GroupMonth(
-                group_id=entity_id,
-                owner_id=doc.get("owner_id"),
-                province=doc.get("province"),
-                created_at=_ts(doc.get("created_at")),
-                dissolved_at=_ts(doc.get("dissolved_at")),
-                member_ids=tuple(doc.get("member_ids") or ()),
-                counters=counters,
-                month=day,
-            )
-        else:
-            raise MalformedMetric(f"unknown entity/grain {entity!r}/{grain!r}")
+    @classmethod
+    def of(cls, values: Iterable[MetricValue]) -> SnapshotBatch:
+        """Later values of a key replace earlier ones (the changelog is latest-state)."""
+        batch = cls()
+        for m in values:
+            key = (m.entity_id, m.period)
+            if m.grain == "user_day":
+                batch.user_days[key] = m.counters
+            elif m.grain == "user_month":
+                batch.user_months[key] = m.counters
+            elif m.group is not None:
+                batch.groups[key] = m.group
+        return batch
 
 
 def _ts(value: Any) -> datetime | None:
