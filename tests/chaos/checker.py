@@ -4,6 +4,7 @@ services). Every comparison is a set or multiset difference, reported as counts:
 
 - events:  accepted by ingest vs on the topic vs in scoring's ledger, and the effect of each on
   the user-day counters (an event counted twice shows as a counter above the reference);
+  records forced onto the topic past intake (poison) each in scoring's DLQ, none applied;
 - scores:  every user-day and user-month row, every group-month and every leaderboard, exactly;
 - grants:  one per (campaign, user) the reference says qualifies, none other;
 - notices: one per granted grant; each handed to the IM platform or suppressed by the daily cap;
@@ -120,7 +121,11 @@ async def _events(
     tally = await tally_topic(pipe.bootstrap, EVENTS_TOPIC)
     on_topic = {i.lower() for i in tally.event_ids}
     report.tallies.append(Tally.of("events on the topic", accepted, on_topic & accepted))
-    report.tallies[-1].unexpected = len(on_topic - accepted)
+    report.tallies[-1].unexpected = len(on_topic - accepted - pipe.poison)
+    # Forced past intake: each in the DLQ (at-least-once there, so as a set), none applied.
+    report.tallies.append(
+        Tally.of("poison records dead-lettered", pipe.poison, set(await pipe.dead_lettered()))
+    )
     ledger = [str(r[0]) for r in await conn.fetch("SELECT event_id FROM scoring.processed_events")]
     applied = Tally.of("events applied", accepted, ledger)
     # An event applied twice is one ledger row but counters above the reference; one skipped

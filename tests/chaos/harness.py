@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
 
 from engage.demo import split_months
 from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
 from engage.demo_notify import ALWAYS_OPEN
+from engage.dlq import dead_letters
 from engage.progress import (
     count_rows,
     processed_events,
@@ -42,6 +45,10 @@ from engage.simulator.world import SimConfig, deliveries
 from engage.stack import ServiceProcess, Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from shared.contract import encode_envelope
+from shared.topics import EVENTS_DLQ, EVENTS_TOPIC
+from shared.topics import GRANTS_TOPIC as GRANTS
+from shared.topics import METRICS_TOPIC as METRICS
 from tests.chaos.proxy import FaultProxy
 from tests.reference import scoring_model as ref
 
@@ -51,7 +58,6 @@ CONFIG = SimConfig(seed=20261122, users=250, groups=20, duplicate_rate=0.03, shu
 # The two live campaigns: their grants are decided while metrics stream in, so faults hit them.
 CAMPAIGNS = ("play_and_get_gifts", "invite_friends")
 DAILY_CAP = 1  # reward notices per user and local day: users with two grants get one message
-METRICS, GRANTS = "engage.metrics.v1", "engage.grants.v1"
 CONSUMERS = ("scoring", "rewards", "notify")
 
 
@@ -126,6 +132,7 @@ class Pipeline:
     to_post: list[list[dict[str, Any]]] = field(default_factory=list)  # with resends, shuffled
     reports: list[PostReport] = field(default_factory=lambda: [PostReport(), PostReport()])
     restarts: dict[str, int] = field(default_factory=dict)
+    poison: set[str] = field(default_factory=set)  # event ids forced onto the topic past intake
 
     @property
     def url(self) -> str:
@@ -184,6 +191,29 @@ class Pipeline:
         return self.reports[0].retries + self.reports[1].retries
 
     # -- the run ----------------------------------------------------------------------------
+    async def force_poison(self) -> None:
+        """Records no intake accepts, produced straight onto the events topic mid-stream: the
+        import that once stopped scoring for good, and a local time beyond year 9999. Scoring
+        must dead-letter them and apply everything else exactly once (issue 13)."""
+        received = datetime.now(UTC).isoformat()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i, stamp in enumerate(("0001-01-01T00:00:00+14:00", "9999-12-31T20:00:00Z")):
+                event = {"event_id": f"00000000-0000-4000-8000-{i:012d}", "type": "message",
+                         "occurred_at": stamp, "user_id": f"poison{i}", "client": "pc"}  # fmt: skip
+                await producer.send_and_wait(
+                    EVENTS_TOPIC, encode_envelope(event, received, "chaos"), key=b"poison%d" % i
+                )
+                self.poison.add(event["event_id"])
+        finally:
+            await producer.stop()
+
+    async def dead_lettered(self) -> list[str]:
+        """Event ids in scoring's DLQ (a record may be there twice: the DLQ is at-least-once)."""
+        letters = await dead_letters(self.bootstrap, (EVENTS_DLQ,))
+        return [str(orjson.loads(d.value)["event_id"]) for d in letters if d.group == "scoring"]
+
     async def post_all(self) -> None:
         """Last month through the import endpoint, this month live; retried with the same ids."""
         await post_events(
@@ -201,6 +231,7 @@ class Pipeline:
         """Wait until every accepted event went all the way: applied, published, consumed,
         granted, published, consumed and every notice ended."""
         await wait_processed(self.url, len(self.accepted()), "scoring", timeout_s)
+        await wait_consumed(self.url, self.bootstrap, "scoring", EVENTS_TOPIC, timeout_s)
         await wait_outbox_empty(self.url, "scoring", "changelog_outbox", timeout_s)
         await wait_consumed(self.url, self.bootstrap, "rewards", METRICS, timeout_s)
         await wait_outbox_empty(self.url, "rewards", "grants_outbox", timeout_s)

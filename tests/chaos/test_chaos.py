@@ -58,8 +58,13 @@ async def assert_exact(pipe: Pipeline, scenario: str, faults: dict[str, Any]) ->
 async def test_baseline_and_the_checker_sees_tampering(tmp_path: Path) -> None:
     """No faults: exact. Then three deliberate defects, each reported where it belongs."""
     async with pipeline(tmp_path) as pipe:
-        await run(pipe, lambda: asyncio.sleep(0))
-        await assert_exact(pipe, "baseline", {"none": 0})
+
+        async def poison_mid_stream() -> None:
+            await applied_at_least(pipe, 0.4)
+            await pipe.force_poison()
+
+        await run(pipe, poison_mid_stream)
+        await assert_exact(pipe, "baseline + poison mid-stream", {"poison records": 2})
 
         conn = await asyncpg.connect(pipe.url.replace("+asyncpg", ""))
         try:  # an event counted twice; a grant given to the wrong user; a message sent twice
@@ -90,12 +95,16 @@ async def test_consumers_sigkilled_at_seeded_moments(tmp_path: Path) -> None:
     once (a Deployment would). The moments are seeded shares of the stream."""
     rnd = random.Random(SEED)
     plan = sorted((rnd.uniform(0.05, 0.9), name) for name in CONSUMERS for _ in range(3))
+    poison_at = rnd.uniform(0.2, 0.6)
     async with pipeline(tmp_path) as pipe:
 
         async def faults() -> None:
-            for share, name in plan:
+            for share, name in sorted([*plan, (poison_at, "poison")]):
                 await applied_at_least(pipe, share)
-                await pipe.crash_and_restart(name)
+                if name == "poison":  # records no intake accepts, amid the crashes
+                    await pipe.force_poison()
+                else:
+                    await pipe.crash_and_restart(name)
 
         await run(pipe, faults)
         assert pipe.restarts == dict.fromkeys(CONSUMERS, 3)
@@ -103,7 +112,8 @@ async def test_consumers_sigkilled_at_seeded_moments(tmp_path: Path) -> None:
             pipe,
             "SIGKILL ×3 each consumer",
             {f"SIGKILLs of {n}": pipe.restarts[n] for n in CONSUMERS}
-            | {"at shares of the stream": [round(s, 2) for s, _ in plan]},
+            | {"at shares of the stream": [round(s, 2) for s, _ in plan]}
+            | {"poison records at": round(poison_at, 2)},
         )
 
 
