@@ -120,7 +120,8 @@ def _install_problem_handlers(app: FastAPI) -> None:
         errors = [
             {
                 "field": ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")),
-                "message": e["msg"],
+                # pydantic prefixes our validators' words with "Value error, ": noise to a user
+                "message": str(e["msg"]).removeprefix("Value error, "),
             }
             for e in exc.errors()
         ]

@@ -24,7 +24,7 @@ from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignR
 from shared.api_deps import SessionDep, UnitOfWork
 from shared.errors import NotFound, ValidationFailed
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, encode_cursor, single_int
 
 router = APIRouter(
     prefix="/v1",
@@ -44,7 +44,7 @@ Cursor = Annotated[str | None, Query(max_length=512)]
 def _after(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    value: int = decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], int))[0]
+    value: int = decode_cursor(cursor, single_int)[0]
     return value
 
 

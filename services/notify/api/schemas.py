@@ -5,11 +5,22 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.text import SafeTextModel
+from shared.timebounds import check_day
 
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _month_in_span(label: str) -> str:
+    check_day(date.fromisoformat(f"{label}-01"))  # SPEC §16: scoring refuses other years
+    return label
+
+
+SegmentMonth = Annotated[
+    str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_month_in_span)
+]
 
 
 class _Body(SafeTextModel):
@@ -120,14 +131,14 @@ class ListSegment(_Body):
 
 class TopGroupsSegment(_Body):
     kind: Literal["top_groups"]
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    month: SegmentMonth
     province: str = Field(pattern=r"^[A-Z]{2}$")
     top: int = Field(ge=1, le=500, description="Members of the top N groups (scoring's order)")
 
 
 class ActiveUsersSegment(_Body):
     kind: Literal["active_users"]
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    month: SegmentMonth
     min_activity_points: int = Field(ge=0, le=1_000_000)
 
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -23,6 +22,7 @@ from pydantic import (
 from services.rewards.domain import conditions
 from services.rewards.domain.conditions import ConditionError, Node
 from shared.text import SafeTextModel
+from shared.timebounds import BoundedInstant
 
 RewardKind = Literal["credit_fen", "sms", "mms", "data_mb", "points", "ticket", "prize"]
 REWARD_KINDS: tuple[str, ...] = ("credit_fen", "sms", "mms", "data_mb", "points", "ticket", "prize")
@@ -221,8 +221,8 @@ class CampaignDefinition(_Model):
 
     name: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=2000)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: BoundedInstant  # SPEC §16: a window past 2099 would stop settlement
+    ends_at: BoundedInstant
     enrollment_required: bool = Field(
         default=False, description="Group rules consider only groups enrolled by their owner."
     )

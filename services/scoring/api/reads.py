@@ -25,7 +25,8 @@ from shared.api_deps import SessionDep, TimeZone
 from shared.contract import PROVINCES
 from shared.errors import NotFound, ValidationFailed
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, encode_cursor, is_int, single_text
+from shared.period_params import period_param
 
 router = APIRouter(
     prefix="/v1",
@@ -38,6 +39,8 @@ ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id")]
 GroupId = Annotated[str, Path(pattern=ID_PATTERN, description="The group's id")]
 MonthText = Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", examples=["2026-11"])]
+# Text, not `date`: a `date` parameter also takes a Unix timestamp ("0" is 1970-01-01).
+DayText = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", examples=["2026-11-03"])]
 
 
 def _month(text: str) -> date:
@@ -78,10 +81,10 @@ ProfileName = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za
     summary="A user's metrics for one local day",
 )
 async def get_user_day(
-    user_id: UserId, day: date, session: SessionDep, _: RequireViewer
+    user_id: UserId, day: DayText, session: SessionDep, _: RequireViewer
 ) -> dict[str, Any]:
-    row = await queries.user_day(session, user_id, day)
-    return {"user_id": user_id, "day": day.isoformat(), **row, **derived_day_points(row)}
+    row = await queries.user_day(session, user_id, period_param("day", day))
+    return {"user_id": user_id, "day": day, **row, **derived_day_points(row)}
 
 
 @router.get(
@@ -113,8 +116,9 @@ async def get_group_month(
     w_bonus: Weight = None,
     top: Annotated[int, Query(ge=0, le=100)] = 10,
 ) -> dict[str, Any]:
+    first_day = _month(month)
     name, w = await _weights(session, profile, w_growth, w_activity, w_bonus)
-    row = await queries.group_month(session, group_id, _month(month), w, tz, top)
+    row = await queries.group_month(session, group_id, first_day, w, tz, top)
     if row is None:
         raise NotFound(f"no group '{group_id}'")
     return {
@@ -146,11 +150,12 @@ async def get_leaderboard(
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
-    _name, w = await _weights(session, profile, w_growth, w_activity, w_bonus)
+    first_day = _month(month)
     after = _decode_cursor(cursor) if cursor else None
+    _name, w = await _weights(session, profile, w_growth, w_activity, w_bonus)
     items = await queries.leaderboard(
         session,
-        _month(month),
+        first_day,
         province,
         w,
         tz,
@@ -168,7 +173,7 @@ async def get_leaderboard(
             )
         )
     return {
-        "month": month_label(_month(month)),
+        "month": month_label(first_day),
         "province": province,
         "weights": _weights_body(w),
         "items": items,
@@ -189,10 +194,13 @@ def _decode_cursor(text: str) -> queries.BoardCursor:
         text,
         lambda k: (
             len(k) == 4
-            and isinstance(k[0], int | float)
-            and isinstance(k[1], int)
+            and (is_int(k[0]) or isinstance(k[0], float))
+            # active_members is an int4 column; a rank is a count of rows before this one
+            and is_int(k[1])
+            and 0 <= k[1] < 2**31
             and isinstance(k[2], str)
-            and isinstance(k[3], int)
+            and is_int(k[3])
+            and 0 <= k[3] < 2**31
         ),
     )
     return queries.BoardCursor(float(v), a, g, r)
@@ -201,7 +209,7 @@ def _decode_cursor(text: str) -> queries.BoardCursor:
 def _after_id(cursor: str | None) -> str | None:
     if cursor is None:
         return None
-    value: str = decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], str))[0]
+    value: str = decode_cursor(cursor, single_text)[0]
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _UserMetrics(BaseModel):
@@ -34,6 +34,7 @@ class UserMonth(_UserMetrics):
 
 
 class WeightsBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")  # `true`, "1" are not weights
     w_growth: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
     w_activity: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
     w_bonus: float = Field(ge=-1000, le=1000, allow_inf_nan=False)

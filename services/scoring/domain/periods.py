@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from shared.timebounds import check_day
+
 
 def local_day(at: datetime, tz: ZoneInfo) -> date:
     return at.astimezone(tz).date()
@@ -42,8 +44,8 @@ def month_label(month: date) -> str:
 
 
 def parse_month(text: str) -> date:
-    """'2026-11' → 2026-11-01; raises ValueError otherwise."""
+    """'2026-11' → 2026-11-01; ValueError (OutOfSpan outside 2000–2099, SPEC §16) otherwise."""
     year, sep, mon = text.partition("-")
     if not (sep and len(year) == 4 and len(mon) == 2 and year.isdigit() and mon.isdigit()):
         raise ValueError("month must look like 2026-11")
-    return date(int(year), int(mon), 1)
+    return check_day(date(int(year), int(mon), 1))
