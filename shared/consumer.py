@@ -34,6 +34,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.failures import (
+    DATA,
+    DATA_EXCEPTIONS,
+    TRANSIENT,
+    UNKNOWN,
+    UNKNOWN_RETRIES,
+    Transient,
+    failure_kind,
+    failure_reason,
+)
 from shared.kafka import log_bounds
 
 log = logging.getLogger(__name__)
@@ -97,7 +107,7 @@ LAG = Gauge(
 )
 
 
-class OffsetConflict(Exception):
+class OffsetConflict(Transient):
     """Another consumer moved this partition's offset: our batch is stale (a zombie's)."""
 
 
@@ -158,48 +168,6 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._owner.seek_to_stored(assigned)
-
-
-# How a failed batch is treated (see the module doc).
-TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
-# SQLSTATE classes: 22 data exception, 23 integrity constraint violation, 54 program limit
-# exceeded (a value too large to index): the same records fail again, whatever the retry.
-_DATA_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
-# 08 connection, 40 serialization/deadlock, 53 resources, 55 lock/object state, 57 operator
-# intervention (admin shutdown, cancel), 58 system error: another attempt may well succeed.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
-_DATA_EXCEPTIONS = (ValueError, ArithmeticError, TypeError, KeyError, IndexError, UnicodeError)
-UNKNOWN_RETRIES = 3
-
-
-def failure_kind(exc: BaseException) -> str:
-    """TRANSIENT (retry from the stored offsets), DATA (the records are at fault: isolate them)
-    or UNKNOWN (retry a few times, then isolate)."""
-    if isinstance(exc, OffsetConflict | KafkaError | OSError | TimeoutError):
-        return TRANSIENT
-    if isinstance(exc, DBAPIError):
-        state = getattr(exc.orig, "sqlstate", None)
-        if isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES:
-            return DATA
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        if state is None and isinstance(cause, ValueError):
-            return DATA  # the driver could not encode a parameter (e.g. beyond 64 bits)
-        if (
-            state is None
-            or exc.connection_invalidated
-            or isinstance(exc, OperationalError)
-            or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
-        ):
-            return TRANSIENT
-        return UNKNOWN  # e.g. 42xxx: our SQL is wrong — a bug, not the record
-    if isinstance(exc, _DATA_EXCEPTIONS):
-        return DATA
-    return UNKNOWN
-
-
-def describe(exc: BaseException) -> str:
-    """The reason a DLQ record carries: the error's class and message, bounded."""
-    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 class Stalled(Exception):
@@ -294,8 +262,8 @@ class TransactionalConsumer(Generic[T, R]):
             for record in records:
                 try:
                     items.append((p, record, decode(record), None))
-                except _DATA_EXCEPTIONS as exc:
-                    items.append((p, record, None, f"undecodable: {describe(exc)}"))
+                except DATA_EXCEPTIONS as exc:
+                    items.append((p, record, None, f"undecodable: {failure_reason(exc)}"))
         return items
 
     async def _apply_chunk(self, items: list[Item[T]]) -> None:
@@ -331,7 +299,7 @@ class TransactionalConsumer(Generic[T, R]):
         dead = 0
         log.warning(
             "batch failed; isolating the records that cannot be applied",
-            extra={"records": len(items), "error": describe(exc)[:300]},
+            extra={"records": len(items), "error": failure_reason(exc)[:300]},
         )
 
         async def split(chunk: list[Item[T]], error: Exception) -> None:
@@ -342,9 +310,9 @@ class TransactionalConsumer(Generic[T, R]):
                     STALLED.labels(self._service).set(1)
                     raise Stalled(
                         f"more than {self._max_dead_letters} records of one batch fail on their "
-                        f"own; not dead-lettering more (a bug?): {describe(error)}"
+                        f"own; not dead-lettering more (a bug?): {failure_reason(error)}"
                     ) from error
-                await self._skip(chunk[0], describe(error))
+                await self._skip(chunk[0], failure_reason(error))
                 dead += 1
                 return
             mid = len(chunk) // 2
@@ -492,7 +460,11 @@ class TransactionalConsumer(Generic[T, R]):
                 kind = failure_kind(exc)
                 (log.warning if kind == TRANSIENT else log.error)(
                     "batch not applied; resuming from stored offsets",
-                    extra={"error": describe(exc)[:500], "kind": kind, "attempt": self._failures},
+                    extra={
+                        "error": failure_reason(exc)[:500],
+                        "kind": kind,
+                        "attempt": self._failures,
+                    },
                 )
                 await self._rewind(consumer, min(0.5 * 2 ** (self._failures - 1), 30.0))
                 continue

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData
 
 from services.rewards.api import campaigns, grants
 from services.rewards.consumers.metrics import MetricsConsumer
+from services.rewards.domain.retry import Backoff
 from services.rewards.settings import RewardsSettings
 from services.rewards.settler import Settler
 from shared.auth import KeyCache
@@ -57,7 +58,12 @@ def create_app(
         bootstrap, sessions, producer, tz, settings.consumer_group, settings.max_batch_records
     )
     settler = Settler(
-        sessions, consumer, tz, settings.settle_interval_s, settings.catch_up_timeout_s
+        sessions,
+        consumer,
+        tz,
+        settings.settle_interval_s,
+        settings.catch_up_timeout_s,
+        backoff=Backoff(base_s=settings.settle_retry_base_s),
     )
     tasks = BackgroundTasks()
 

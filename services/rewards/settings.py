@@ -23,4 +23,10 @@ class RewardsSettings(BaseSettings):
     catch_up_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, description="How long settlement waits for metrics to apply."
     )
+    settle_retry_base_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Wait after a period's first failed settlement; doubles per failure, ≤ 1 h.",
+    )
     outbox_interval_s: float = Field(default=0.2, ge=0, le=60)

@@ -3,13 +3,17 @@
 Records are produced straight onto the topics — past every intake check — into one partition,
 a poison record between good ones, so they arrive in one batch. The poison record must land in
 the service's DLQ with its reason and origin; every good record must be applied exactly once and
-the partition must move on. (Scoring's case, with the reference check, is in
-test_scoring_reference.py; these are rewards' and notify's.)
+the partition must move on. Rewards' and notify's records have typed contracts
+(shared/records.py) that refuse these at decoding; records that fail only inside the
+transaction — found by bisecting the batch — are scoring's case, with the reference check, in
+test_scoring_reference.py. The classification of real PostgreSQL errors is checked here too.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,14 +22,41 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from engage.dlq import DeadLetter, dead_letters
-from engage.progress import wait_consumed
+from engage.progress import topic_ends, wait_consumed
 from engage.stack import Stack
-from shared.consumer import DATA, TRANSIENT, UNKNOWN, failure_kind
+from engage.topic_audit import read_topic
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
+from shared.failures import DATA, TRANSIENT, UNKNOWN, failure_kind
+from shared.metric_fields import DAY_POINTS, USER_DAY_COUNTERS
 from shared.topics import GRANTS_TOPIC, METRICS_DLQ, METRICS_TOPIC, NOTIFY_DLQ
+from tests.cli import run_engage
 from tests.integration.conftest import Keys
 from tests.integration.notify_support import Deployment, grant
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own: the poison and good records stay off the shared topics, which other
+    tests' deployments read from the start."""
+    stack = Stack(var_dir=Path(tmp_path_factory.mktemp("poison")), fixed_ports=False)
+    stack.start_infra()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+async def own_keys(own_stack: Stack) -> Keys:
+    url, bootstrap = own_stack.database_url, own_stack.kafka_bootstrap
+    assert url and bootstrap
+    admin = (await issue_api_key(url, "ops", [Role.ADMIN], 1e6, bootstrap)).secret
+    viewer = (await issue_api_key(url, "dash", [Role.VIEWER], 1e6, bootstrap)).secret
+    return Keys(ingest="", importer="", viewer=viewer, admin=admin, slow="", owner="",
+                approver="", owner_approver="")  # fmt: skip
 
 
 async def produce_to_partition_0(bootstrap: str, topic: str, records: list[bytes]) -> list[int]:
@@ -53,20 +84,23 @@ async def query(stack: Stack, sql: str) -> list[Any]:
 
 
 def user_day(user_id: str, messages: int) -> bytes:
+    """A complete engage.metrics.v1 user-day record (shared.records.UserDayRecord)."""
+    counters = dict.fromkeys((*USER_DAY_COUNTERS, *DAY_POINTS), 0)
     return orjson.dumps(
         {"entity": "user", "grain": "day", "period": "2026-11-20", "id": user_id,
-         "messages": messages, "activity_points": messages}
+         **counters, "messages": messages, "activity_points": messages}
     )  # fmt: skip
 
 
-async def test_rewards_dead_letters_a_metric_the_database_refuses_and_applies_the_rest(
-    stack: Stack,
+async def test_rewards_dead_letters_a_metric_record_off_contract_and_applies_the_rest(
+    own_stack: Stack,
 ) -> None:
+    stack = own_stack
     assert stack.kafka_bootstrap and stack.database_url
     schema = "rewards_poison"
     tag = uuid.uuid4().hex[:6]
     good = [f"p{tag}-{i}" for i in range(40)]
-    poison = f"p{tag}-nul\x00"  # a string PostgreSQL's text type cannot hold
+    poison = f"p{tag}-nul\x00"  # an id the record's contract (and PostgreSQL) refuses
     records = [user_day(u, i + 1) for i, u in enumerate(good[:20])]
     records.append(user_day(poison, 1))
     records += [user_day(u, i + 21) for i, u in enumerate(good[20:])]
@@ -88,12 +122,13 @@ async def test_rewards_dead_letters_a_metric_the_database_refuses_and_applies_th
     assert (letter.source_topic, letter.source_partition) == (METRICS_TOPIC, 0)
     assert letter.source_offset == offsets[20]
     assert letter.service == "rewards" and letter.value == records[20]
-    assert "0x00" in letter.reason or "NUL" in letter.reason.upper(), letter.reason
+    assert letter.reason.startswith("undecodable:") and "id" in letter.reason, letter.reason
 
 
-async def test_notify_dead_letters_a_grant_it_cannot_store_and_queues_the_rest(
-    stack: Stack, keys: Keys
+async def test_notify_dead_letters_grant_records_off_contract_and_queues_the_rest(
+    own_stack: Stack, own_keys: Keys
 ) -> None:
+    stack, keys = own_stack, own_keys
     assert stack.kafka_bootstrap and stack.database_url
     schema = "notify_poison"
     d = Deployment(stack, keys, schema, replicas=1)
@@ -150,3 +185,30 @@ async def test_database_errors_are_classified_by_whether_a_retry_can_help(
         assert failure_kind(raised.value) == kind, repr(raised.value)
     finally:
         await engine.dispose()
+
+
+async def test_engage_dlq_lists_dead_letters_and_replays_one_onto_its_source(
+    own_stack: Stack,
+) -> None:
+    """The operator's way back (docs/operations.md#deadlettersgrowing): list, fix, replay."""
+    assert own_stack.kafka_bootstrap
+    env = {"ENGAGE_KAFKA_BOOTSTRAP": own_stack.kafka_bootstrap}
+    letters = await dead_letters(own_stack.kafka_bootstrap, (NOTIFY_DLQ,))
+    assert letters, "the notify test above dead-lettered records on this stack"
+    code, out = await run_engage("dlq", "list", "--service", "engage.notify", env=env)
+    assert code == 0, out
+    assert all(d.ref in out and d.reason in out for d in letters)
+    assert f"{len(letters)} dead letter(s)" in out
+
+    letter = letters[0]
+    before = await topic_ends(own_stack.kafka_bootstrap, GRANTS_TOPIC)
+    code, out = await run_engage("dlq", "replay", letter.ref, env=env)
+    assert code == 0, out
+    after = await topic_ends(own_stack.kafka_bootstrap, GRANTS_TOPIC)
+    assert sum(after.values()) == sum(before.values()) + 1
+    replayed: list[bytes] = []
+    await read_topic(own_stack.kafka_bootstrap, GRANTS_TOPIC, lambda r: replayed.append(r.value))
+    assert replayed.count(letter.value) == 2  # the original and the replay
+
+    code, out = await run_engage("dlq", "replay", "engage.notify.dlq:0:999999", env=env)
+    assert code == 1 and "no dead letter" in out

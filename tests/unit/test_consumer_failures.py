@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.consumer import DATA, TRANSIENT, UNKNOWN, OffsetConflict, failure_kind
+from shared.consumer import OffsetConflict
+from shared.failures import DATA, TRANSIENT, UNKNOWN, failure_kind
 
 
 @pytest.mark.parametrize(

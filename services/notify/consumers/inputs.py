@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from pydantic import ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.domain.messages import describe_rewards
@@ -18,41 +15,28 @@ from services.notify.domain.templates import CATEGORIES
 from services.notify.store import notifications as store
 from services.notify.store.notifications import NewNotification
 from shared.consumer import PROCESSED, Record, TransactionalConsumer
-from shared.text import SafeTextModel
+from shared.records import GrantRecord, SendRequest
 from shared.topics import GRANTS_TOPIC, NOTIFY_DLQ
 
 REWARD_TEMPLATE = "reward_granted"
 SERVICE = "notify"
 
 
-class SendRequest(SafeTextModel):
-    """A record on engage.notify.v1."""
-
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=128)
-    user_id: str = Field(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")
-    template: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    category: Literal["reward", "marketing", "service"]
-    params: dict[str, str | int | float] = Field(default_factory=dict)
-    channel: Literal["im", "sms"] = "im"
-    locale: Literal["zh-CN", "en"] = "zh-CN"
-
-
-def grant_notice(doc: dict[str, Any], locale: str = "zh-CN") -> NewNotification | None:
+def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification | None:
     """A new granted grant becomes a reward notice; other grant events send nothing."""
-    if doc.get("event") != "recorded" or doc.get("status") != "granted":
+    if grant.event != "recorded" or grant.status != "granted":
         return None
     return NewNotification(
-        source=f"grant:{doc['grant_id']}",
-        user_id=str(doc["user_id"]),
+        source=f"grant:{grant.grant_id}",
+        user_id=grant.user_id,
         template=REWARD_TEMPLATE,
         category="reward",
         channel="im",
         locale=locale,
         params={
-            "campaign": str(doc.get("campaign_name") or doc["campaign_id"]),
-            "rewards": describe_rewards(doc["items"], locale),
-            "fulfil_by": str(doc["fulfil_by"]),
+            "campaign": grant.campaign_name or grant.campaign_id,
+            "rewards": describe_rewards([i.model_dump() for i in grant.items], locale),
+            "fulfil_by": grant.fulfil_by.isoformat(),
         },
     )
 
@@ -96,7 +80,7 @@ class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
     def decode(self, record: Record) -> NewNotification | None:
         """A record → the notification it asks for (None: nothing to send)."""
         if self.topic == GRANTS_TOPIC:
-            return grant_notice(orjson.loads(record.value))
+            return grant_notice(GrantRecord.model_validate_json(record.value))
         return request_notice(SendRequest.model_validate_json(record.value))
 
     async def apply(self, session: AsyncSession, values: list[NewNotification | None]) -> int:

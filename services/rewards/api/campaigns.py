@@ -27,9 +27,11 @@ from services.rewards.domain.templates import TEMPLATES
 from services.rewards.store import campaigns, draws, settle, simulate
 from shared.api_auth import RequireApprover, RequireCampaignOwner, RequireCampaignReader
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
-from shared.errors import ValidationFailed
+from shared.errors import EngageError, ValidationFailed
+from shared.failures import failure_reason, is_transient
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, encode_cursor, single_int, single_text
+from shared.period_params import period_param
 
 router = APIRouter(
     prefix="/v1",
@@ -52,7 +54,7 @@ def _next(items: list[dict[str, Any]], limit: int, key: str) -> str | None:
 def _after_text(cursor: str | None) -> str | None:
     if cursor is None:
         return None
-    value: str = decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], str))[0]
+    value: str = decode_cursor(cursor, single_text)[0]
     return value
 
 
@@ -210,11 +212,7 @@ async def campaign_audit(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     await campaigns.get(session, campaign_id)
-    after = (
-        decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], int))[0]
-        if cursor
-        else None
-    )
+    after = decode_cursor(cursor, single_int)[0] if cursor else None
     items = await campaigns.audit_page(session, f"campaign:{campaign_id}", limit, after)
     return {"items": items, "next_cursor": _next(items, limit, "id")}
 
@@ -243,13 +241,15 @@ async def get_draw(
     session: SessionDep,
     _: RequireCampaignReader,
 ) -> dict[str, Any]:
+    period_param("period", period)
     return await draws.draw_of(session, campaign_id, rule_id, period)
 
 
 @router.get(
     "/campaigns/{campaign_id}/settlements",
     response_model=SettlementPage,
-    summary="Settled periods with their duration and grant count",
+    summary="Settled periods with their duration and grant count, and failing ones with the "
+    "reason and the next attempt",
 )
 async def list_settlements(
     campaign_id: CampaignId,
@@ -283,26 +283,37 @@ async def simulate_version(
     tz: TimeZone,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
-    async with request.app.state.sessions() as session, session.begin():
-        await session.execute(campaigns.READ_ONLY)
-        doc = await campaigns.get(session, campaign_id)
-        definition = await campaigns.version_definition(session, campaign_id, version)
-        candidate = await simulate.run(
-            session, campaign_id, definition, body.from_day, body.to_day, tz, now
-        )
-        diff = None
-        live = doc["live_version"]
-        if live is not None and live != version:
-            baseline = await simulate.run(
-                session,
-                campaign_id,
-                await campaigns.version_definition(session, campaign_id, live),
-                body.from_day,
-                body.to_day,
-                tz,
-                now,
+    try:
+        async with request.app.state.sessions() as session, session.begin():
+            await session.execute(campaigns.READ_ONLY)
+            doc = await campaigns.get(session, campaign_id)
+            definition = await campaigns.version_definition(session, campaign_id, version)
+            candidate = await simulate.run(
+                session, campaign_id, definition, body.from_day, body.to_day, tz, now
             )
-            diff = {"against_version": live, **simulate.diff(candidate, baseline, body.sample)}
+            diff = None
+            live = doc["live_version"]
+            if live is not None and live != version:
+                baseline = await simulate.run(
+                    session,
+                    campaign_id,
+                    await campaigns.version_definition(session, campaign_id, live),
+                    body.from_day,
+                    body.to_day,
+                    tz,
+                    now,
+                )
+                diff = {"against_version": live, **simulate.diff(candidate, baseline, body.sample)}
+    except EngageError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # A version that cannot be simulated (a stored definition that no longer validates, a
+        # window whose periods cannot be represented) is the request's problem, not a 500.
+        raise ValidationFailed(
+            f"the simulation failed: {failure_reason(exc)}", code="simulation_failed"
+        ) from exc
     return {
         "campaign_id": campaign_id,
         "version": version,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from services.rewards.api.schemas import Grant, GrantPage, Revoke, SettlementRunResult
+from services.rewards.domain.periods import CAMPAIGN_PERIOD
 from services.rewards.settler import Settler
 from services.rewards.store import ledger
 from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
@@ -15,7 +17,8 @@ from shared.api_deps import SessionDep, UnitOfWork
 from shared.audit import audit
 from shared.errors import Conflict, NotFound
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, encode_cursor, single_int
+from shared.period_params import period_param
 
 router = APIRouter(
     prefix="/v1",
@@ -49,11 +52,9 @@ async def list_grants(
         }.items()
         if v is not None
     }
-    after = (
-        decode_cursor(cursor, lambda k: len(k) == 1 and isinstance(k[0], int))[0]
-        if cursor
-        else None
-    )
+    if period is not None and period != CAMPAIGN_PERIOD:
+        period_param("period", period)
+    after = decode_cursor(cursor, single_int)[0] if cursor else None
     items = await ledger.grants_page(session, filters, limit, after)
     next_cursor = encode_cursor([items[-1]["grant_id"]]) if len(items) == limit else None
     return {"items": items, "next_cursor": next_cursor}
@@ -103,7 +104,8 @@ async def revoke_grant(
 @router.post(
     "/settlements:run",
     response_model=SettlementRunResult,
-    summary="Settle every due period now (the timer does the same); 503 while metrics lag",
+    summary="Settle every due period now (the timer does the same); 503 while metrics lag; "
+    "a period that fails is listed under `failed` and the others settle",
     responses=problems(503),
 )
 async def run_settlements(request: Request, _: RequireAdmin) -> dict[str, Any]:
@@ -122,4 +124,5 @@ async def run_settlements(request: Request, _: RequireAdmin) -> dict[str, Any]:
             for s in run.settled
         ],
         "already_settled": run.already_settled,
+        "failed": [asdict(f) for f in run.failed],
     }

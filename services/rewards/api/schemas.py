@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.rewards.domain.rules import CampaignDefinition, RewardKind
 from services.rewards.domain.templates import TEMPLATES
 from shared.text import SafeTextModel
+from shared.timebounds import BoundedDay, BoundedInstant
 
 IDENT = r"^[A-Za-z0-9_.:@+\-]{1,64}$"  # SPEC §3 id charset
 
@@ -22,8 +23,8 @@ class CreateCampaign(_Body):
     """Either a template with its window (and optionally a name), or a full definition."""
 
     template: str | None = Field(default=None, description=f"One of {', '.join(TEMPLATES)}.")
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: BoundedInstant | None = None
+    ends_at: BoundedInstant | None = None
     name: str | None = Field(default=None, min_length=1, max_length=120)
     definition: CampaignDefinition | None = None
 
@@ -53,8 +54,8 @@ class Revoke(_Body):
 
 
 class SimulationRequest(_Body):
-    from_day: date = Field(alias="from")
-    to_day: date = Field(alias="to")
+    from_day: BoundedDay = Field(alias="from")
+    to_day: BoundedDay = Field(alias="to")
     sample: int = Field(default=50, ge=0, le=1000, description="Grants listed in full.")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -188,22 +189,46 @@ class Draw(BaseModel):
 
 
 class Settlement(BaseModel):
+    """A settled period, or one whose settlement failed and is retried (SPEC §16)."""
+
     campaign_id: str
-    rule_id: str
-    period: str
-    version: int
+    rule_id: str = Field(description="'*' when the campaign's periods could not be listed")
+    period: str = Field(description="YYYY-MM-DD or YYYY-MM; '*' with rule '*'")
+    version: int = Field(description="The version settled, or live when it failed")
+    status: Literal["settled", "failed"] = "settled"
     settled_at: datetime | None = None
-    seconds: float | None
-    grants: int | None
+    seconds: float | None = None
+    grants: int | None = None
+    reason: str | None = Field(default=None, description="Why the last attempt failed")
+    attempts: int | None = Field(default=None, description="Failed attempts in a row")
+    first_failed_at: datetime | None = None
+    last_failed_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, description="Not retried before (unless a new version goes live)"
+    )
 
 
 class SettlementPage(Page):
     items: list[Settlement]
 
 
+class SettlementFailure(BaseModel):
+    campaign_id: str
+    rule_id: str = Field(description="'*' when the campaign's periods could not be listed")
+    period: str
+    version: int
+    reason: str
+    attempts: int
+    next_attempt_at: datetime
+
+
 class SettlementRunResult(BaseModel):
     settled: list[Settlement]
     already_settled: int = Field(description="Due periods another replica settled meanwhile")
+    failed: list[SettlementFailure] = Field(
+        description="Failed this time: recorded with the reason, retried with backoff; "
+        "every other due period settled"
+    )
 
 
 class Template(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,7 +10,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import text
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain import draws, lifecycle
@@ -20,6 +23,13 @@ from services.rewards.store.snapshots import group_owner
 from shared.audit import audit
 from shared.db import jsonb
 from shared.errors import Conflict, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+UNREADABLE = Counter(
+    "engage_campaigns_unreadable_total",
+    "Times a stored live campaign definition failed validation and was left out.",
+    ["campaign"],
+)
 
 READ_ONLY = text("SET TRANSACTION READ ONLY")
 
@@ -277,25 +287,50 @@ async def _commit_seeds(
         )
 
 
-async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
+async def live_campaign_rows(session: AsyncSession, states: tuple[str, ...] = ()) -> list[Row[Any]]:
+    """Every campaign with a live version (optionally only in `states`), its definition as
+    stored: `read_live` turns one into a LiveCampaign, or raises."""
     rows = await session.execute(
         text(
             "SELECT c.campaign_id, c.live_version, c.state, v.definition, v.updated_at "
             "FROM campaigns c "
             "JOIN campaign_versions v ON v.campaign_id = c.campaign_id "
-            "AND v.version = c.live_version ORDER BY c.campaign_id"
-        )
+            "AND v.version = c.live_version "
+            "WHERE cardinality(CAST(:states AS text[])) = 0 OR c.state = ANY(:states) "
+            "ORDER BY c.campaign_id"
+        ),
+        {"states": list(states)},
     )
-    return [
-        LiveCampaign(
-            r.campaign_id,
-            r.live_version,
-            r.state,
-            CampaignDefinition.model_validate(jsonb(r.definition)),
-            r.updated_at if r.state == lifecycle.ENDED else None,
-        )
-        for r in rows
-    ]
+    return list(rows.all())
+
+
+def read_live(row: Row[Any]) -> LiveCampaign:
+    """One row of `live_campaign_rows`; ValidationError if its definition no longer validates."""
+    definition = CampaignDefinition.model_validate(jsonb(row.definition))
+    ended_at = row.updated_at if row.state == lifecycle.ENDED else None
+    return LiveCampaign(row.campaign_id, row.live_version, row.state, definition, ended_at)
+
+
+async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
+    """Every campaign with a live version, read one campaign at a time.
+
+    A stored definition that no longer validates (saved before a rule tightened, e.g. a window
+    outside the span of shared/timebounds.py) is left out with an error logged and counted —
+    never a reason for the metrics consumer to fail for every campaign; settlement records it
+    as failed with the reason (store/settle.py).
+    """
+    out: list[LiveCampaign] = []
+    for row in await live_campaign_rows(session):
+        try:
+            out.append(read_live(row))
+        except ValidationError as exc:
+            UNREADABLE.labels(row.campaign_id).inc()
+            log.error(
+                "stored campaign definition does not validate; campaign left out",
+                extra={"campaign": row.campaign_id, "version": row.live_version,
+                       "error": str(exc)[:300]},
+            )  # fmt: skip
+    return out
 
 
 async def version_definition(

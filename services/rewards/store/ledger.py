@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.rewards.domain.budget import GRANTED, REVOKED, allocate
 from services.rewards.domain.settlement import GrantDecision
 from shared.db import jsonb
+from shared.records import GrantRecord
 
 GRANTS = Counter(
     "engage_grants_total",
@@ -142,8 +143,8 @@ async def record_grants(
 async def publish(
     session: AsyncSession, rows: Sequence[dict[str, Any]], event: str, campaign_name: str = ""
 ) -> None:
-    """Queue grant state changes for engage.grants.v1 (key = the subject's user id): `recorded`
-    (status granted or budget_exhausted) and `revoked`."""
+    """Queue grant state changes for engage.grants.v1 (key = the subject's user id; record:
+    shared.records.GrantRecord): `recorded` (granted or budget_exhausted) and `revoked`."""
     if rows:
         await session.execute(
             text(
@@ -153,7 +154,11 @@ async def publish(
             {
                 "k": [r["user_id"] for r in rows],
                 "v": [
-                    orjson.dumps({"event": event, "campaign_name": campaign_name, **r}, default=str)
+                    GrantRecord.model_validate(
+                        {"event": event, "campaign_name": campaign_name, **r}
+                    )
+                    .model_dump_json(exclude_defaults=False)
+                    .encode()
                     for r in rows
                 ],
             },

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.settlement import GroupMonth
 from shared.db import jsonb, lock_keys
-
-_ENVELOPE_FIELDS = frozenset({"entity", "id", "period", "grain"})
-_GROUP_ATTRIBUTES = frozenset(
-    {"owner_id", "name", "province", "created_at", "dissolved_at", "member_ids", "vitality"}
-)
+from shared.records import METRIC_RECORD, UserDayRecord, UserMonthRecord, metric_counters
 
 
 class MalformedMetric(ValueError):
@@ -37,37 +34,29 @@ class MetricValue:
 
 
 def parse(value: bytes) -> MetricValue:
-    """Decode a record of engage.metrics.v1; MalformedMetric if it cannot be one."""
+    """Decode a record of engage.metrics.v1 (shared/records.py); MalformedMetric if it is not
+    one."""
     try:
-        doc = orjson.loads(value)
-        entity, grain, period, entity_id = doc["entity"], doc["grain"], doc["period"], doc["id"]
-        if not isinstance(entity_id, str) or not entity_id:
-            raise MalformedMetric("id must be a non-empty string")
-        day = date.fromisoformat(period if grain == "day" else f"{period}-01")
-        counters = {
-            k: float(v)
-            for k, v in doc.items()
-            if k not in _ENVELOPE_FIELDS and k not in _GROUP_ATTRIBUTES
-        }
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise MalformedMetric(f"not a metric record: {exc!r}"[:300]) from None
-    if entity == "user" and grain == "day":
-        return MetricValue("user_day", entity_id, day, counters)
-    if entity == "user" and grain == "month":
-        return MetricValue("user_month", entity_id, day, counters)
-    if entity == "group" and grain == "month":
-        group = GroupMonth(
-            group_id=entity_id,
-            owner_id=doc.get("owner_id"),
-            province=doc.get("province"),
-            created_at=_ts(doc.get("created_at")),
-            dissolved_at=_ts(doc.get("dissolved_at")),
-            member_ids=tuple(doc.get("member_ids") or ()),
-            counters=counters,
-            month=day,
-        )
-        return MetricValue("group_month", entity_id, day, counters, group)
-    raise MalformedMetric(f"unknown entity/grain {entity!r}/{grain!r}")
+        record = METRIC_RECORD.validate_json(value)
+    except ValidationError as exc:
+        raise MalformedMetric(f"not a metric record: {exc}"[:500]) from None
+    counters = metric_counters(record)
+    if isinstance(record, UserDayRecord):
+        return MetricValue("user_day", record.id, date.fromisoformat(record.period), counters)
+    month = date.fromisoformat(f"{record.period}-01")
+    if isinstance(record, UserMonthRecord):
+        return MetricValue("user_month", record.id, month, counters)
+    group = GroupMonth(
+        group_id=record.id,
+        owner_id=record.owner_id,
+        province=record.province,
+        created_at=record.created_at,
+        dissolved_at=record.dissolved_at,
+        member_ids=tuple(record.member_ids),
+        counters=counters,
+        month=month,
+    )
+    return MetricValue("group_month", record.id, month, counters, group)
 
 
 @dataclass(slots=True)
@@ -91,10 +80,6 @@ class SnapshotBatch:
             elif m.group is not None:
                 batch.groups[key] = m.group
         return batch
-
-
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _json(values: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scoring.domain.periods import end_of_month, month_label, parse_month
 from services.scoring.domain.vitality import Weights, message_points, online_points, vitality
 from shared.metric_fields import GROUP_MONTH_COUNTERS, USER_DAY_COUNTERS, USER_MONTH_COUNTERS
+from shared.records import METRIC_RECORD, RECORD_VERSION
 
 USER_DAY_COLUMNS = USER_DAY_COUNTERS
 USER_MONTH_COLUMNS = USER_MONTH_COUNTERS
@@ -73,7 +74,7 @@ async def render(session: AsyncSession, keys: list[str], tz: ZoneInfo) -> dict[s
             months.append((entity_id, parse_month(period)))
     out: dict[str, bytes] = {}
     for r in await _rows(session, "user_day", "user_id", "day", days):
-        out[user_day_key(r["user_id"], r["day"])] = orjson.dumps(
+        out[user_day_key(r["user_id"], r["day"])] = _record(
             {
                 "entity": "user",
                 "id": r["user_id"],
@@ -84,7 +85,7 @@ async def render(session: AsyncSession, keys: list[str], tz: ZoneInfo) -> dict[s
             }
         )
     for r in await _rows(session, "user_month", "user_id", "month", months):
-        out[user_month_key(r["user_id"], r["month"])] = orjson.dumps(
+        out[user_month_key(r["user_id"], r["month"])] = _record(
             {
                 "entity": "user",
                 "id": r["user_id"],
@@ -97,7 +98,7 @@ async def render(session: AsyncSession, keys: list[str], tz: ZoneInfo) -> dict[s
     if groups:
         w = await default_weights(session)
         for r in await _group_rows(session, groups, tz):
-            out[group_month_key(r["group_id"], r["month"])] = orjson.dumps(
+            out[group_month_key(r["group_id"], r["month"])] = _record(
                 {
                     "entity": "group",
                     "id": r["group_id"],
@@ -116,6 +117,13 @@ async def render(session: AsyncSession, keys: list[str], tz: ZoneInfo) -> dict[s
                 }
             )
     return out
+
+
+def _record(doc: dict[str, Any]) -> bytes:
+    """A changelog record, checked against its contract (shared.records) before it leaves."""
+    doc["v"] = RECORD_VERSION
+    METRIC_RECORD.validate_python(doc)
+    return orjson.dumps(doc)
 
 
 async def _group_rows(
