@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -29,3 +29,10 @@ def _tz(request: Request) -> ZoneInfo:
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 UnitOfWork = Annotated[AsyncSession, Depends(_session_in_transaction)]
 TimeZone = Annotated[ZoneInfo, Depends(_tz)]
+
+
+# Ids in paths and queries: the event contract's charset (SPEC §3), one definition for every API.
+ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]{1,64}$"
+UserIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id")]
+GroupIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="The group's id")]
+UserIdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description="Only this user")]

@@ -11,14 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
+from fastapi import Depends, Query
+from pydantic import BaseModel, Field
 
 from shared.errors import BadRequest
 from shared.text import check_text
 
+ItemT = TypeVar("ItemT")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_KEY_TEXT = 256  # characters; every sort key we issue (ids, labels) is far shorter
 
@@ -85,3 +89,45 @@ def _int64(digits: str) -> int:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: the standard parser takes them
+
+
+# -- the kit every list uses: one query dependency, one generic page ------------------------
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """`limit` and `cursor` of a list request (SPEC §7)."""
+
+    limit: int
+    cursor: str | None
+
+    def after(self, valid: Callable[[list[Any]], bool]) -> list[Any] | None:
+        """The sort key to continue after (`valid` checks its shape), or None on page one."""
+        return None if self.cursor is None else decode_cursor(self.cursor, valid)
+
+    def next_cursor(self, items: Sequence[Any], key: Callable[[Any], list[Any]]) -> str | None:
+        """A cursor for the page after `items`, or None when this page is the last."""
+        return encode_cursor(key(items[-1])) if len(items) == self.limit and items else None
+
+
+def _page_query(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=512, description="`next_cursor` of the previous page."),
+    ] = None,
+) -> PageQuery:
+    return PageQuery(limit, cursor)
+
+
+PageParams = Annotated[PageQuery, Depends(_page_query)]
+"""The one page-query dependency: `page: PageParams` in a route."""
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list; `next_cursor` is null on the last page."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")

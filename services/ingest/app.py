@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +16,7 @@ from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
 from shared.auth import KeyCache, TokenBucket
 from shared.contract import EVENT_ADAPTER, MAX_AGE, MAX_BATCH_EVENTS, MAX_BODY_BYTES
-from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
-from shared.http import create_service_app
-from shared.kafka import ensure_topics
-from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
 from shared.topics import EVENTS_TOPIC
 
@@ -35,53 +28,44 @@ def create_app(
 ) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or IngestSettings()
-    bootstrap = common.require_kafka()
-    configure_logging("ingest", common.log_level)
-    engine = make_engine(
-        common.require_database_url(settings.database_url),
-        settings.schema_name,
-        idle_in_transaction_s=common.db_idle_in_transaction_s,
+    # Ingest brings its own producer (the publisher) and reads keys from its own table.
+    rt = ServiceRuntime.build(
+        "ingest",
+        common,
+        database_url=settings.database_url,
+        schema=settings.schema_name,
+        kafka_clients=False,
     )
-    sessions = make_sessionmaker(engine)
+    sessions = rt.sessions
     topics = {EVENTS_TOPIC: common.topic_partitions}
-    publisher = EventPublisher(bootstrap, settings.broker_ack_timeout_s, topics)
+    publisher = EventPublisher(rt.bootstrap, settings.broker_ack_timeout_s, topics)
 
     async def load_keys() -> Any:
         async with sessions() as session:
             return await active_principals(session)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await prepare_schema(
-            engine, MIGRATIONS, settings.schema_name, metadata, common.migrate_on_start
-        )
-        await ensure_topics(bootstrap, topics, common.topic_replication)
-        await publisher.start()
-        key_sync = asyncio.create_task(keep_keys_published(sessions, bootstrap))
-        yield
-        key_sync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await key_sync
-        await publisher.stop()
-        await engine.dispose()
+    async def publish_keys() -> None:
+        await keep_keys_published(sessions, rt.bootstrap)
 
-    app = create_service_app(
-        service="ingest",
+    rt.on_start(publisher.start)
+    rt.on_stop(publisher.stop)
+    rt.loop("key-sync", publish_keys)
+    app = rt.app(
         title="Engage ingest",
         description="Client apps post message, login and other engagement events here (SPEC §3).",
-        version="1.0.0",
-        lifespan=lifespan,
-        readiness=[database_ready(engine), publisher.ready],
+        migrations=MIGRATIONS,
+        metadata=metadata,
+        topics=topics,
+        routers=[events.router],
+        readiness=[publisher.ready],
         # Ingest reads (and gunzips) its body itself with the exact limit; this is the backstop.
         max_body_bytes=2 * MAX_BODY_BYTES,
+        key_cache=KeyCache(load_keys, ttl_s=settings.key_cache_ttl_s),
     )
     app.state.settings = settings
-    app.state.sessions = sessions
     app.state.publisher = publisher
-    app.state.key_cache = KeyCache(load_keys, ttl_s=settings.key_cache_ttl_s)
     app.state.rate_limiter = TokenBucket()
     app.state.max_age = MAX_AGE
-    app.include_router(events.router)
     _document_event_schema(app)
     return app
 
