@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import MetaData
 
@@ -42,3 +43,39 @@ async def test_migrate_names_an_unknown_service(stack: Stack) -> None:
     code, out = await _engage_migrate(stack, "billing", schema="unused")
     assert code == 2
     assert "unknown service(s): billing" in out
+
+
+async def test_every_service_keeps_the_same_plumbing_tables(stack: Stack) -> None:
+    """consumer_offsets and audit_log come from shared/plumbing.py: columns and indexes are the
+    same in every consuming service's schema (an index once existed only in rewards)."""
+    assert stack.database_url
+    schemas = {svc: f"plumbing_{svc}" for svc in ("scoring", "rewards", "notify")}
+    env = {"ENGAGE_DATABASE_URL": stack.database_url} | {
+        f"{svc.upper()}_SCHEMA_NAME": schema for svc, schema in schemas.items()
+    }
+    code, out = await run_engage("migrate", *schemas, env=env)
+    assert code == 0, out
+    conn = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
+    try:
+        shapes = {}
+        for svc, schema in schemas.items():
+            columns = await conn.fetch(
+                "SELECT table_name, column_name, data_type, is_nullable, "
+                "replace(column_default, $2, '') FROM information_schema.columns "
+                "WHERE table_schema = $1 AND table_name IN ('consumer_offsets', 'audit_log') "
+                "ORDER BY 1, 2",
+                schema,
+                f"{schema}.",
+            )
+            indexes = await conn.fetch(
+                "SELECT tablename, indexname, replace(indexdef, $1, '') AS def FROM pg_indexes "
+                "WHERE schemaname = $2 AND tablename IN ('consumer_offsets', 'audit_log') "
+                "ORDER BY 1, 2",
+                f"{schema}.",
+                schema,
+            )
+            shapes[svc] = ([tuple(r) for r in columns], [tuple(r) for r in indexes])
+    finally:
+        await conn.close()
+    assert shapes["scoring"] == shapes["rewards"] == shapes["notify"]
+    assert len(shapes["scoring"][0]) == 11 and len(shapes["scoring"][1]) == 3

@@ -7,6 +7,8 @@ Revises:
 
 from alembic import op
 
+from shared.plumbing import create_plumbing, run_ddl
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -100,29 +102,12 @@ CREATE TABLE sandbox_messages (
     body text NOT NULL,
     at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE consumer_offsets (
-    topic text NOT NULL,
-    partition int NOT NULL,
-    next_offset bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (topic, partition)
-);
-CREATE TABLE audit_log (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT now(),
-    actor text NOT NULL,
-    action text NOT NULL,
-    subject text NOT NULL,
-    before jsonb,
-    after jsonb
-)
 """
 
 
 def upgrade() -> None:
-    for statement in DDL.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    run_ddl(op, DDL)
+    create_plumbing(op)
 
 
 def downgrade() -> None:

@@ -7,6 +7,8 @@ Revises:
 
 from alembic import op
 
+from shared.plumbing import create_plumbing, run_ddl
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -125,30 +127,12 @@ CREATE TABLE group_month (
     PRIMARY KEY (group_id, month)
 );
 CREATE INDEX group_month_month ON group_month (month);
-CREATE TABLE consumer_offsets (
-    topic text NOT NULL,
-    partition int NOT NULL,
-    next_offset bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (topic, partition)
-);
-CREATE TABLE audit_log (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT now(),
-    actor text NOT NULL,
-    action text NOT NULL,
-    subject text NOT NULL,
-    before jsonb,
-    after jsonb
-);
-CREATE INDEX audit_log_subject ON audit_log (subject, id)
 """
 
 
 def upgrade() -> None:
-    for statement in DDL.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    run_ddl(op, DDL)
+    create_plumbing(op)
 
 
 def downgrade() -> None:

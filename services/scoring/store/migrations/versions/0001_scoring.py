@@ -6,6 +6,8 @@ Revises:
 
 from alembic import op
 
+from shared.plumbing import create_plumbing, run_ddl
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -16,13 +18,6 @@ CREATE TABLE processed_events (
     event_id uuid PRIMARY KEY,
     occurred_at timestamptz NOT NULL,
     processed_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE consumer_offsets (
-    topic text NOT NULL,
-    partition int NOT NULL,
-    next_offset bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (topic, partition)
 );
 CREATE TABLE user_day (
     user_id text NOT NULL,
@@ -111,15 +106,6 @@ CREATE TABLE weight_profiles (
 );
 INSERT INTO weight_profiles (name, w_growth, w_activity, w_bonus, updated_by)
 VALUES ('default', 1.0, 1.0, 1.0, 'migration');
-CREATE TABLE audit_log (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT now(),
-    actor text NOT NULL,
-    action text NOT NULL,
-    subject text NOT NULL,
-    before jsonb,
-    after jsonb
-);
 CREATE SEQUENCE changelog_seq;
 CREATE TABLE changelog_outbox (
     key text PRIMARY KEY,
@@ -130,9 +116,8 @@ CREATE INDEX changelog_outbox_seq ON changelog_outbox (seq);
 
 
 def upgrade() -> None:
-    for statement in DDL.split(";"):
-        if statement.strip():
-            op.execute(statement)
+    run_ddl(op, DDL)
+    create_plumbing(op)
 
 
 def downgrade() -> None:
