@@ -5,17 +5,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 
 from engage.migrate import SCHEMAS
-from engage.stack import SERVICES, Stack
+from engage.stack import SERVICES, PortTaken, Stack, ensure_port_free, stopped_by_signals
+
+
+def _stack(args: argparse.Namespace) -> Stack:
+    """The embedded stack `up` and `demo` run: its ports, state directory and durability."""
+    return Stack.from_env(base_port=args.base_port, unsafe_fast=args.unsafe_fast)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from engage.demo import run_demo
 
-    return asyncio.run(run_demo(args.users, args.groups, args.seed, args.keep_running))
+    stack = _stack(args)
+    with stopped_by_signals():
+        try:
+            return asyncio.run(
+                run_demo(args.users, args.groups, args.seed, args.keep_running, stack=stack)
+            )
+        except KeyboardInterrupt:
+            return 130  # stopped by a signal; run_demo stopped every child
+        except (PortTaken, RuntimeError) as exc:
+            print(f"engage demo: {exc}", file=sys.stderr)
+            return 1
 
 
 def _cmd_ops_check(args: argparse.Namespace) -> int:
@@ -98,19 +114,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    """Every service plus the embedded default, until Ctrl-C."""
-    stack = Stack.from_env().start_infra(fresh_database=False)
-    try:
-        for name in SERVICES:
-            service = stack.start_service(name)
-            print(f"{name:<8} {service.url}/docs")
-        print(f"broker   {stack.kafka_bootstrap}\ndatabase {stack.database_url}")
-        asyncio.run(asyncio.Event().wait())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
-    return 0
+    """Every service plus the embedded default, until Ctrl-C or SIGTERM; then nothing is left."""
+    stack = _stack(args)
+    with stopped_by_signals():
+        try:
+            for name in SERVICES:  # all four free before anything starts
+                ensure_port_free(stack.port_of(name), name)
+            stack.start_infra(fresh_database=False)
+            for name in SERVICES:
+                stack.start_service(name)  # waits for /readyz before its URL is printed
+            for name, service in stack.services.items():
+                print(f"{name:<8} {service.url}/docs", flush=True)
+            print(f"broker   {stack.kafka_bootstrap}\ndatabase {stack.database_url}")
+            print(f"state    {stack.var_dir}", flush=True)
+            print("Running; Ctrl-C or SIGTERM stops every service, the broker and the database.")
+            sys.stdout.flush()
+            while True:
+                signal.pause()
+        except KeyboardInterrupt:
+            return 0
+        except (PortTaken, RuntimeError) as exc:
+            print(f"engage up: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            stack.stop()
 
 
 def _ingest_database_url() -> str | None:
@@ -207,6 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep-running", action="store_true", help="leave services up afterwards")
     demo.set_defaults(func=_cmd_demo)
+    up = sub.add_parser("up", help="run every service on the embedded default until Ctrl-C")
+    up.set_defaults(func=_cmd_up)
+    for command in (demo, up):
+        command.add_argument(
+            "--base-port",
+            type=int,
+            help="services on this port and the next three (default 8001–8004); state under "
+            "var/port-N unless ENGAGE_VAR_DIR is set — two stacks can run side by side",
+        )
+        command.add_argument(
+            "--unsafe-fast",
+            action="store_true",
+            help="embedded PostgreSQL without fsync: faster, and a power loss can lose or "
+            "corrupt data — throw-away stacks only (also ENGAGE_UNSAFE_FAST=1)",
+        )
 
     serve = sub.add_parser("serve", help="run one service (embedded default if unconfigured)")
     serve.add_argument("service", choices=sorted(SERVICES))
@@ -223,9 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="migrate every service's schema, then exit (a job)")
     mig.add_argument("service", nargs="*", help=f"any of {', '.join(SCHEMAS)} (default: all)")
     mig.set_defaults(func=_cmd_migrate)
-
-    up = sub.add_parser("up", help="run every service on the embedded default until Ctrl-C")
-    up.set_defaults(func=_cmd_up)
 
     keys = sub.add_parser("keys", help="API keys: create, revoke, list").add_subparsers(
         dest="keys_command", required=True

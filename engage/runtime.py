@@ -108,7 +108,30 @@ class EmbeddedPostgres:
     port: int = field(default_factory=free_port)
     user: str = "postgres"
     database: str = "engage"
+    # PostgreSQL's durable defaults (fsync, synchronous_commit, full_page_writes on). False
+    # only for throw-away stacks (`--unsafe-fast`, the test suite): a power loss or OS crash
+    # can then lose or corrupt what was committed.
+    durable: bool = True
     _system_user: str | None = None
+
+    def running_pid(self) -> int | None:
+        """The pid of a live postmaster on this data directory (any owner), else None."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"postgres" in cmdline else None
+
+    def refuse_if_in_use(self) -> None:
+        """Two stacks on one data directory would destroy each other's database."""
+        pid = self.running_pid()
+        if pid is not None:
+            raise RuntimeError(
+                f"{self.data_dir} is in use by PostgreSQL pid {pid} (another `engage up` or "
+                "`engage demo`?): stop it, or give this stack its own ENGAGE_VAR_DIR / "
+                "--base-port"
+            )
 
     @property
     def url(self) -> str:
@@ -143,7 +166,7 @@ class EmbeddedPostgres:
                     "--encoding=utf8",
                     "-U",
                     self.user,
-                    "--no-sync",
+                    *(() if self.durable else ("--no-sync",)),
                 ],
                 check=True,
                 capture_output=True,
@@ -152,11 +175,16 @@ class EmbeddedPostgres:
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedPostgres:
         self._prepare()
+        self.refuse_if_in_use()
         with contextlib.suppress(FileNotFoundError):
-            (self.data_dir / "postmaster.pid").unlink()  # stale after a crash of the whole machine
+            (self.data_dir / "postmaster.pid").unlink()  # stale: its postmaster is gone
+        unsafe = (
+            ""
+            if self.durable
+            else ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off ")
+        )
         opts = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {unsafe}-c max_connections=200 "
             # JIT compiles "expensive" plans per execution: +2.5 ms on a 12 ms leaderboard query.
             "-c jit=off"
         )

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -27,6 +30,66 @@ SERVICES: dict[str, tuple[str, int]] = {
     "rewards": ("services.rewards.app:create_app", 8003),
     "notify": ("services.notify.app:create_app", 8004),
 }
+
+
+def unsafe_fast_requested() -> bool:
+    """ENGAGE_UNSAFE_FAST=1: throw-away stacks (the test suite, `--unsafe-fast` demos) run the
+    embedded PostgreSQL without fsync. Never for data you keep."""
+    return os.environ.get("ENGAGE_UNSAFE_FAST", "").lower() in ("1", "true", "yes")
+
+
+class PortTaken(RuntimeError):
+    """A port a service needs is in use: the message names it and, if known, who holds it."""
+
+
+def port_holder(port: int) -> str | None:
+    """'pid 1234 (python -m uvicorn …)' listening on `port`, if this machine says."""
+    try:
+        import psutil
+    except ImportError:  # the embedded extra brings it; without it, say only the port
+        return None
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return "a process this user cannot see"
+                cmd = " ".join(psutil.Process(conn.pid).cmdline())[:120]
+                return f"pid {conn.pid} ({cmd})"
+    return None
+
+
+def ensure_port_free(port: int, label: str) -> None:
+    """Refuse to start `label` on a port something already listens on (never print URLs of a
+    service that could not bind: the user would talk to whatever holds the port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            holder = port_holder(port)
+            raise PortTaken(
+                f"port {port} for {label} is taken"
+                + (f" by {holder}" if holder else "")
+                + ": stop that process (another `engage up`?), or start this stack on other "
+                "ports with --base-port"
+            ) from None
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Turn SIGTERM (service managers, containers, `timeout`) and SIGINT into KeyboardInterrupt
+    inside the block, so the caller's `finally` stops every child. SIGINT is set explicitly: a
+    shell that starts us in the background ignores it for us."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -87,18 +150,42 @@ class Stack:
     kafka_bootstrap: str | None = None
     database_url: str | None = None
     fixed_ports: bool = True
+    base_port: int | None = None  # services on base_port, base_port + 1, …; None = 8001–8004
+    # The embedded PostgreSQL keeps PostgreSQL's durable defaults unless ENGAGE_UNSAFE_FAST=1.
+    durable: bool = field(default_factory=lambda: not unsafe_fast_requested())
     broker: EmbeddedBroker | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, var_dir: Path | None = None, fixed_ports: bool = True) -> Stack:
+    def from_env(
+        cls,
+        var_dir: Path | None = None,
+        fixed_ports: bool = True,
+        base_port: int | None = None,
+        unsafe_fast: bool = False,
+    ) -> Stack:
+        """A stack configured like the services: ENGAGE_VAR_DIR, ENGAGE_KAFKA_BOOTSTRAP,
+        ENGAGE_DATABASE_URL; ENGAGE_UNSAFE_FAST=1 (or `unsafe_fast`) runs the embedded
+        PostgreSQL without fsync — for throw-away stacks only. A stack on a `base_port` of its
+        own keeps its state under var/port-<base_port> unless ENGAGE_VAR_DIR says otherwise."""
+        default_var = "var" if base_port is None else f"var/port-{base_port}"
+        unsafe = unsafe_fast or unsafe_fast_requested()
         return cls(
-            var_dir=Path(var_dir or os.environ.get("ENGAGE_VAR_DIR", "var")).resolve(),
+            var_dir=Path(var_dir or os.environ.get("ENGAGE_VAR_DIR", default_var)).resolve(),
             kafka_bootstrap=os.environ.get("ENGAGE_KAFKA_BOOTSTRAP") or None,
             database_url=os.environ.get("ENGAGE_DATABASE_URL") or None,
             fixed_ports=fixed_ports,
+            base_port=base_port,
+            durable=not unsafe,
         )
+
+    def port_of(self, name: str) -> int:
+        """Where `name` listens: its default port, or its place after `base_port`."""
+        default = SERVICES[name][1]
+        if self.base_port is None:
+            return default
+        return self.base_port + list(SERVICES).index(name)
 
     def start_infra(self, fresh_database: bool = True) -> Stack:
         (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -108,7 +195,8 @@ class Stack:
         if self.database_url is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-                self.postgres = EmbeddedPostgres(self.var_dir / "pg")
+                self.postgres = EmbeddedPostgres(self.var_dir / "pg", durable=self.durable)
+                self.postgres.refuse_if_in_use()
                 if fresh_database:
                     self.postgres.destroy()
                 self.postgres.start()
@@ -136,7 +224,10 @@ class Stack:
         """Start a service (or, with `factory`, any ASGI app factory) as its own process."""
         default_factory, default_port = SERVICES.get(name, ("", 0))
         factory = factory or default_factory
-        port = port or (default_port if self.fixed_ports and default_port else free_port())
+        if port is None and self.fixed_ports and default_port:
+            port = self.port_of(name)
+            ensure_port_free(port, name)
+        port = port or free_port()
         label = f"{name}{instance}"
         log_path = self.var_dir / "logs" / f"{label}.log"
         out = open(log_path, "ab")  # noqa: SIM115  (owned by the child process)

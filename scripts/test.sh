@@ -13,6 +13,9 @@ if ! command -v promtool >/dev/null 2>&1; then
     echo "prometheus/promtool missing and not root: the observability tests will be skipped" >&2
   fi
 fi
+# Test stacks are throw-away: their embedded PostgreSQL runs without fsync (ENGAGE_UNSAFE_FAST),
+# as no user's stack does by default; tests/integration/test_engage_up.py checks the default.
+export ENGAGE_UNSAFE_FAST=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .
