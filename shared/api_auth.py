@@ -32,13 +32,6 @@ async def authorize(request: Request, role: Role | None = None) -> Principal:
     return principal
 
 
-async def authenticate(
-    request: Request,
-    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    return await authorize(request)
-
-
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits keys carrying `role` (or `admin`)."""
 
@@ -68,9 +61,6 @@ def require_any(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-Authenticated = Annotated[Principal, Depends(authenticate)]
-RequireIngest = Annotated[Principal, Depends(require(Role.INGEST))]
-RequireImporter = Annotated[Principal, Depends(require(Role.IMPORTER))]
 RequireViewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 RequireCampaignOwner = Annotated[Principal, Depends(require(Role.CAMPAIGN_OWNER))]
 RequireApprover = Annotated[Principal, Depends(require(Role.APPROVER))]

@@ -26,8 +26,11 @@ def _tz(request: Request) -> ZoneInfo:
     return tz
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
-UnitOfWork = Annotated[AsyncSession, Depends(_session_in_transaction)]
+# scope="function": the session closes, and the unit of work commits, before the response is
+# sent — with FastAPI's default for `yield` dependencies the commit ran after the client already
+# had its 2xx, so a failed commit was never reported and a client's next read could miss the row.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+UnitOfWork = Annotated[AsyncSession, Depends(_session_in_transaction, scope="function")]
 TimeZone = Annotated[ZoneInfo, Depends(_tz)]
 
 

@@ -367,11 +367,6 @@ def validate_event(raw: object, context: WindowContext | None) -> Event | Reject
         return rejection_from(exc)
 
 
-def event_json_schema() -> dict[str, Any]:
-    """The JSON Schema of one event, generated from the models above."""
-    return EVENT_ADAPTER.json_schema()
-
-
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """An event as it travels on `engage.events.v1`: the event plus what ingest added."""

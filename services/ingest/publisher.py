@@ -121,10 +121,6 @@ class EventPublisher:
         if self._producer is not None:
             await self._producer.stop()
 
-    @property
-    def connected(self) -> bool:
-        return self._producer is not None
-
     async def ready(self) -> str | None:
         if self._producer is None:
             return "kafka: not connected"

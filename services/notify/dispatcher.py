@@ -15,22 +15,36 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notify.domain.policy import MAX_ATTEMPTS, Policy, backoff, decide, local_day
-from services.notify.domain.templates import CATEGORIES, TemplateError, render
+from services.notify.domain.delivery import CAP_USED_UP, channels_for, gives_slot_back, next_attempt
+from services.notify.domain.policy import (
+    MAX_ATTEMPTS,
+    Decision,
+    Policy,
+    decide,
+    local_day,
+    policy_for,
+)
+from services.notify.domain.templates import (
+    CATEGORIES,
+    TemplateError,
+    in_locale,
+    locales_to_try,
+    render,
+)
 from services.notify.providers.base import Provider, ProviderError, Throttled
 from services.notify.store import notifications as store
+from services.notify.store.notifications import NotificationRow
+from services.notify.usecases.receipts import settle_receipts
 from shared.auth import TokenBucket
 from shared.topics import NOTIFY_DLQ
 
@@ -58,13 +72,13 @@ CAP_SUPPRESSED = Counter(
 
 @dataclass(slots=True)
 class _Send:
-    row: dict[str, Any]
+    row: NotificationRow
     bodies: dict[str, str]  # channel → rendered text, in fallback order
 
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
-    row: dict[str, Any]
+    row: NotificationRow
     channel: str
     body: str
     status: str  # sent, or delivered when the provider confirmed at once
@@ -136,10 +150,10 @@ class Dispatcher:
             if not rows:
                 return 0
             policies = await store.policies(session)
-            out = await store.opted_out(session, [r["user_id"] for r in rows])
+            out = await store.opted_out(session, [r.user_id for r in rows])
             for row in rows:
-                policy = policies.get(row["category"]) or Policy(row["category"])
-                send = await self._decide(session, row, policy, now, row["user_id"] in out)
+                policy = policy_for(policies, row.category)
+                send = await self._decide(session, row, policy, now, row.user_id in out)
                 if send is not None:
                     sends.append(send)
         gate = asyncio.Semaphore(self._concurrency)
@@ -171,7 +185,7 @@ class Dispatcher:
 
     async def _record_sent(self, sent: list[_Sent]) -> None:
         """The pass's accepted messages in one transaction; receipts that came first apply."""
-        early: list[dict[str, Any]] = []
+        early: list[store.ReceiptChange] = []
         async with self._sessions() as session, session.begin():
             providers = sorted({x.provider for x in sent})
             for provider in providers:
@@ -179,77 +193,72 @@ class Dispatcher:
                 await store.lock_messages(session, provider, ids)
             await store.record_sent(
                 session,
-                [(x.row["id"], x.status, x.body, x.channel, x.provider, x.message_id,
-                  x.row["attempts"] + 1) for x in sent],
+                [(x.row.id, x.status, x.body, x.channel, x.provider, x.message_id,
+                  x.row.attempts + 1) for x in sent],
             )  # fmt: skip
             for provider in providers:
                 ids = [x.message_id for x in sent if x.provider == provider]
-                early += await store.apply_receipts(session, provider, ids)
+                early += await settle_receipts(session, provider, ids)
         for x in sent:
-            NOTIFICATIONS.labels(x.channel, x.row["category"], x.status).inc()
+            NOTIFICATIONS.labels(x.channel, x.row.category, x.status).inc()
         for r in early:
-            NOTIFICATIONS.labels(r["channel"], r["category"], r["status"]).inc()
+            NOTIFICATIONS.labels(r.channel, r.category, r.status).inc()
 
     async def _decide(
         self,
         session: AsyncSession,
-        row: dict[str, Any],
+        row: NotificationRow,
         policy: Policy,
         now: datetime,
         opted_out: bool,
     ) -> _Send | None:
-        d = decide(policy, now, row["expires_at"], self._tz, opted_out)
-        if d.action in ("expire", "suppress"):
-            status = "expired" if d.action == "expire" else "suppressed"
-            await self._finish(session, row, status, d.reason)
+        d = decide(policy, now, row.expires_at, self._tz, opted_out)
+        if d.ends:
+            await self._finish(session, row, d)
             return None
         if d.action == "defer":
-            await store.update(session, row["id"], status="deferred", reason=d.reason,
+            await store.update(session, row.id, status=d.status, reason=d.reason,
                                not_before=d.not_before)  # fmt: skip
-            if row["status"] != "deferred":
-                NOTIFICATIONS.labels(row["channel"], row["category"], "deferred").inc()
+            if row.status != d.status:
+                NOTIFICATIONS.labels(row.channel, row.category, d.status).inc()
             return None
-        if row["cap_day"] is None:
+        if row.cap_day is None:  # a retried message keeps the slot it took
             day = local_day(now, self._tz)
             if not await store.take_cap_slot(
-                session, row["user_id"], day, row["category"], policy.daily_cap
+                session, row.user_id, day, row.category, policy.daily_cap
             ):
-                await self._finish(session, row, "suppressed", "daily_cap")
-                CAP_SUPPRESSED.labels(row["category"]).inc()
+                await self._finish(session, row, CAP_USED_UP)
+                CAP_SUPPRESSED.labels(row.category).inc()
                 return None
-            row["cap_day"] = day
+            row = replace(row, cap_day=day)
         try:
             bodies = await self._render(session, row)
         except TemplateError as exc:
-            await self._finish(session, row, "failed", f"template: {exc}")
+            await self._finish(session, row, Decision("fail", f"template: {exc}"))
             await self._dead_letter(row, f"template: {exc}")
             return None
-        await store.update(
-            session, row["id"], status="sending", cap_day=row["cap_day"], reason=None
-        )
+        await store.update(session, row.id, status=d.status, cap_day=row.cap_day, reason=None)
         return _Send(row, bodies)
 
-    async def _render(self, session: AsyncSession, row: dict[str, Any]) -> dict[str, str]:
-        params = row["params"]
-        params = orjson.loads(params) if isinstance(params, str | bytes) else params
-        channels = [row["channel"]] + (["sms"] if row["channel"] == "im" else [])
+    async def _render(self, session: AsyncSession, row: NotificationRow) -> dict[str, str]:
+        channels = channels_for(row.channel)
         bodies: dict[str, str] = {}
         for channel in channels:
-            template = await store.template_text(session, row["template"], channel, row["locale"])
-            if template is not None:
-                bodies[channel] = render(template, params)
+            texts = await store.template_texts(
+                session, row.template, channel, locales_to_try(row.locale)
+            )
+            if (template := in_locale(texts, row.locale)) is not None:
+                bodies[channel] = render(template, row.params)
         if not bodies:
-            raise TemplateError("template", f"no template '{row['template']}' for {channels}")
+            raise TemplateError("template", f"no template '{row.template}' for {list(channels)}")
         return bodies
 
-    async def _finish(
-        self, session: AsyncSession, row: dict[str, Any], status: str, reason: str
-    ) -> None:
+    async def _finish(self, session: AsyncSession, row: NotificationRow, end: Decision) -> None:
         """An end state; an undeliverable message gives its cap slot back."""
-        await store.update(session, row["id"], status=status, reason=reason)
-        if row["cap_day"] is not None and status in ("failed", "expired", "suppressed"):
-            await store.release_cap_slot(session, row["user_id"], row["cap_day"], row["category"])
-        NOTIFICATIONS.labels(row["channel"], row["category"], status).inc()
+        await store.update(session, row.id, status=end.status, reason=end.reason)
+        if row.cap_day is not None and gives_slot_back(end.status):
+            await store.release_cap_slot(session, row.user_id, row.cap_day, row.category)
+        NOTIFICATIONS.labels(row.channel, row.category, end.status).inc()
 
     async def _deliver(self, send: _Send) -> _Sent | None:
         """Try the channels in order; the accepted send is returned for recording, a failure
@@ -261,7 +270,7 @@ class Dispatcher:
             await self._pace(provider.name)
             started = time.perf_counter()
             try:
-                result = await provider.send(row["id"], row["user_id"], body)
+                result = await provider.send(row.id, row.user_id, body)
             except ProviderError as exc:
                 PROVIDER_LATENCY.labels(provider.name, "error").observe(
                     time.perf_counter() - started
@@ -275,16 +284,18 @@ class Dispatcher:
             status = "delivered" if result.delivered else "sent"
             return _Sent(row, channel, body, status, result.provider, result.message_id)
         assert error is not None
-        attempts = row["attempts"] + 1
+        attempts = row.attempts + 1
+        retry_at = next_attempt(
+            attempts, error.retryable, self._max_attempts, self._clock(), self._retry_base_s,
+            self._rnd,
+        )  # fmt: skip
         async with self._sessions() as session, session.begin():
-            if error.retryable and attempts < self._max_attempts:
-                await store.update(
-                    session, row["id"], status="queued", attempts=attempts, reason=error.reason,
-                    not_before=self._clock() + backoff(attempts, self._retry_base_s, rnd=self._rnd),
-                )  # fmt: skip
+            if retry_at is not None:
+                await store.update(session, row.id, status="queued", attempts=attempts,
+                                   reason=error.reason, not_before=retry_at)  # fmt: skip
                 return None
-            await store.update(session, row["id"], attempts=attempts)
-            await self._finish(session, row, "failed", error.reason)
+            await store.update(session, row.id, attempts=attempts)
+            await self._finish(session, row, Decision("fail", error.reason))
         await self._dead_letter(row, error.reason)
         return None
 
@@ -299,25 +310,19 @@ class Dispatcher:
                 return
             await asyncio.sleep(wait)
 
-    async def _dead_letter(self, row: dict[str, Any], reason: str) -> None:
-        DLQ.labels(row["category"]).inc()
-        doc = {k: (str(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+    async def _dead_letter(self, row: NotificationRow, reason: str) -> None:
+        DLQ.labels(row.category).inc()
+        doc = {k: (str(v) if isinstance(v, datetime) else v) for k, v in asdict(row).items()}
         await (
             await self._producer.send(
                 NOTIFY_DLQ,
                 orjson.dumps({"notification": doc, "reason": reason}, default=str),
-                key=row["user_id"].encode(),
+                key=row.user_id.encode(),
             )
         )
 
     async def _refresh_gauges(self) -> None:
         async with self._sessions() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT status, count(*) AS n FROM notifications "
-                    "WHERE status IN ('queued', 'deferred', 'sending') GROUP BY status"
-                )
-            )
-            found = {r.status: int(r.n) for r in rows}
+            found = await store.waiting_counts(session)
         for status in ("queued", "deferred", "sending"):
             WAITING.labels(status).set(found.get(status, 0))

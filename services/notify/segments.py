@@ -64,20 +64,28 @@ class ScoringClient:
         return users
 
 
-async def recipients(segment: dict[str, Any], scoring: ScoringClient | None) -> list[str]:
-    if segment["kind"] == "list":
-        users = set(segment["user_ids"])
-    elif scoring is None:
+def check_resolvable(segment: dict[str, Any], scoring: ScoringClient | None) -> None:
+    """Every kind but an explicit list is resolved through scoring, which must be configured."""
+    if segment["kind"] != "list" and scoring is None:
         raise ValidationFailed(
             f"segment: kind '{segment['kind']}' needs scoring (NOTIFY_SCORING_URL)",
             code="segment_unavailable",
         )
-    elif segment["kind"] == "top_groups":
-        users = await scoring.top_group_members(
-            segment["month"], segment["province"], segment["top"]
-        )
+
+
+async def recipients(segment: dict[str, Any], scoring: ScoringClient | None) -> list[str]:
+    """The segment's users, sorted; asks scoring over HTTP (call it outside any transaction)."""
+    check_resolvable(segment, scoring)
+    if segment["kind"] == "list":
+        users = set(segment["user_ids"])
     else:
-        users = await scoring.active_users(segment["month"], segment["min_activity_points"])
+        assert scoring is not None  # check_resolvable
+        if segment["kind"] == "top_groups":
+            users = await scoring.top_group_members(
+                segment["month"], segment["province"], segment["top"]
+            )
+        else:
+            users = await scoring.active_users(segment["month"], segment["min_activity_points"])
     if len(users) > MAX_RECIPIENTS:
         raise Conflict(f"segment: more than {MAX_RECIPIENTS} recipients", code="segment_too_large")
     return sorted(users)

@@ -1,4 +1,5 @@
-"""`POST /v1/events` and `POST /v1/events:import` (SPEC §3). Thin: read, screen, publish, answer."""
+"""`POST /v1/events` and `POST /v1/events:import` (SPEC §3). Thin: authorize, read the body,
+accept its events (the use case), answer."""
 
 from __future__ import annotations
 
@@ -7,26 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
-from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from services.ingest.api.body import read_json_body
-from services.ingest.domain.intake import Screening, screen
-from services.ingest.publisher import EventPublisher
+from services.ingest.usecases.accept_events import accept_events
 from shared.api_auth import BEARER_SECURITY, authorize
-from shared.auth import Principal, Role, TokenBucket
-from shared.contract import EVENT_TYPES, MAX_FUTURE, WindowContext
-from shared.errors import RateLimited
+from shared.auth import Principal, Role
 from shared.http import PROBLEM_JSON, Problem
-
-EVENTS = Counter(
-    "engage_ingest_events_total",
-    "Events received by ingest, by result and type.",
-    ["result", "type"],
-)
-for _type in (*EVENT_TYPES, "invalid"):  # every series from the start (a bounded set)
-    for _result in ("accepted", "rejected"):
-        EVENTS.labels(_result, _type)
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -114,23 +102,10 @@ async def _ingest(
 ) -> ORJSONResponse:
     received = datetime.now(UTC)
     payload = await read_json_body(request)
-    screening: Screening = screen(payload, WindowContext(received, max_age, MAX_FUTURE))
-
-    if screening.accepted:
-        bucket: TokenBucket = request.app.state.rate_limiter
-        wait_s = bucket.take(principal.key_id, principal.rate_per_s, len(screening.accepted))
-        if wait_s > 0:
-            raise RateLimited(
-                f"over this key's rate of {principal.rate_per_s:g} events/s",
-                retry_after_s=int(wait_s + 0.999),
-            )
-        publisher: EventPublisher = request.app.state.publisher
-        await publisher.publish(screening.accepted, received.isoformat(), principal.key_id)
-
-    for item in screening.accepted:
-        EVENTS.labels("accepted", item.event.type).inc()
-    for rej in screening.rejected:
-        EVENTS.labels("rejected", rej.type).inc()
+    state = request.app.state
+    screening = await accept_events(
+        payload, principal, received, max_age, state.rate_limiter, state.publisher
+    )
     body = {
         "accepted": len(screening.accepted),
         "rejected": [r.as_dict() for r in screening.rejected],

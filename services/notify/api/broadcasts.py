@@ -3,20 +3,17 @@ approver role, then fanned out at a paced rate inside the send window."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 
+from services.notify.api.deps import Scoring, Sessions
 from services.notify.api.schemas import Broadcast, BroadcastBody
-from services.notify.domain.policy import Policy
-from services.notify.domain.templates import TemplateError, render
-from services.notify.segments import recipients
-from services.notify.store import broadcasts
-from services.notify.store import notifications as store
+from services.notify.domain.broadcast import BroadcastDraft
+from services.notify.store.broadcasts import BroadcastRow
+from services.notify.usecases import broadcasts
 from shared.api_auth import RequireApprover, RequireCampaignOwner, RequireCampaignReader
-from shared.api_deps import SessionDep, TimeZone, UnitOfWork
-from shared.errors import ValidationFailed
+from shared.api_deps import TimeZone
 from shared.http import problems, reject_unknown_query_params
 
 router = APIRouter(
@@ -30,30 +27,17 @@ BroadcastId = Annotated[int, Path(ge=1, le=2**62)]
 
 @router.post("", response_model=Broadcast, status_code=201, summary="Create (pending approval)")
 async def create_broadcast(
-    body: BroadcastBody, session: UnitOfWork, owner: RequireCampaignOwner, request: Request
-) -> dict[str, Any]:
-    text = await store.template_text(session, body.template, body.channel, body.locale)
-    if text is None:
-        raise ValidationFailed(
-            f"template: no template '{body.template}' for {body.channel}", code="unknown_template"
-        )
-    try:
-        render(text, body.params)
-    except TemplateError as exc:
-        raise ValidationFailed(str(exc), code="invalid_params") from None
-    if body.segment.kind != "list" and request.app.state.scoring is None:
-        raise ValidationFailed(
-            f"segment: kind '{body.segment.kind}' needs scoring (NOTIFY_SCORING_URL)",
-            code="segment_unavailable",
-        )
-    return await broadcasts.create(session, body.model_dump(), owner.key_id)
+    body: BroadcastBody, sessions: Sessions, owner: RequireCampaignOwner, scoring: Scoring
+) -> BroadcastRow:
+    draft = BroadcastDraft(**body.model_dump())
+    return await broadcasts.create_broadcast(sessions, draft, owner.key_id, scoring)
 
 
 @router.get("/{broadcast_id}", response_model=Broadcast, summary="A broadcast and its counts")
 async def get_broadcast(
-    broadcast_id: BroadcastId, session: SessionDep, _: RequireCampaignReader
-) -> dict[str, Any]:
-    return await broadcasts.get(session, broadcast_id)
+    broadcast_id: BroadcastId, sessions: Sessions, _: RequireCampaignReader
+) -> BroadcastRow:
+    return await broadcasts.get_broadcast(sessions, broadcast_id)
 
 
 @router.post(
@@ -63,18 +47,12 @@ async def get_broadcast(
 )
 async def approve_broadcast(
     broadcast_id: BroadcastId,
-    session: UnitOfWork,
+    sessions: Sessions,
     approver: RequireApprover,
     tz: TimeZone,
-    request: Request,
-) -> dict[str, Any]:
-    policies = await store.policies(session)
-    current = await broadcasts.get(session, broadcast_id)
-    policy = policies.get(current["category"]) or Policy(current["category"])
-    users = await recipients(current["segment"], request.app.state.scoring)
-    return await broadcasts.approve(
-        session, broadcast_id, approver.key_id, users, policy, policies, datetime.now(UTC), tz
-    )
+    scoring: Scoring,
+) -> BroadcastRow:
+    return await broadcasts.approve_broadcast(sessions, scoring, broadcast_id, approver.key_id, tz)
 
 
 @router.post(
@@ -83,6 +61,6 @@ async def approve_broadcast(
     summary="Cancel; messages not yet sent are suppressed",
 )
 async def cancel_broadcast(
-    broadcast_id: BroadcastId, session: UnitOfWork, owner: RequireCampaignOwner
-) -> dict[str, Any]:
-    return await broadcasts.cancel(session, broadcast_id, owner.key_id)
+    broadcast_id: BroadcastId, sessions: Sessions, owner: RequireCampaignOwner
+) -> BroadcastRow:
+    return await broadcasts.cancel_broadcast(sessions, broadcast_id, owner.key_id)

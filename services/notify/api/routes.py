@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query
 
+from services.notify.api.deps import Sessions, after_id, by_id
 from services.notify.api.schemas import (
     Counts,
     NotificationPage,
@@ -17,14 +17,13 @@ from services.notify.api.schemas import (
     Template,
     TemplateBody,
 )
-from services.notify.domain.templates import TemplateError, sms_segments, validate
-from services.notify.store import config
-from services.notify.store import notifications as store
+from services.notify.domain import policy as domain
+from services.notify.store.config import PolicyRow
+from services.notify.usecases import notifications, opt_outs, policies, templates
 from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
-from shared.api_deps import SessionDep, UnitOfWork
-from shared.errors import NotFound, ValidationFailed
+from shared.api_deps import UserIdPath, UserIdQuery
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor, single_int
+from shared.pagination import PageParams
 
 router = APIRouter(
     prefix="/v1",
@@ -32,36 +31,15 @@ router = APIRouter(
     dependencies=[Depends(reject_unknown_query_params)],
     responses=problems(400, 401, 403, 404, 422),
 )
-UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")]
 TemplateName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Channel = Annotated[str, Path(pattern=r"^(im|sms)$")]
 Locale = Annotated[str, Path(pattern=r"^(zh-CN|en)$")]
 Category = Annotated[str, Path(pattern=r"^(reward|marketing|service)$")]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(max_length=512)]
-
-
-def _after(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    value: int = decode_cursor(cursor, single_int)[0]
-    return value
-
-
-def _next(items: list[dict[str, Any]], limit: int) -> str | None:
-    return encode_cursor([items[-1]["id"]]) if len(items) == limit else None
-
-
-def _with_length(t: dict[str, Any]) -> dict[str, Any]:
-    if t["channel"] == "sms":
-        seg = sms_segments(t["text"].format_map(dict.fromkeys(t["placeholders"], "")))
-        t = {**t, "sms": {"encoding": seg.encoding, "units": seg.units, "segments": seg.count}}
-    return t
 
 
 @router.get("/templates", response_model=list[Template], summary="Every template")
-async def list_templates(session: SessionDep, _: RequireCampaignReader) -> list[dict[str, Any]]:
-    return [_with_length(t) for t in await config.templates(session)]
+async def list_templates(sessions: Sessions, _: RequireCampaignReader) -> list[Template]:
+    return [Template.of(t) for t in await templates.list_templates(sessions)]
 
 
 @router.put(
@@ -74,36 +52,29 @@ async def put_template(
     channel: Channel,
     locale: Locale,
     body: TemplateBody,
-    session: UnitOfWork,
+    sessions: Sessions,
     owner: RequireCampaignOwner,
-) -> dict[str, Any]:
-    try:
-        validate(body.text, body.placeholders)
-    except TemplateError as exc:
-        raise ValidationFailed(
-            str(exc),
-            code="invalid_template",
-            extra={"errors": [{"field": exc.field, "message": str(exc)}]},
-        ) from None
-    saved = await config.save_template(
-        session, name, channel, locale, body.category, body.text, body.placeholders, owner.key_id
+) -> Template:
+    saved = await templates.put_template(
+        sessions, name, channel, locale, body.category, body.text, body.placeholders, owner.key_id
     )
-    return _with_length(saved)
+    return Template.of(saved)
 
 
 @router.get("/policies", response_model=list[Policy], summary="Send policies per category")
-async def list_policies(session: SessionDep, _: RequireCampaignReader) -> list[dict[str, Any]]:
-    return await config.policy_rows(session)
+async def list_policies(sessions: Sessions, _: RequireCampaignReader) -> list[PolicyRow]:
+    return await policies.list_policies(sessions)
 
 
 @router.put("/policies/{category}", response_model=Policy, summary="Change a category's policy")
 async def put_policy(
-    category: Category, body: PolicyBody, session: UnitOfWork, admin: RequireAdmin
-) -> dict[str, Any]:
-    return await config.save_policy(
-        session, category, body.daily_cap, time.fromisoformat(body.window_start),
-        time.fromisoformat(body.window_end), body.ttl_seconds, body.marketing, admin.key_id,
+    category: Category, body: PolicyBody, sessions: Sessions, admin: RequireAdmin
+) -> PolicyRow:
+    policy = domain.Policy(
+        category, body.daily_cap, time.fromisoformat(body.window_start),
+        time.fromisoformat(body.window_end), timedelta(seconds=body.ttl_seconds), body.marketing,
     )  # fmt: skip
+    return await policies.set_policy(sessions, policy, admin.key_id)
 
 
 @router.put(
@@ -111,13 +82,13 @@ async def put_policy(
     status_code=204,
     summary="Opt the user out of marketing messages",
 )
-async def opt_out(user_id: UserId, session: UnitOfWork, admin: RequireAdmin) -> None:
-    await config.set_opt_out(session, user_id, True, "api", admin.key_id)
+async def opt_out(user_id: UserIdPath, sessions: Sessions, admin: RequireAdmin) -> None:
+    await opt_outs.set_opt_out(sessions, user_id, True, "api", admin.key_id)
 
 
 @router.delete("/users/{user_id}/opt-out", status_code=204, summary="Opt the user back in")
-async def opt_in(user_id: UserId, session: UnitOfWork, admin: RequireAdmin) -> None:
-    await config.set_opt_out(session, user_id, False, "api", admin.key_id)
+async def opt_in(user_id: UserIdPath, sessions: Sessions, admin: RequireAdmin) -> None:
+    await opt_outs.set_opt_out(sessions, user_id, False, "api", admin.key_id)
 
 
 @router.get(
@@ -126,21 +97,14 @@ async def opt_in(user_id: UserId, session: UnitOfWork, admin: RequireAdmin) -> N
     summary="A user's notifications with their statuses, and counts by status",
 )
 async def user_notifications(
-    user_id: UserId,
-    session: SessionDep,
-    _: RequireCampaignReader,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    user_id: UserIdPath, sessions: Sessions, _: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    items = await store.by_user(session, user_id, limit, _after(cursor))
-    for item in items:
-        if isinstance(item["params"], str | bytes):
-            item["params"] = orjson.loads(item["params"])
+    found = await notifications.user_notifications(sessions, user_id, page.limit, after_id(page))
     return {
-        "items": items,
-        "counts": await store.status_counts(session, user_id=user_id),
-        "opted_out": await config.is_opted_out(session, user_id),
-        "next_cursor": _next(items, limit),
+        "items": found.items,
+        "counts": found.counts,
+        "opted_out": found.opted_out,
+        "next_cursor": page.next_cursor(found.items, by_id),
     }
 
 
@@ -150,13 +114,13 @@ async def user_notifications(
     summary="Notifications by status, optionally for one source prefix (e.g. grant:)",
 )
 async def counts(
-    session: SessionDep,
+    sessions: Sessions,
     _: RequireCampaignReader,
     source_prefix: Annotated[
         str | None, Query(max_length=64, pattern=r"^[a-z]+:[A-Za-z0-9_\-]*$")
     ] = None,
 ) -> dict[str, Any]:
-    return {"counts": await store.status_counts(session, source_prefix=source_prefix)}
+    return {"counts": await notifications.status_counts(sessions, source_prefix)}
 
 
 @router.get(
@@ -165,22 +129,15 @@ async def counts(
     summary="What the sandbox provider would have sent",
 )
 async def sandbox(
-    session: SessionDep,
-    _: RequireCampaignReader,
-    user_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")] = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    *, sessions: Sessions, _: RequireCampaignReader, user_id: UserIdQuery = None, page: PageParams
 ) -> dict[str, Any]:
-    items = await config.sandbox_messages(session, user_id, limit, _after(cursor))
-    return {"items": items, "next_cursor": _next(items, limit)}
+    items = await notifications.sandbox_messages(sessions, user_id, page.limit, after_id(page))
+    return {"items": items, "next_cursor": page.next_cursor(items, by_id)}
 
 
 @router.get("/templates/{name}/{channel}/{locale}", response_model=Template, summary="A template")
 async def get_template(
-    name: TemplateName, channel: Channel, locale: Locale, session: SessionDep,
+    name: TemplateName, channel: Channel, locale: Locale, sessions: Sessions,
     _: RequireCampaignReader,
-) -> dict[str, Any]:  # fmt: skip
-    found = await config.template(session, name, channel, locale)
-    if found is None:
-        raise NotFound(f"no template {name}/{channel}/{locale}", code="template_not_found")
-    return _with_length(found)
+) -> Template:  # fmt: skip
+    return Template.of(await templates.get_template(sessions, name, channel, locale))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.notify.usecases.templates import TemplateView
+from shared.api_deps import ID_PATTERN
+from shared.pagination import Page
 from shared.text import SafeTextModel
 from shared.timebounds import check_day
 
@@ -49,6 +53,12 @@ class Template(BaseModel):
     updated_by: str
     updated_at: datetime
     sms: SmsLength | None = None
+
+    @classmethod
+    def of(cls, view: TemplateView) -> Template:
+        s = view.sms
+        sms = SmsLength(encoding=s.encoding, units=s.units, segments=s.count) if s else None
+        return cls(**asdict(view.template), sms=sms)
 
 
 class PolicyBody(_Body):
@@ -97,11 +107,9 @@ class Notification(BaseModel):
     updated_at: datetime
 
 
-class NotificationPage(BaseModel):
-    items: list[Notification]
+class NotificationPage(Page[Notification]):
     counts: dict[str, int] = Field(description="This user's notifications by status")
     opted_out: bool
-    next_cursor: str | None
 
 
 class Counts(BaseModel):
@@ -117,14 +125,13 @@ class SandboxMessage(BaseModel):
     at: datetime
 
 
-class SandboxPage(BaseModel):
-    items: list[SandboxMessage]
-    next_cursor: str | None
+class SandboxPage(Page[SandboxMessage]):
+    """What the sandbox provider stored, oldest first."""
 
 
 class ListSegment(_Body):
     kind: Literal["list"]
-    user_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@+\-]{1,64}$")]] = Field(
+    user_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
         min_length=1, max_length=100_000
     )
 

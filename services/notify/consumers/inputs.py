@@ -10,47 +10,14 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notify.domain.messages import describe_rewards
+from services.notify.domain.notices import NewNotification, grant_notice, request_notice, schedule
 from services.notify.domain.templates import CATEGORIES
 from services.notify.store import notifications as store
-from services.notify.store.notifications import NewNotification
 from shared.consumer import PROCESSED, Record, TransactionalConsumer
 from shared.records import GrantRecord, SendRequest
 from shared.topics import GRANTS_TOPIC, NOTIFY_DLQ
 
-REWARD_TEMPLATE = "reward_granted"
 SERVICE = "notify"
-
-
-def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification | None:
-    """A new granted grant becomes a reward notice; other grant events send nothing."""
-    if grant.event != "recorded" or grant.status != "granted":
-        return None
-    return NewNotification(
-        source=f"grant:{grant.grant_id}",
-        user_id=grant.user_id,
-        template=REWARD_TEMPLATE,
-        category="reward",
-        channel="im",
-        locale=locale,
-        params={
-            "campaign": grant.campaign_name or grant.campaign_id,
-            "rewards": describe_rewards([i.model_dump() for i in grant.items], locale),
-            "fulfil_by": grant.fulfil_by.isoformat(),
-        },
-    )
-
-
-def request_notice(req: SendRequest) -> NewNotification:
-    return NewNotification(
-        source=f"request:{req.request_id}",
-        user_id=req.user_id,
-        template=req.template,
-        category=req.category,
-        channel=req.channel,
-        locale=req.locale,
-        params=dict(req.params),
-    )
 
 
 class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
@@ -86,7 +53,7 @@ class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
     async def apply(self, session: AsyncSession, values: list[NewNotification | None]) -> int:
         items = [v for v in values if v is not None and v.category in CATEGORIES]
         policies = await store.policies(session)
-        return await store.enqueue(session, items, policies, self._clock())
+        return await store.enqueue(session, schedule(items, policies, self._clock()))
 
     def after_commit(self, result: int, replayed: int) -> None:
         PROCESSED.labels(SERVICE, self._record_type).inc(result)

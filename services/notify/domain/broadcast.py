@@ -1,12 +1,54 @@
-"""Broadcasts (SPEC §6): a template sent to a segment, fanned out at a paced rate across the
-send window rather than in a burst."""
+"""Broadcasts (SPEC §6, §15): a template sent to a segment, created by a campaign owner and
+approved by someone else, then fanned out at a paced rate across the send window rather than in
+a burst. Cancelling suppresses what has not been sent yet."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.notify.domain.notices import NewNotification
 from services.notify.domain.policy import Policy
+from shared.errors import Conflict, Forbidden
+
+PENDING, APPROVED, CANCELLED = "pending_approval", "approved", "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastDraft:
+    """What a campaign owner asks to send."""
+
+    name: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+    segment: dict[str, Any]
+    rate_per_s: float
+
+
+def source_of(broadcast_id: int) -> str:
+    """The notification source of a broadcast's messages."""
+    return f"broadcast:{broadcast_id}"
+
+
+def check_approval(broadcast_id: int, status: str, created_by: str, approver: str) -> None:
+    """Only a pending broadcast is approved, and not by its creator (four eyes)."""
+    if status != PENDING:
+        raise Conflict(f"broadcast {broadcast_id} is {status}", code="invalid_transition")
+    if approver == created_by:
+        raise Forbidden("a broadcast cannot be approved by its creator", code="self_approval")
+
+
+def check_cancel(broadcast_id: int, status: str) -> None:
+    """A broadcast is cancelled once; before approval nothing was queued, after it what has not
+    been sent yet is suppressed."""
+    if status == CANCELLED:
+        raise Conflict(f"broadcast {broadcast_id} is already cancelled", code="invalid_transition")
 
 
 def paced_schedule(
@@ -23,3 +65,21 @@ def paced_schedule(
         out.append(at)
         at += step
     return out
+
+
+def fan_out(
+    broadcast_id: int,
+    draft: BroadcastDraft,
+    users: Sequence[str],
+    now: datetime,
+    policy: Policy,
+    tz: ZoneInfo,
+) -> list[NewNotification]:
+    """One notification per recipient, each due at its paced time."""
+    source = source_of(broadcast_id)
+    due = paced_schedule(len(users), now, draft.rate_per_s, policy, tz)
+    d = draft
+    return [
+        NewNotification(source, user, d.template, d.category, d.channel, d.locale, d.params, at)
+        for user, at in zip(users, due, strict=True)
+    ]

@@ -4,6 +4,7 @@ live, marketing (opt-outs apply) or transactional. Pure decisions; the store per
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -36,16 +37,44 @@ class Policy:
         start = datetime.combine(local.date(), self.window_start, tzinfo=tz)
         return start if start > local else start + timedelta(days=1)
 
+    def expires_at(self, due: datetime) -> datetime:
+        """A message lives for the time to live counted from when it is first due."""
+        return due + self.ttl
+
+
+def policy_for(policies: Mapping[str, Policy], category: str) -> Policy:
+    """The category's stored policy, else the defaults of SPEC §6."""
+    return policies.get(category) or Policy(category)
+
 
 def local_day(at: datetime, tz: ZoneInfo) -> date:
     return at.astimezone(tz).date()
 
 
+_STATUS_AFTER = {
+    "send": "sending",
+    "defer": "deferred",
+    "expire": "expired",
+    "suppress": "suppressed",
+    "fail": "failed",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: str  # "send", "defer", "expire", "suppress"
+    action: str  # "send", "defer", "expire", "suppress", "fail"
     reason: str = ""
     not_before: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        """The status the message moves to."""
+        return _STATUS_AFTER[self.action]
+
+    @property
+    def ends(self) -> bool:
+        """The message will never be sent (expired, suppressed or failed)."""
+        return self.action in ("expire", "suppress", "fail")
 
 
 def decide(

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 CATEGORIES = ("reward", "marketing", "service")
-CHANNELS = ("im", "sms")
-LOCALES = ("zh-CN", "en")
+DEFAULT_LOCALE = "zh-CN"
 MAX_TEXT = 1000
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -74,6 +73,19 @@ def validate(text: str, declared: list[str]) -> None:
         raise TemplateError("placeholders", f"'{unused[0]}' is declared but not used in text")
 
 
+def locales_to_try(locale: str) -> tuple[str, ...]:
+    """A message in a locale without its own template falls back to the default locale's."""
+    return (locale,) if locale == DEFAULT_LOCALE else (locale, DEFAULT_LOCALE)
+
+
+def in_locale(texts: Mapping[str, str], locale: str) -> str | None:
+    """The text for `locale` among a template's `texts` by locale, else the default's."""
+    for candidate in locales_to_try(locale):
+        if candidate in texts:
+            return texts[candidate]
+    return None
+
+
 def render(text: str, params: Mapping[str, object]) -> str:
     missing = [n for n in placeholders_in(text) if n not in params]
     if missing:
@@ -91,3 +103,10 @@ def sms_segments(text: str) -> Segments:
         single, part, encoding = 70, 67, "UCS-2"
     count = 1 if units <= single else -(-units // part)
     return Segments(encoding, units, count)
+
+
+def sms_length(channel: str, text: str, placeholders: list[str]) -> Segments | None:
+    """An SMS template's length with its placeholders empty (a lower bound); None for IM."""
+    if channel != "sms":
+        return None
+    return sms_segments(text.format_map(dict.fromkeys(placeholders, "")))

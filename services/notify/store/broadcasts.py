@@ -1,22 +1,18 @@
-"""Broadcasts as stored: created by a campaign owner, approved by someone else, then their
-recipients are queued in the approving transaction with paced due times."""
+"""Broadcasts as stored, with the counts of their notifications by status."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.domain.broadcast import paced_schedule
-from services.notify.domain.policy import Policy
-from services.notify.store import notifications as store
-from shared.audit import audit
+from services.notify.domain.broadcast import APPROVED, CANCELLED, PENDING, BroadcastDraft, source_of
+from services.notify.store import notifications
 from shared.db import jsonb
-from shared.errors import Conflict, Forbidden, NotFound
 
 COLUMNS = (
     "broadcast_id, name, template, category, channel, locale, params, segment, rate_per_s, "
@@ -24,13 +20,35 @@ COLUMNS = (
 )
 
 
-def _doc(row: Any) -> dict[str, Any]:
-    doc = dict(row._mapping)
-    doc["params"], doc["segment"] = jsonb(doc["params"]), jsonb(doc["segment"])
-    return doc
+@dataclass(frozen=True, slots=True)
+class BroadcastRow:
+    broadcast_id: int
+    name: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+    segment: dict[str, Any]
+    rate_per_s: float
+    status: str
+    created_by: str
+    created_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    recipients: int | None
+    counts: dict[str, int]  # its notifications by status
+
+    @property
+    def draft(self) -> BroadcastDraft:
+        return BroadcastDraft(
+            self.name, self.template, self.category, self.channel, self.locale, self.params,
+            self.segment, self.rate_per_s,
+        )  # fmt: skip
 
 
-async def get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> dict[str, Any]:
+async def get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> BroadcastRow | None:
+    """The broadcast (locked for this transaction with `lock`), or None."""
     row = (
         await session.execute(
             text(
@@ -41,99 +59,55 @@ async def get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> d
         )
     ).first()
     if row is None:
-        raise NotFound(f"no broadcast {broadcast_id}", code="broadcast_not_found")
-    doc = _doc(row)
-    doc["counts"] = await store.status_counts(session, source=f"broadcast:{broadcast_id}")
-    return doc
+        return None
+    counts = await notifications.status_counts(session, source=source_of(broadcast_id))
+    return BroadcastRow(
+        **{**row._mapping, "params": jsonb(row.params), "segment": jsonb(row.segment)},
+        counts=counts,
+    )
 
 
-async def create(session: AsyncSession, fields: dict[str, Any], actor: str) -> dict[str, Any]:
+async def insert(session: AsyncSession, draft: BroadcastDraft, actor: str) -> int:
+    """A new broadcast pending approval; returns its id."""
     row = (
         await session.execute(
             text(
                 "INSERT INTO broadcasts (name, template, category, channel, locale, params, "
                 "segment, rate_per_s, status, created_by) VALUES (:name, :template, :category, "
                 ":channel, :locale, CAST(:params AS jsonb), CAST(:segment AS jsonb), :rate, "
-                "'pending_approval', :by) RETURNING broadcast_id"
+                ":status, :by) RETURNING broadcast_id"
             ),
             {
-                **{k: fields[k] for k in ("name", "template", "category", "channel", "locale")},
-                "params": orjson.dumps(fields["params"]).decode(),
-                "segment": orjson.dumps(fields["segment"]).decode(),
-                "rate": fields["rate_per_s"],
+                "name": draft.name,
+                "template": draft.template,
+                "category": draft.category,
+                "channel": draft.channel,
+                "locale": draft.locale,
+                "params": orjson.dumps(draft.params).decode(),
+                "segment": orjson.dumps(draft.segment).decode(),
+                "rate": draft.rate_per_s,
+                "status": PENDING,
                 "by": actor,
             },
         )
     ).one()
-    doc = await get(session, int(row.broadcast_id))
-    await audit(session, actor, "broadcast.create", f"broadcast:{row.broadcast_id}", None, doc)
-    return doc
+    return int(row.broadcast_id)
 
 
-async def approve(
-    session: AsyncSession,
-    broadcast_id: int,
-    actor: str,
-    users: list[str],
-    policy: Policy,
-    policies: dict[str, Policy],
-    now: datetime,
-    tz: ZoneInfo,
-) -> dict[str, Any]:
-    """Approve (not by its creator) and queue every recipient (the segment, resolved) at its
-    paced time."""
-    before = await get(session, broadcast_id, lock=True)
-    if before["status"] != "pending_approval":
-        raise Conflict(f"broadcast {broadcast_id} is {before['status']}", code="invalid_transition")
-    if actor == before["created_by"]:
-        raise Forbidden("a broadcast cannot be approved by its creator", code="self_approval")
-    due = paced_schedule(len(users), now, before["rate_per_s"], policy, tz)
-    await store.enqueue(
-        session,
-        [
-            store.NewNotification(
-                f"broadcast:{broadcast_id}",
-                user,
-                before["template"],
-                before["category"],
-                before["channel"],
-                before["locale"],
-                before["params"],
-                at,
-            )
-            for user, at in zip(users, due, strict=True)
-        ],
-        policies,
-        now,
-    )
+async def mark_approved(
+    session: AsyncSession, broadcast_id: int, actor: str, at: datetime, recipients: int
+) -> None:
     await session.execute(
         text(
-            "UPDATE broadcasts SET status = 'approved', approved_by = :by, approved_at = :now, "
+            "UPDATE broadcasts SET status = :s, approved_by = :by, approved_at = :at, "
             "recipients = :n WHERE broadcast_id = :b"
         ),
-        {"by": actor, "now": now, "n": len(users), "b": broadcast_id},
+        {"s": APPROVED, "by": actor, "at": at, "n": recipients, "b": broadcast_id},
     )
-    after = await get(session, broadcast_id)
-    await audit(session, actor, "broadcast.approve", f"broadcast:{broadcast_id}", before, after)
-    return after
 
 
-async def cancel(session: AsyncSession, broadcast_id: int, actor: str) -> dict[str, Any]:
-    """Before approval: cancelled. After: what has not been sent yet is suppressed."""
-    before = await get(session, broadcast_id, lock=True)
-    if before["status"] == "cancelled":
-        raise Conflict(f"broadcast {broadcast_id} is already cancelled", code="invalid_transition")
+async def mark_cancelled(session: AsyncSession, broadcast_id: int) -> None:
     await session.execute(
-        text(
-            "UPDATE notifications SET status = 'suppressed', reason = 'broadcast_cancelled', "
-            "updated_at = now() WHERE source = :s AND status IN ('queued', 'deferred')"
-        ),
-        {"s": f"broadcast:{broadcast_id}"},
+        text("UPDATE broadcasts SET status = :s WHERE broadcast_id = :b"),
+        {"s": CANCELLED, "b": broadcast_id},
     )
-    await session.execute(
-        text("UPDATE broadcasts SET status = 'cancelled' WHERE broadcast_id = :b"),
-        {"b": broadcast_id},
-    )
-    after = await get(session, broadcast_id)
-    await audit(session, actor, "broadcast.cancel", f"broadcast:{broadcast_id}", before, after)
-    return after

@@ -1,28 +1,67 @@
-"""Templates, policies and opt-outs, every change audited."""
+"""Templates, policies, opt-outs and what the sandbox provider stored."""
 
 from __future__ import annotations
 
-from datetime import time
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.audit import audit
+from services.notify.domain.policy import Policy
 
 TEMPLATE_COLUMNS = "name, channel, locale, category, text, placeholders, updated_by, updated_at"
+# The send window as local HH:MM, the way it is set.
+POLICY_COLUMNS = (
+    "category, daily_cap, to_char(window_start, 'HH24:MI') AS window_start, "
+    "to_char(window_end, 'HH24:MI') AS window_end, ttl_seconds, marketing, updated_by, updated_at"
+)
 
 
-async def templates(session: AsyncSession) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class TemplateRow:
+    name: str
+    channel: str
+    locale: str
+    category: str
+    text: str
+    placeholders: list[str]
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRow:
+    category: str
+    daily_cap: int
+    window_start: str  # local HH:MM
+    window_end: str
+    ttl_seconds: int
+    marketing: bool
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxMessageRow:
+    id: int
+    notification_id: int
+    channel: str
+    user_id: str
+    body: str
+    at: datetime
+
+
+async def templates(session: AsyncSession) -> list[TemplateRow]:
     rows = await session.execute(
         text(f"SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name, channel, locale")
     )
-    return [dict(r._mapping) for r in rows]
+    return [TemplateRow(**r._mapping) for r in rows]
 
 
 async def template(
     session: AsyncSession, name: str, channel: str, locale: str
-) -> dict[str, Any] | None:
+) -> TemplateRow | None:
     row = (
         await session.execute(
             text(
@@ -32,7 +71,7 @@ async def template(
             {"n": name, "c": channel, "l": locale},
         )
     ).first()
-    return dict(row._mapping) if row else None
+    return TemplateRow(**row._mapping) if row else None
 
 
 async def save_template(
@@ -44,8 +83,7 @@ async def save_template(
     body: str,
     placeholders: list[str],
     actor: str,
-) -> dict[str, Any]:
-    before = await template(session, name, channel, locale)
+) -> None:
     await session.execute(
         text(
             "INSERT INTO templates (name, channel, locale, category, text, placeholders, "
@@ -57,43 +95,23 @@ async def save_template(
         {"n": name, "c": channel, "l": locale, "cat": category, "t": body,
          "p": placeholders, "by": actor},
     )  # fmt: skip
-    after = await template(session, name, channel, locale)
-    assert after is not None
-    await audit(
-        session, actor, "template.save", f"template:{name}/{channel}/{locale}", before, after
-    )
-    return after
 
 
-POLICY_COLUMNS = (
-    "category, daily_cap, window_start, window_end, ttl_seconds, marketing, updated_by, updated_at"
-)
-
-
-async def policy_rows(session: AsyncSession) -> list[dict[str, Any]]:
-    """Policies with their window as local HH:MM."""
+async def policy_rows(session: AsyncSession) -> list[PolicyRow]:
     rows = await session.execute(text(f"SELECT {POLICY_COLUMNS} FROM policies ORDER BY category"))
-    return [
-        {
-            **dict(r._mapping),
-            "window_start": r.window_start.strftime("%H:%M"),
-            "window_end": r.window_end.strftime("%H:%M"),
-        }
-        for r in rows
-    ]
+    return [PolicyRow(**r._mapping) for r in rows]
 
 
-async def save_policy(
-    session: AsyncSession,
-    category: str,
-    daily_cap: int,
-    window_start: time,
-    window_end: time,
-    ttl_seconds: int,
-    marketing: bool,
-    actor: str,
-) -> dict[str, Any]:
-    before = next((p for p in await policy_rows(session) if p["category"] == category), None)
+async def policy_row(session: AsyncSession, category: str) -> PolicyRow | None:
+    row = (
+        await session.execute(
+            text(f"SELECT {POLICY_COLUMNS} FROM policies WHERE category = :c"), {"c": category}
+        )
+    ).first()
+    return PolicyRow(**row._mapping) if row else None
+
+
+async def save_policy(session: AsyncSession, policy: Policy, actor: str) -> None:
     await session.execute(
         text(
             "INSERT INTO policies (category, daily_cap, window_start, window_end, ttl_seconds, "
@@ -103,15 +121,13 @@ async def save_policy(
             "ttl_seconds = excluded.ttl_seconds, marketing = excluded.marketing, "
             "updated_by = excluded.updated_by, updated_at = now()"
         ),
-        {"c": category, "cap": daily_cap, "ws": window_start, "we": window_end,
-         "ttl": ttl_seconds, "m": marketing, "by": actor},
+        {"c": policy.category, "cap": policy.daily_cap, "ws": policy.window_start,
+         "we": policy.window_end, "ttl": int(policy.ttl.total_seconds()),
+         "m": policy.marketing, "by": actor},
     )  # fmt: skip
-    after = next(p for p in await policy_rows(session) if p["category"] == category)
-    await audit(session, actor, "policy.save", f"policy:{category}", before, after)
-    return after
 
 
-async def set_opt_out(session: AsyncSession, user_id: str, out: bool, via: str, actor: str) -> bool:
+async def set_opt_out(session: AsyncSession, user_id: str, out: bool, via: str) -> bool:
     """Opt a user out of (or back into) marketing messages; True if anything changed."""
     if out:
         changed = await session.execute(
@@ -125,11 +141,7 @@ async def set_opt_out(session: AsyncSession, user_id: str, out: bool, via: str, 
         changed = await session.execute(
             text("DELETE FROM opt_outs WHERE user_id = :u RETURNING user_id"), {"u": user_id}
         )
-    done = changed.first() is not None
-    if done:
-        await audit(session, actor, "opt_out" if out else "opt_in", f"user:{user_id}",
-                    None, {"via": via})  # fmt: skip
-    return done
+    return changed.first() is not None
 
 
 async def is_opted_out(session: AsyncSession, user_id: str) -> bool:
@@ -139,7 +151,7 @@ async def is_opted_out(session: AsyncSession, user_id: str) -> bool:
 
 async def sandbox_messages(
     session: AsyncSession, user_id: str | None, limit: int, after: int | None
-) -> list[dict[str, Any]]:
+) -> list[SandboxMessageRow]:
     rows = await session.execute(
         text(
             "SELECT id, notification_id, channel, user_id, body, at FROM sandbox_messages "
@@ -148,4 +160,4 @@ async def sandbox_messages(
         ),
         {"u": user_id, "after": after, "n": limit},
     )
-    return [dict(r._mapping) for r in rows]
+    return [SandboxMessageRow(**r._mapping) for r in rows]

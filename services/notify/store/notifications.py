@@ -8,11 +8,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.domain.notices import ScheduledNotification
 from services.notify.domain.policy import Policy
-from shared.db import lock_keys
+from shared.db import jsonb, lock_keys
 
 SENDING_LEASE = timedelta(seconds=60)  # a 'sending' row older than this was left by a crash
 COLUMNS = (
@@ -23,7 +24,8 @@ COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class NewNotification:
+class NotificationRow:
+    id: int
     source: str
     user_id: str
     template: str
@@ -31,12 +33,25 @@ class NewNotification:
     channel: str
     locale: str
     params: dict[str, Any]
-    not_before: datetime | None = None  # None: due at once
+    body: str | None
+    status: str
+    reason: str | None
+    not_before: datetime
+    expires_at: datetime
+    attempts: int
+    sent_channel: str | None
+    provider: str | None
+    provider_message_id: str | None
+    cap_day: date | None
+    created_at: datetime
+    updated_at: datetime
 
 
-async def enqueue(
-    session: AsyncSession, items: list[NewNotification], policies: dict[str, Policy], now: datetime
-) -> int:
+def _row(r: Row[Any]) -> NotificationRow:
+    return NotificationRow(**{**r._mapping, "params": jsonb(r.params)})
+
+
+async def enqueue(session: AsyncSession, items: list[ScheduledNotification]) -> int:
     """Queue new notifications; a (source, user, template) seen before is ignored. Returns how
     many were new."""
     if not items:
@@ -45,22 +60,21 @@ async def enqueue(
         text("""
         INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
                                    status, not_before, expires_at)
-        SELECT s, u, t, c, ch, l, p, 'queued', COALESCE(nb, :now), e FROM unnest(
+        SELECT s, u, t, c, ch, l, p, 'queued', nb, e FROM unnest(
             CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
             CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
             CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[])) AS x(s, u, t, c, ch, l, p, e, nb)
         ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
         {
-            "s": [i.source for i in items],
-            "u": [i.user_id for i in items],
-            "t": [i.template for i in items],
-            "c": [i.category for i in items],
-            "ch": [i.channel for i in items],
-            "l": [i.locale for i in items],
-            "p": [orjson.dumps(i.params).decode() for i in items],
-            "e": [(i.not_before or now) + policies[i.category].ttl for i in items],
+            "s": [i.notice.source for i in items],
+            "u": [i.notice.user_id for i in items],
+            "t": [i.notice.template for i in items],
+            "c": [i.notice.category for i in items],
+            "ch": [i.notice.channel for i in items],
+            "l": [i.notice.locale for i in items],
+            "p": [orjson.dumps(i.notice.params).decode() for i in items],
+            "e": [i.expires_at for i in items],
             "nb": [i.not_before for i in items],
-            "now": now,
         },
     )
     return len(rows.all())
@@ -68,7 +82,7 @@ async def enqueue(
 
 async def claim_due(
     session: AsyncSession, now: datetime, limit: int, lease: timedelta = SENDING_LEASE
-) -> list[dict[str, Any]]:
+) -> list[NotificationRow]:
     """Due messages, locked for this transaction; replicas skip each other's. A row `sending`
     for longer than `lease` was left by a crashed replica and is taken again."""
     rows = await session.execute(
@@ -79,7 +93,7 @@ async def claim_due(
         ORDER BY not_before LIMIT :n FOR UPDATE SKIP LOCKED"""),
         {"now": now, "stale": now - lease, "n": limit},
     )
-    return [dict(r._mapping) for r in rows]
+    return [_row(r) for r in rows]
 
 
 async def take_cap_slot(
@@ -167,23 +181,23 @@ async def policies(session: AsyncSession) -> dict[str, Policy]:
     }
 
 
-async def template_text(session: AsyncSession, name: str, channel: str, locale: str) -> str | None:
-    """The template for this channel and locale, else its zh-CN version."""
+async def template_texts(
+    session: AsyncSession, name: str, channel: str, locales: tuple[str, ...]
+) -> dict[str, str]:
+    """The template's text for this channel in each of `locales` that has one."""
     rows = await session.execute(
         text(
             "SELECT locale, text FROM templates WHERE name = :n AND channel = :c "
-            "AND locale IN (:l, 'zh-CN')"
+            "AND locale = ANY(:l)"
         ),
-        {"n": name, "c": channel, "l": locale},
+        {"n": name, "c": channel, "l": list(locales)},
     )
-    found = {r.locale: r.text for r in rows}
-    result: str | None = found.get(locale) or found.get("zh-CN")
-    return result
+    return {r.locale: r.text for r in rows}
 
 
 async def by_user(
     session: AsyncSession, user_id: str, limit: int, after: int | None
-) -> list[dict[str, Any]]:
+) -> list[NotificationRow]:
     rows = await session.execute(
         text(
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = :u "
@@ -191,7 +205,7 @@ async def by_user(
         ),
         {"u": user_id, "after": after, "n": limit},
     )
-    return [dict(r._mapping) for r in rows]
+    return [_row(r) for r in rows]
 
 
 async def status_counts(
@@ -210,6 +224,28 @@ async def status_counts(
         {"u": user_id, "p": source_prefix, "s": source},
     )
     return {r.status: int(r.n) for r in rows}
+
+
+async def waiting_counts(session: AsyncSession) -> dict[str, int]:
+    """Notifications not yet at an end, by status."""
+    rows = await session.execute(
+        text(
+            "SELECT status, count(*) AS n FROM notifications "
+            "WHERE status IN ('queued', 'deferred', 'sending') GROUP BY status"
+        )
+    )
+    return {r.status: int(r.n) for r in rows}
+
+
+async def suppress_waiting(session: AsyncSession, source: str, reason: str) -> None:
+    """The source's messages still waiting to be sent end `suppressed` with `reason`."""
+    await session.execute(
+        text(
+            "UPDATE notifications SET status = 'suppressed', reason = :r, "
+            "updated_at = now() WHERE source = :s AND status IN ('queued', 'deferred')"
+        ),
+        {"s": source, "r": reason},
+    )
 
 
 async def lock_messages(session: AsyncSession, provider: str, message_ids: list[str]) -> None:
@@ -236,11 +272,23 @@ async def record_receipts(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptChange:
+    """A sent message a delivery receipt moved to `delivered` or `failed`."""
+
+    id: int
+    user_id: str
+    category: str
+    channel: str
+    status: str
+    cap_day: date | None
+
+
 async def apply_receipts(
     session: AsyncSession, provider: str, message_ids: list[str]
-) -> list[dict[str, Any]]:
+) -> list[ReceiptChange]:
     """Move sent messages whose receipt has arrived to delivered / failed (either order of
-    arrival); a failed one gives its cap slot back. Returns the rows that changed."""
+    arrival). Returns the rows that changed."""
     rows = await session.execute(
         text("""
         UPDATE notifications n SET
@@ -253,8 +301,4 @@ async def apply_receipts(
         RETURNING n.id, n.user_id, n.category, n.channel, n.status, n.cap_day"""),
         {"p": provider, "m": message_ids},
     )
-    changed = [dict(r._mapping) for r in rows]
-    for row in changed:
-        if row["status"] == "failed" and row["cap_day"] is not None:
-            await release_cap_slot(session, row["user_id"], row["cap_day"], row["category"])
-    return changed
+    return [ReceiptChange(**r._mapping) for r in rows]

@@ -1,0 +1,79 @@
+"""What is to be sent (SPEC §6): a notification asked for by a grant, a send request or a
+broadcast, and when it is due and expires under its category's policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.notify.domain.messages import describe_rewards
+from services.notify.domain.policy import Policy, policy_for
+from shared.records import GrantRecord, SendRequest
+
+REWARD_TEMPLATE = "reward_granted"
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """One message to queue; a (source, user, template) is queued at most once."""
+
+    source: str
+    user_id: str
+    template: str
+    category: str
+    channel: str
+    locale: str
+    params: dict[str, Any]
+    not_before: datetime | None = None  # None: due at once
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledNotification:
+    notice: NewNotification
+    not_before: datetime
+    expires_at: datetime
+
+
+def schedule(
+    notices: Iterable[NewNotification], policies: Mapping[str, Policy], now: datetime
+) -> list[ScheduledNotification]:
+    """Each notice is due at its own time (else now) and expires its category's TTL later."""
+    out = []
+    for n in notices:
+        due = n.not_before or now
+        out.append(ScheduledNotification(n, due, policy_for(policies, n.category).expires_at(due)))
+    return out
+
+
+def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification | None:
+    """A new granted grant becomes a reward notice; other grant events send nothing."""
+    if grant.event != "recorded" or grant.status != "granted":
+        return None
+    return NewNotification(
+        source=f"grant:{grant.grant_id}",
+        user_id=grant.user_id,
+        template=REWARD_TEMPLATE,
+        category="reward",
+        channel="im",
+        locale=locale,
+        params={
+            "campaign": grant.campaign_name or grant.campaign_id,
+            "rewards": describe_rewards([i.model_dump() for i in grant.items], locale),
+            "fulfil_by": grant.fulfil_by.isoformat(),
+        },
+    )
+
+
+def request_notice(req: SendRequest) -> NewNotification:
+    """A send request on engage.notify.v1 is queued as asked."""
+    return NewNotification(
+        source=f"request:{req.request_id}",
+        user_id=req.user_id,
+        template=req.template,
+        category=req.category,
+        channel=req.channel,
+        locale=req.locale,
+        params=dict(req.params),
+    )
