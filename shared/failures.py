@@ -1,7 +1,7 @@
 """Which failures a retry can help, and how a failure's reason is written down (SPEC §16).
 
-Consumers (shared/consumer.py) and settlement (services/rewards/settler.py) ask the same two
-questions of an exception: is it transient — the database or broker unreachable, a
+Consumers (shared/consumer.py) and settlement (services/rewards/usecases/settlement.py) ask
+the same two questions of an exception: is it transient — the database or broker unreachable, a
 serialization failure: the same work later may succeed — or does it belong to the input (a
 data error, a constraint violation, an exception from the domain), which fails the same way
 again and must be isolated? And what do we record as its reason?

@@ -1,12 +1,9 @@
-"""Runs due settlements: on a timer, and on demand through the admin API.
+"""Runs due settlements: on a timer, and on demand through the admin API
+(usecases/settlement.py settles; this loop decides when, one pass at a time per process).
 
-Settlement reads rewards' stored metric values, so it first waits until every metric record
+Settlement reads rewards' stored metric values, so a pass first waits until every metric record
 published before it started is applied (stored offsets ≥ the topic's end offsets then); the
 grace of SPEC §5 covers events that are still on their way through scoring.
-
-Each period settles in its own transaction. One that raises — a bug, a data error — is recorded
-as failed with its reason and retried with backoff, and the pass goes on with the next (SPEC
-§16); only a transient fault (the database unreachable) defers the whole pass.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -24,28 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
-from services.rewards.store.settle import (
-    Due,
-    Failed,
-    Settled,
-    count_failure,
-    due_settlements,
-    record_failure,
-    refresh_gauges,
-    settle,
-)
+from services.rewards.usecases.settlement import SettlementRun, refresh_gauges, settle_due
 from shared.consumer import stored_offsets
 from shared.errors import Unavailable
-from shared.failures import failure_reason, is_transient
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class SettlementRun:
-    settled: list[Settled] = field(default_factory=list)
-    already_settled: int = 0  # by another replica meanwhile
-    failed: list[Failed] = field(default_factory=list)  # recorded, to be retried
 
 
 class Settler:
@@ -89,72 +68,13 @@ class Settler:
         return False
 
     async def run_once(self) -> SettlementRun:
+        """One settlement pass (usecases/settlement.py), then the gauges refreshed."""
         async with self._lock:
-            run = SettlementRun()
-            async with self._sessions() as session, session.begin():
-                plan = await due_settlements(session, self._clock(), self._tz, self._backoff)
-            for failed in plan.unlisted:
-                self._failed(run, failed)
-            if plan.due and not await self.metrics_caught_up():
-                raise Unavailable(
-                    "settlement waits until rewards has applied the published metrics",
-                    retry_after_s=10,
-                )
-            for item in plan.due:
-                try:
-                    done = await settle(self._sessions, item, self._tz, self._clock())
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    self._failed(run, await self._record_failure(item, exc), exc)
-                    continue
-                if done is None:
-                    run.already_settled += 1
-                else:
-                    run.settled.append(done)
-                    log.info(
-                        "period settled",
-                        extra={
-                            "campaign": done.campaign_id,
-                            "rule": done.rule_id,
-                            "period": done.period,
-                            "grants": done.grants,
-                            "seconds": round(done.seconds, 3),
-                        },
-                    )
-            async with self._sessions() as session:
-                await refresh_gauges(session)
-            return run
-
-    async def _record_failure(self, item: Due, exc: Exception) -> Failed:
-        async with self._sessions() as session, session.begin():
-            return await record_failure(
-                session,
-                item.campaign.campaign_id,
-                item.rule.id,
-                item.period.label,
-                item.campaign.version,
-                failure_reason(exc),
-                self._clock(),
-                self._backoff,
+            run = await settle_due(
+                self._sessions, self._tz, self._clock, self._backoff, self.metrics_caught_up
             )
-
-    @staticmethod
-    def _failed(run: SettlementRun, failed: Failed, exc: Exception | None = None) -> None:
-        run.failed.append(failed)
-        count_failure(failed)
-        log.error(
-            "settlement failed; retried later",
-            exc_info=exc,
-            extra={
-                "campaign": failed.campaign_id,
-                "rule": failed.rule_id,
-                "period": failed.period,
-                "attempts": failed.attempts,
-                "next_attempt_at": failed.next_attempt_at.isoformat(),
-                "reason": failed.reason,
-            },
-        )
+            await refresh_gauges(self._sessions)
+            return run
 
     async def run(self) -> None:
         """Settle every `interval_s` (0: only on demand); refresh the budget gauges either way."""
@@ -162,8 +82,7 @@ class Settler:
             try:
                 if self._interval_s > 0:
                     await self.run_once()
-                async with self._sessions() as session:
-                    await refresh_gauges(session)
+                await refresh_gauges(self._sessions)
             except (Unavailable, OperationalError, DBAPIError, OSError) as exc:
                 log.warning("settlement pass deferred", extra={"error": repr(exc)[:300]})
             await asyncio.sleep(self._interval_s if self._interval_s > 0 else 15.0)

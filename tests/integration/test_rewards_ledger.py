@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engage.stack import Stack
 from services.rewards.app import MIGRATIONS
-from services.rewards.domain.settlement import GrantDecision
-from services.rewards.store.ledger import record_grants, revoke
+from services.rewards.domain.decisions import GrantDecision
+from services.rewards.store.ledger import record_grants, revoke_grant
 from shared.db import make_engine, make_sessionmaker, migrate
 
 pytestmark = pytest.mark.asyncio
@@ -127,10 +127,34 @@ async def test_revocation_is_a_state_change_that_releases_budget(
 ) -> None:
     campaign = await new_campaign(sessions, "revoke", budget=100)
     async with sessions() as s, s.begin():
-        await record_grants(s, campaign, 1, [decision("u1")])
-        revoked = await revoke(s, "campaign_id = :c", {"c": campaign}, "fraud", datetime.now(UTC))
-    assert [(r["status"], r["revoke_reason"]) for r in revoked] == [("revoked", "fraud")]
+        (granted,) = (await record_grants(s, campaign, 1, [decision("u1")])).rows
+        revoked = await revoke_grant(s, granted["grant_id"], "fraud", datetime.now(UTC))
+    assert revoked is not None
+    assert (revoked["status"], revoked["revoke_reason"]) == ("revoked", "fraud")
     assert await ledger(sessions, campaign) == {"revoked": 1, "spent": 0}
     async with sessions() as s, s.begin():  # the freed budget pays the next grant
         await record_grants(s, campaign, 1, [decision("u2")])
     assert await ledger(sessions, campaign) == {"revoked": 1, "granted": 1, "spent": 100}
+
+
+async def test_the_same_decision_twice_in_one_call_is_one_grant_the_first(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    campaign = await new_campaign(sessions, "same-call", budget=10_000)
+    async with sessions() as s, s.begin():
+        recorded = await record_grants(s, campaign, 1, [decision("u1"), decision("u1", 999)])
+    assert [(r["user_id"], r["items"]) for r in recorded.rows] == [
+        ("u1", [{"kind": "credit_fen", "amount": 100}])
+    ]
+    assert await ledger(sessions, campaign) == {"granted": 1, "spent": 100}
+
+
+async def test_only_a_granted_grant_can_be_revoked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    campaign = await new_campaign(sessions, "revoke-twice", budget=100)
+    async with sessions() as s, s.begin():
+        (granted,) = (await record_grants(s, campaign, 1, [decision("u1")])).rows
+        assert await revoke_grant(s, granted["grant_id"], "fraud", datetime.now(UTC)) is not None
+        assert await revoke_grant(s, granted["grant_id"], "again", datetime.now(UTC)) is None
+    assert await ledger(sessions, campaign) == {"revoked": 1, "spent": 0}

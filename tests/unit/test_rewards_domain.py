@@ -7,60 +7,33 @@ import hashlib
 import hmac
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
 from services.rewards.domain import conditions, draws, lifecycle
 from services.rewards.domain.budget import BUDGET_EXHAUSTED, GRANTED, allocate
+from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.groups import GroupMonth, effective_active_members
 from services.rewards.domain.periods import (
     day_period,
     fulfil_by,
     month_period,
     periods_in_window,
 )
-from services.rewards.domain.rules import CampaignDefinition, LotteryRule, RankRule, ScaledRule
-from services.rewards.domain.settlement import (
-    GroupMonth,
-    effective_active_members,
-    lottery_entries,
-    lottery_grants,
-    settle_rank,
-    settle_scaled_groups,
-    threshold_decision,
-)
+from services.rewards.domain.rules import lottery, rank, scaled, threshold
+from services.rewards.domain.rules.lottery import LotteryRule
+from services.rewards.domain.rules.rank import RankRule
+from services.rewards.domain.rules.scaled import ScaledRule
 from services.rewards.domain.templates import TEMPLATES
 from shared.errors import Conflict, Forbidden
+from tests.unit.rewards_inputs import TZ, InMemoryInputs, group
 
-TZ = ZoneInfo("Asia/Shanghai")
 OCT = month_period(date(2026, 10, 1), TZ)
 
 
 def leaf(metric: str, op: str, value: float) -> dict[str, Any]:
     return {"metric": metric, "op": op, "value": value}
-
-
-def group(
-    gid: str, province: str = "BJ", members: tuple[str, ...] = (), **counters: float
-) -> GroupMonth:
-    base = {
-        "members": float(len(members)),
-        "active_members": 0.0,
-        "activity_points": 0.0,
-        "points_growth": 0.0,
-        "bonus_points": 0.0,
-        "group_messages": 0.0,
-    }
-    return GroupMonth(
-        gid,
-        f"owner-{gid}",
-        province,
-        datetime(2026, 1, 1, tzinfo=UTC),
-        None,
-        members,
-        base | counters,
-    )
 
 
 def definition(rule: dict[str, Any], **extra: Any) -> CampaignDefinition:
@@ -245,7 +218,7 @@ def test_every_template_is_a_valid_definition() -> None:
 # --- rank ----------------------------------------------------------------------------------
 
 
-def test_rank_takes_top_n_per_province_with_spec_tie_breaks() -> None:
+async def test_rank_takes_top_n_per_province_with_spec_tie_breaks() -> None:
     rule = RankRule.model_validate(
         {
             "id": "r",
@@ -261,7 +234,7 @@ def test_rank_takes_top_n_per_province_with_spec_tie_breaks() -> None:
         group("c", "BJ", ("u4",), activity_points=5),
         group("d", "SH", ("u5",), bonus_points=1),
     ]
-    decisions = settle_rank(rule, OCT, groups, None)
+    decisions = await rank.settle(rule, OCT, InMemoryInputs(group_months=groups))
     owners = [
         (d.explanation["partition"], d.explanation["rank"], d.group_id)
         for d in decisions
@@ -271,7 +244,7 @@ def test_rank_takes_top_n_per_province_with_spec_tie_breaks() -> None:
     assert {d.user_id for d in decisions if d.role == "member"} == {"u1", "u2", "u3", "u5"}
 
 
-def test_rank_skips_unenrolled_dissolved_and_ineligible_groups() -> None:
+async def test_rank_skips_unenrolled_dissolved_and_ineligible_groups() -> None:
     rule = RankRule.model_validate(
         {
             "id": "r",
@@ -296,10 +269,11 @@ def test_rank_skips_unenrolled_dissolved_and_ineligible_groups() -> None:
         dissolved,
         group("c", members=("u4", "u5")),
     ]
-    assert [d.group_id for d in settle_rank(rule, OCT, groups, {"a", "b", "x"})] == ["a"]
+    inputs = InMemoryInputs(group_months=groups, enrolled_groups={"a", "b", "x"})
+    assert [d.group_id for d in await rank.settle(rule, OCT, inputs)] == ["a"]
 
 
-def test_rank_weights_change_the_order() -> None:
+async def test_rank_weights_change_the_order() -> None:
     rule = RankRule.model_validate(
         {
             "id": "r",
@@ -310,7 +284,8 @@ def test_rank_weights_change_the_order() -> None:
         }
     )
     groups = [group("a", points_growth=100), group("b", activity_points=1)]
-    assert [d.group_id for d in settle_rank(rule, OCT, groups, None)] == ["b"]
+    inputs = InMemoryInputs(group_months=groups)
+    assert [d.group_id for d in await rank.settle(rule, OCT, inputs)] == ["b"]
 
 
 # --- scaled (tribe chief) ------------------------------------------------------------------
@@ -342,7 +317,7 @@ def test_scaled_credit_is_per_effective_member_capped_and_revocable() -> None:
     )
     big = group("big", members=("a", "b", "c", "d"), active_members=4)
     low = group("low", members=("e", "f", "g", "h", "i"), active_members=3)  # 60% active
-    decisions = settle_scaled_groups(rule, OCT, [big, low], None, set("abcdefghi"))
+    decisions = scaled.group_grants(rule, OCT, [big, low], set("abcdefghi"))
     assert [(d.user_id, d.items, d.revocable) for d in decisions] == [
         ("owner-big", (("credit_fen", 250),), True)
     ]
@@ -385,9 +360,9 @@ def test_lottery_tickets_come_from_a_metric_and_repeat_wins_add_up() -> None:
         }
     )
     users = {"a": {"user.month.friends_added": 3.0}, "b": {"user.month.friends_added": 0.0}}
-    entries = lottery_entries(rule, users)
+    entries = lottery.entries(rule, users)
     assert entries == ["a#1", "a#2", "a#3"]
-    (grant,) = lottery_grants(rule, OCT, draws.draw("s", entries, 10, True))
+    (grant,) = lottery.grants(rule, OCT, draws.draw("s", entries, 10, True))
     assert grant.items == (("points", 150),) and grant.user_id == "a"
 
 
@@ -404,9 +379,9 @@ def test_threshold_fires_only_when_condition_holds_and_explains_why() -> None:
     assert rule.kind == "threshold"
     day = day_period(date(2026, 10, 3), TZ)
     assert (
-        threshold_decision(rule, "campaign", day, "u", {"user.campaign.friends_added": 1}) is None
+        threshold.decision(rule, "campaign", day, "u", {"user.campaign.friends_added": 1}) is None
     )
-    fired = threshold_decision(rule, "campaign", day, "u", {"user.campaign.friends_added": 2})
+    fired = threshold.decision(rule, "campaign", day, "u", {"user.campaign.friends_added": 2})
     assert fired is not None and fired.key == ("two-friends", "user", "u", "campaign")
     assert (
         fired.explanation["conditions"][0]["actual"] == 2

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.retry import Backoff
-from services.rewards.domain.rules import CampaignDefinition
 from shared.failures import REASON_CHARS, failure_reason, is_transient
 
 

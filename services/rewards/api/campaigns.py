@@ -5,32 +5,32 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import ValidationError
 
+from services.rewards.api.deps import Sessions
 from services.rewards.api.schemas import (
-    AuditPage,
+    AuditEntry,
     Campaign,
-    CampaignPage,
+    CampaignSummary,
     CreateCampaign,
     Draw,
     Enroll,
     Enrollment,
-    EnrollmentPage,
-    SettlementPage,
+    Settlement,
     SimulationRequest,
     SimulationResult,
     Template,
 )
-from services.rewards.domain.rules import CampaignDefinition
+from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.templates import TEMPLATES
-from services.rewards.store import campaigns, draws, settle, simulate
+from services.rewards.store import campaigns, draws, settle
+from services.rewards.usecases import simulate
 from shared.api_auth import RequireApprover, RequireCampaignOwner, RequireCampaignReader
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
-from shared.errors import EngageError, ValidationFailed
-from shared.failures import failure_reason, is_transient
+from shared.errors import ValidationFailed
 from shared.http import problems, reject_unknown_query_params
-from shared.pagination import decode_cursor, encode_cursor, single_int, single_text
+from shared.pagination import Page, PageParams, PageQuery, single_int, single_text
 from shared.period_params import period_param
 
 router = APIRouter(
@@ -43,19 +43,11 @@ CampaignId = Annotated[str, Path(pattern=r"^cmp_[0-9a-f]{12}$", description="cmp
 VersionNo = Annotated[int, Path(ge=1, le=1_000_000)]
 RuleId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
 PeriodLabel = Annotated[str, Path(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(max_length=512)]
 
 
-def _next(items: list[dict[str, Any]], limit: int, key: str) -> str | None:
-    return encode_cursor([items[-1][key]]) if len(items) == limit else None
-
-
-def _after_text(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    value: str = decode_cursor(cursor, single_text)[0]
-    return value
+def _after_text(page: PageQuery) -> str | None:
+    after = page.after(single_text)
+    return None if after is None else str(after[0])
 
 
 @router.get("/templates", response_model=list[Template], summary="The six campaign templates")
@@ -90,12 +82,12 @@ async def create_campaign(
     return await campaigns.create(session, definition, body.template, owner.key_id)
 
 
-@router.get("/campaigns", response_model=CampaignPage, summary="Campaigns, by id")
+@router.get("/campaigns", response_model=Page[CampaignSummary], summary="Campaigns, by id")
 async def list_campaigns(
-    session: SessionDep, _: RequireCampaignReader, limit: Limit = 100, cursor: Cursor = None
+    session: SessionDep, _: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    items = await campaigns.list_page(session, limit, _after_text(cursor))
-    return {"items": items, "next_cursor": _next(items, limit, "campaign_id")}
+    items = await campaigns.list_page(session, page.limit, _after_text(page))
+    return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["campaign_id"]])}
 
 
 @router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="One campaign")
@@ -186,35 +178,31 @@ async def enroll(
 
 
 @router.get(
-    "/campaigns/{campaign_id}/enrollments", response_model=EnrollmentPage, summary="Enrollments"
+    "/campaigns/{campaign_id}/enrollments",
+    response_model=Page[Enrollment],
+    summary="Enrollments",
 )
 async def list_enrollments(
-    campaign_id: CampaignId,
-    session: SessionDep,
-    _: RequireCampaignReader,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    items = await campaigns.enrollments_page(session, campaign_id, limit, _after_text(cursor))
-    return {"items": items, "next_cursor": _next(items, limit, "group_id")}
+    items = await campaigns.enrollments_page(session, campaign_id, page.limit, _after_text(page))
+    return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["group_id"]])}
 
 
 @router.get(
     "/campaigns/{campaign_id}/audit",
-    response_model=AuditPage,
+    response_model=Page[AuditEntry],
     summary="Every change to the campaign: who, when, before and after",
 )
 async def campaign_audit(
-    campaign_id: CampaignId,
-    session: SessionDep,
-    _: RequireCampaignReader,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
     await campaigns.get(session, campaign_id)
-    after = decode_cursor(cursor, single_int)[0] if cursor else None
-    items = await campaigns.audit_page(session, f"campaign:{campaign_id}", limit, after)
-    return {"items": items, "next_cursor": _next(items, limit, "id")}
+    after = page.after(single_int)
+    items = await campaigns.audit_page(
+        session, f"campaign:{campaign_id}", page.limit, None if after is None else int(after[0])
+    )
+    return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["id"]])}
 
 
 @router.get(
@@ -247,25 +235,19 @@ async def get_draw(
 
 @router.get(
     "/campaigns/{campaign_id}/settlements",
-    response_model=SettlementPage,
+    response_model=Page[Settlement],
     summary="Settled periods with their duration and grant count, and failing ones with the "
     "reason and the next attempt",
 )
 async def list_settlements(
-    campaign_id: CampaignId,
-    session: SessionDep,
-    _: RequireCampaignReader,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
     await campaigns.get(session, campaign_id)
-    items = await settle.settlements_page(session, campaign_id, limit, _after_text(cursor))
-    next_cursor = (
-        encode_cursor([f"{items[-1]['rule_id']}/{items[-1]['period']}"])
-        if len(items) == limit
-        else None
-    )
-    return {"items": items, "next_cursor": next_cursor}
+    items = await settle.settlements_page(session, campaign_id, page.limit, _after_text(page))
+    return {
+        "items": items,
+        "next_cursor": page.next_cursor(items, lambda i: [f"{i['rule_id']}/{i['period']}"]),
+    }
 
 
 @router.post(
@@ -278,47 +260,11 @@ async def simulate_version(
     campaign_id: CampaignId,
     version: VersionNo,
     body: Annotated[SimulationRequest, Body()],
-    request: Request,
+    sessions: Sessions,
     _: RequireCampaignReader,
     tz: TimeZone,
 ) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    try:
-        async with request.app.state.sessions() as session, session.begin():
-            await session.execute(campaigns.READ_ONLY)
-            doc = await campaigns.get(session, campaign_id)
-            definition = await campaigns.version_definition(session, campaign_id, version)
-            candidate = await simulate.run(
-                session, campaign_id, definition, body.from_day, body.to_day, tz, now
-            )
-            diff = None
-            live = doc["live_version"]
-            if live is not None and live != version:
-                baseline = await simulate.run(
-                    session,
-                    campaign_id,
-                    await campaigns.version_definition(session, campaign_id, live),
-                    body.from_day,
-                    body.to_day,
-                    tz,
-                    now,
-                )
-                diff = {"against_version": live, **simulate.diff(candidate, baseline, body.sample)}
-    except EngageError:
-        raise
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        # A version that cannot be simulated (a stored definition that no longer validates, a
-        # window whose periods cannot be represented) is the request's problem, not a 500.
-        raise ValidationFailed(
-            f"the simulation failed: {failure_reason(exc)}", code="simulation_failed"
-        ) from exc
-    return {
-        "campaign_id": campaign_id,
-        "version": version,
-        "from_day": body.from_day,
-        "to_day": body.to_day,
-        **simulate.summary(candidate, body.sample),
-        "diff": diff,
-    }
+    request = simulate.SimulationRequest(
+        campaign_id, version, body.from_day, body.to_day, body.sample
+    )
+    return await simulate.simulate_version(sessions, request, tz, datetime.now(UTC))

@@ -7,12 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.rewards.domain.rules import CampaignDefinition, RewardKind
+from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.rules.base import RewardKind
 from services.rewards.domain.templates import TEMPLATES
+from shared.api_deps import ID_PATTERN
 from shared.text import SafeTextModel
 from shared.timebounds import BoundedDay, BoundedInstant
-
-IDENT = r"^[A-Za-z0-9_.:@+\-]{1,64}$"  # SPEC §3 id charset
 
 
 class _Body(SafeTextModel):
@@ -45,8 +45,8 @@ class CreateCampaign(_Body):
 
 
 class Enroll(_Body):
-    group_id: str = Field(pattern=IDENT)
-    owner_id: str = Field(pattern=IDENT, description="Must be the group's owner.")
+    group_id: str = Field(pattern=ID_PATTERN)
+    owner_id: str = Field(pattern=ID_PATTERN, description="Must be the group's owner.")
 
 
 class Revoke(_Body):
@@ -108,24 +108,12 @@ class CampaignSummary(BaseModel):
     created_at: datetime
 
 
-class Page(BaseModel):
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
-
-
-class CampaignPage(Page):
-    items: list[CampaignSummary]
-
-
 class Enrollment(BaseModel):
     campaign_id: str
     group_id: str
     owner_id: str
     enrolled_by: str
     enrolled_at: datetime
-
-
-class EnrollmentPage(Page):
-    items: list[Enrollment]
 
 
 class GrantItem(BaseModel):
@@ -152,10 +140,6 @@ class Grant(BaseModel):
     revoke_reason: str | None
 
 
-class GrantPage(Page):
-    items: list[Grant]
-
-
 class AuditEntry(BaseModel):
     id: int
     at: datetime
@@ -164,10 +148,6 @@ class AuditEntry(BaseModel):
     subject: str
     before: Any
     after: Any
-
-
-class AuditPage(Page):
-    items: list[AuditEntry]
 
 
 class Draw(BaseModel):
@@ -206,10 +186,6 @@ class Settlement(BaseModel):
     next_attempt_at: datetime | None = Field(
         default=None, description="Not retried before (unless a new version goes live)"
     )
-
-
-class SettlementPage(Page):
-    items: list[Settlement]
 
 
 class SettlementFailure(BaseModel):

@@ -32,6 +32,12 @@ def entries_digest(entries: list[str]) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
+def stand_in_seed(campaign_id: str, rule_id: str, period: str) -> str:
+    """What a simulation draws with before the real draw: a simulation must never use (and so
+    reveal) a seed that is still secret."""
+    return commitment(f"simulation:{campaign_id}:{rule_id}:{period}")
+
+
 def ticket_entries(user_id: str, tickets: int) -> list[str]:
     """A user's numbered tickets, `user#1` … `user#n` (one entry per ticket)."""
     return [f"{user_id}#{n}" for n in range(1, tickets + 1)]

@@ -47,15 +47,13 @@ def month_period(d: date, tz: ZoneInfo) -> Period:
     )
 
 
-def parse_period(grain: Grain, label: str, tz: ZoneInfo) -> Period:
-    if grain == "day":
-        return day_period(date.fromisoformat(label), tz)
-    return month_period(date.fromisoformat(f"{label}-01"), tz)
+def period_on(day: date, grain: Grain, tz: ZoneInfo) -> Period:
+    """The day, or the month, that `day` falls in."""
+    return day_period(day, tz) if grain == "day" else month_period(day, tz)
 
 
 def period_of(at: datetime, grain: Grain, tz: ZoneInfo) -> Period:
-    local = at.astimezone(tz).date()
-    return day_period(local, tz) if grain == "day" else month_period(local, tz)
+    return period_on(at.astimezone(tz).date(), grain, tz)
 
 
 def periods_in_window(
@@ -67,7 +65,7 @@ def periods_in_window(
     while p.start < ends_at:
         if p.end > starts_at:
             out.append(p)
-        p = day_period(p.end.date(), tz) if grain == "day" else month_period(p.end.date(), tz)
+        p = period_on(p.end.date(), grain, tz)
     return out
 
 
@@ -75,6 +73,33 @@ def days_in_window(starts_at: datetime, ends_at: datetime, tz: ZoneInfo) -> tupl
     """First and last local day of the window (inclusive)."""
     last = (ends_at - timedelta(microseconds=1)).astimezone(tz).date()
     return starts_at.astimezone(tz).date(), last
+
+
+def months_between(first: date, last: date) -> list[date]:
+    """The first day of every month from `first`'s to `last`'s."""
+    out: list[date] = []
+    m = first.replace(day=1)
+    while m <= last:
+        out.append(m)
+        m = _next_month(m)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A campaign's window, [starts_at, ends_at)."""
+
+    starts_at: datetime
+    ends_at: datetime
+
+    def overlaps(self, period: Period) -> bool:
+        return period.start < self.ends_at and period.end > self.starts_at
+
+    def periods(self, grain: Grain, tz: ZoneInfo) -> list[Period]:
+        return periods_in_window(grain, self.starts_at, self.ends_at, tz)
+
+    def days(self, tz: ZoneInfo) -> tuple[date, date]:
+        return days_in_window(self.starts_at, self.ends_at, tz)
 
 
 def fulfil_by(period_first_day: date, next_month_day: int) -> date:

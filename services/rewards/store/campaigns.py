@@ -15,10 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards.domain import draws, lifecycle
+from services.rewards.domain import lifecycle
+from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.lifecycle import VersionState
-from services.rewards.domain.periods import periods_in_window
-from services.rewards.domain.rules import CampaignDefinition, LotteryRule
+from services.rewards.domain.rules.registry import kind_of
+from services.rewards.store.draws import commit_seeds
 from services.rewards.store.snapshots import group_owner
 from shared.audit import audit
 from shared.db import jsonb
@@ -265,26 +266,9 @@ async def _commit_seeds(
 ) -> None:
     """Choose every draw's seed now and publish only its hash (SPEC §5)."""
     for rule in definition.rules:
-        if not isinstance(rule, LotteryRule):
-            continue
-        periods = periods_in_window(rule.period, definition.starts_at, definition.ends_at, tz)
-        seeds = [draws.new_seed() for _ in periods]
-        await session.execute(
-            text(
-                "INSERT INTO draws (campaign_id, rule_id, period, seed, seed_sha256, "
-                "period_starts_at) SELECT :c, :r, * FROM unnest(CAST(:p AS text[]), "
-                "CAST(:s AS text[]), CAST(:h AS text[]), CAST(:a AS timestamptz[])) "
-                "ON CONFLICT DO NOTHING"
-            ),
-            {
-                "c": campaign_id,
-                "r": rule.id,
-                "p": [p.label for p in periods],
-                "s": seeds,
-                "h": [draws.commitment(s) for s in seeds],
-                "a": [p.start for p in periods],
-            },
-        )
+        if kind_of(rule).draws:
+            periods = definition.window.periods(rule.period, tz)
+            await commit_seeds(session, campaign_id, rule.id, periods)
 
 
 async def live_campaign_rows(session: AsyncSession, states: tuple[str, ...] = ()) -> list[Row[Any]]:
@@ -317,7 +301,7 @@ async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
     A stored definition that no longer validates (saved before a rule tightened, e.g. a window
     outside the span of shared/timebounds.py) is left out with an error logged and counted —
     never a reason for the metrics consumer to fail for every campaign; settlement records it
-    as failed with the reason (store/settle.py).
+    as failed with the reason (usecases/settlement.py).
     """
     out: list[LiveCampaign] = []
     for row in await live_campaign_rows(session):
@@ -417,7 +401,3 @@ async def audit_page(
         {"s": subject, "after": after, "n": limit},
     )
     return [{**dict(r._mapping), "before": jsonb(r.before), "after": jsonb(r.after)} for r in rows]
-
-
-def window_of(definition: CampaignDefinition) -> tuple[datetime, datetime]:
-    return definition.starts_at, definition.ends_at

@@ -4,8 +4,8 @@ change goes to engage.grants.v1 through the outbox in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.budget import GRANTED, REVOKED, allocate
-from services.rewards.domain.settlement import GrantDecision
+from services.rewards.domain.decisions import DecisionKey, GrantDecision, distinct
 from shared.db import jsonb
 from shared.records import GrantRecord
 
@@ -36,7 +36,6 @@ class Recorded:
     """What one call recorded; `count()` after the transaction committed."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    already: int = 0  # decisions whose grant existed before
 
     def count(self) -> None:
         for r in self.rows:
@@ -66,16 +65,29 @@ async def record_grants(
     decisions: Sequence[GrantDecision],
     campaign_name: str = "",
 ) -> Recorded:
-    """Record the decisions that are new; spend budgets in decision order."""
-    out = Recorded()
-    unique: dict[tuple[str, str, str, str], GrantDecision] = {}
-    for d in decisions:
-        unique.setdefault(d.key, d)
-    if not unique:
-        return out
+    """Record the decisions that are new (domain/decisions.py `distinct`, then what the ledger
+    does not hold yet); spend budgets in decision order. Only flushes."""
+    candidates = distinct(decisions)
+    if not candidates:
+        return Recorded()
     await lock_campaign_grants(session, campaign_id)
-    keys = list(unique)
-    existing = await session.execute(
+    held = await _recorded_keys(session, campaign_id, [d.key for d in candidates])
+    new = [d for d in candidates if d.key not in held]
+    if not new:
+        return Recorded()
+    remaining = await _remaining_budgets(session, campaign_id)
+    statuses, spent = allocate([d.demand() for d in new], remaining)
+    recorded = Recorded(await _insert_grants(session, campaign_id, version, new, statuses))
+    await _spend(session, campaign_id, {k: n for k, n in spent.items() if k in remaining})
+    await publish(session, recorded.rows, "recorded", campaign_name)
+    return recorded
+
+
+async def _recorded_keys(
+    session: AsyncSession, campaign_id: str, keys: Sequence[DecisionKey]
+) -> set[DecisionKey]:
+    """Which of these keys the ledger already holds a grant for."""
+    rows = await session.execute(
         text(
             "SELECT g.rule_id, g.role, g.user_id, g.period FROM grants g JOIN "
             "unnest(CAST(:r AS text[]), CAST(:o AS text[]), CAST(:u AS text[]), "
@@ -90,17 +102,25 @@ async def record_grants(
             "p": [k[3] for k in keys],
         },
     )
-    seen = {(r.rule_id, r.role, r.user_id, r.period) for r in existing}
-    new = [unique[k] for k in keys if k not in seen]
-    out.already = len(unique) - len(new)
-    if not new:
-        return out
-    budget_rows = await session.execute(
+    return {(r.rule_id, r.role, r.user_id, r.period) for r in rows}
+
+
+async def _remaining_budgets(session: AsyncSession, campaign_id: str) -> dict[str, int]:
+    """Units left per budgeted kind, locked until the transaction ends."""
+    rows = await session.execute(
         text("SELECT kind, total - spent AS left FROM budgets WHERE campaign_id = :c FOR UPDATE"),
         {"c": campaign_id},
     )
-    remaining = {r.kind: int(r.left) for r in budget_rows}
-    statuses, spent = allocate([d.demand() for d in new], remaining)
+    return {r.kind: int(r.left) for r in rows}
+
+
+async def _insert_grants(
+    session: AsyncSession,
+    campaign_id: str,
+    version: int,
+    decisions: Sequence[GrantDecision],
+    statuses: Sequence[str],
+) -> list[dict[str, Any]]:
     rows = await session.execute(
         text(f"""
         INSERT INTO grants (campaign_id, version, rule_id, role, user_id, period, status, items,
@@ -112,32 +132,36 @@ async def record_grants(
         {
             "c": campaign_id,
             "v": version,
-            "r": [d.rule_id for d in new],
-            "o": [d.role for d in new],
-            "u": [d.user_id for d in new],
-            "p": [d.period for d in new],
-            "s": statuses,
-            "i": [
-                orjson.dumps([{"kind": k, "amount": a} for k, a in d.items]).decode() for d in new
-            ],
-            "f": [d.fulfil_by for d in new],
-            "g": [d.group_id for d in new],
-            "rv": [d.revocable for d in new],
-            "e": [orjson.dumps(d.explanation).decode() for d in new],
+            "r": [d.rule_id for d in decisions],
+            "o": [d.role for d in decisions],
+            "u": [d.user_id for d in decisions],
+            "p": [d.period for d in decisions],
+            "s": list(statuses),
+            "i": [_items_json(d) for d in decisions],
+            "f": [d.fulfil_by for d in decisions],
+            "g": [d.group_id for d in decisions],
+            "rv": [d.revocable for d in decisions],
+            "e": [orjson.dumps(d.explanation).decode() for d in decisions],
         },
     )
-    out.rows = [grant_document(dict(r._mapping)) for r in rows]
-    if spent:
-        kinds = sorted(k for k in spent if k in remaining)
+    return [grant_document(dict(r._mapping)) for r in rows]
+
+
+def _items_json(d: GrantDecision) -> str:
+    return orjson.dumps([{"kind": k, "amount": a} for k, a in d.items]).decode()
+
+
+async def _spend(session: AsyncSession, campaign_id: str, units: Mapping[str, int]) -> None:
+    """Add `units` (budgeted kinds only) to what the campaign has spent."""
+    if units:
+        kinds = sorted(units)
         await session.execute(
             text(
                 "UPDATE budgets b SET spent = b.spent + x.n FROM unnest(CAST(:k AS text[]), "
                 "CAST(:n AS bigint[])) AS x(k, n) WHERE b.campaign_id = :c AND b.kind = x.k"
             ),
-            {"c": campaign_id, "k": kinds, "n": [spent[k] for k in kinds]},
+            {"c": campaign_id, "k": kinds, "n": [units[k] for k in kinds]},
         )
-    await publish(session, out.rows, "recorded", campaign_name)
-    return out
 
 
 async def publish(
@@ -165,10 +189,38 @@ async def publish(
         )
 
 
-async def revoke(
+async def revoke_grant(
+    session: AsyncSession, grant_id: int, reason: str, now: datetime
+) -> dict[str, Any] | None:
+    """Revoke one grant if it is granted (a recorded state change), releasing its budget;
+    None if it is not. Only flushes."""
+    revoked = await _revoke(session, "grant_id = :id", {"id": grant_id}, reason, now)
+    return revoked[0] if revoked else None
+
+
+async def revoke_for_dissolved_groups(
+    session: AsyncSession, dissolved: dict[str, datetime], now: datetime, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    """Revocable grants of groups dissolved (local day) before their fulfilment date (SPEC §1,
+    tribe chief). Only flushes."""
+    ids = sorted(dissolved)
+    if not ids:
+        return []
+    days = [dissolved[i].astimezone(tz).date() for i in ids]
+    return await _revoke(
+        session,
+        "revocable AND EXISTS (SELECT 1 FROM unnest(CAST(:g AS text[]), CAST(:d AS date[])) "
+        "AS x(g, d) WHERE x.g = grants.group_id AND x.d < grants.fulfil_by)",
+        {"g": ids, "d": days},
+        "group_dissolved",
+        now,
+    )
+
+
+async def _revoke(
     session: AsyncSession, where: str, params: dict[str, Any], reason: str, now: datetime
 ) -> list[dict[str, Any]]:
-    """Revoke granted grants matching `where` (a recorded state change), releasing budget."""
+    """Revoke granted grants matching `where` (this module's own conditions), releasing budget."""
     rows = await session.execute(
         text(f"""
         UPDATE grants SET status = '{REVOKED}', revoked_at = :now, revoke_reason = :reason
@@ -196,25 +248,6 @@ async def revoke(
     return revoked
 
 
-async def revoke_for_dissolved_groups(
-    session: AsyncSession, dissolved: dict[str, datetime], now: datetime, tz: ZoneInfo
-) -> list[dict[str, Any]]:
-    """Revocable grants of groups dissolved (local day) before their fulfilment date (SPEC §1,
-    tribe chief)."""
-    ids = sorted(dissolved)
-    if not ids:
-        return []
-    days = [dissolved[i].astimezone(tz).date() for i in ids]
-    return await revoke(
-        session,
-        "revocable AND EXISTS (SELECT 1 FROM unnest(CAST(:g AS text[]), CAST(:d AS date[])) "
-        "AS x(g, d) WHERE x.g = grants.group_id AND x.d < grants.fulfil_by)",
-        {"g": ids, "d": days},
-        "group_dissolved",
-        now,
-    )
-
-
 async def dissolutions(session: AsyncSession, group_ids: Iterable[str]) -> dict[str, datetime]:
     """When each of these groups was dissolved, from any month's stored values."""
     rows = await session.execute(
@@ -227,21 +260,37 @@ async def dissolutions(session: AsyncSession, group_ids: Iterable[str]) -> dict[
     return {r.group_id: r.at for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class GrantFilters:
+    """What a list of grants is narrowed to; None = any."""
+
+    campaign_id: str | None = None
+    user_id: str | None = None
+    rule_id: str | None = None
+    period: str | None = None
+    status: str | None = None
+
+
 async def grants_page(
-    session: AsyncSession, filters: dict[str, Any], limit: int, after: int | None
+    session: AsyncSession, filters: GrantFilters, limit: int, after: int | None
 ) -> list[dict[str, Any]]:
-    """Grants matching the filters (campaign_id, user_id, rule_id, period, status), by id."""
-    where = " AND ".join(f"{k} = :{k}" for k in sorted(filters)) or "true"
+    """Grants matching the filters, by id."""
+    given = {column: v for column, v in asdict(filters).items() if v is not None}
+    where = " AND ".join(f"{column} = :{column}" for column in sorted(given)) or "true"
     rows = await session.execute(
         text(
             f"SELECT {GRANT_COLUMNS} FROM grants WHERE {where} "
             "AND (CAST(:after AS bigint) IS NULL OR grant_id > :after) ORDER BY grant_id LIMIT :n"
         ),
-        {**filters, "after": after, "n": limit},
+        {**given, "after": after, "n": limit},
     )
     return [grant_document(dict(r._mapping)) for r in rows]
 
 
 async def grant_by_id(session: AsyncSession, grant_id: int) -> dict[str, Any] | None:
-    rows = await grants_page(session, {"grant_id": grant_id}, 1, None)
-    return rows[0] if rows else None
+    row = (
+        await session.execute(
+            text(f"SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = :id"), {"id": grant_id}
+        )
+    ).first()
+    return None if row is None else grant_document(dict(row._mapping))

@@ -1,71 +1,24 @@
-"""Settlement (SPEC §5): period-end rules run once per period after the grace, on exactly one
-replica, catching up after downtime.
+"""Settlements as stored (SPEC §5, §16): settled periods with their figures, periods whose
+settlement failed with the reason and the next attempt, and what the gauges show. Only
+flushes: usecases/settlement.py decides and owns the transactions.
 
-Exactly once: the settlement row is inserted first in the same transaction that records the
-grants. A second replica's insert waits on the primary key until the first commits, then finds
-the row and skips; if the first dies, its transaction rolls back and the second settles.
-
-Fault isolation (SPEC §16): a campaign whose periods cannot be listed, or a period whose
-settlement raises, is recorded in `settlement_failures` with its reason (rule and period '*'
-for the campaign as a whole) and skipped until its next attempt is due; every other period
-settles. The failure row goes in the transaction that finally settles the period.
+Rule and period '*' (`UNLISTED`) stand for a campaign whose periods could not be listed at all.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.lifecycle import ACTIVE, ENDED
-from services.rewards.domain.periods import Period, periods_in_window
-from services.rewards.domain.retry import Backoff
-from services.rewards.domain.rules import LotteryRule, RankRule, ScaledRule
-from services.rewards.store.campaigns import LiveCampaign, live_campaign_rows, read_live
-from services.rewards.store.draws import freeze_draw as freeze_draw_in
-from services.rewards.store.evaluate import period_decisions
-from services.rewards.store.ledger import (
-    Recorded,
-    dissolutions,
-    record_grants,
-    revoke_for_dissolved_groups,
-)
-from shared.failures import failure_reason
+from services.rewards.domain.retry import PendingRetry
 
-SETTLEMENT_SECONDS = Histogram(
-    "engage_settlement_seconds",
-    "Time to settle one (campaign, rule, period).",
-    ["kind"],
-    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-BUDGET_REMAINING = Gauge("engage_budget_remaining", "Units of budget left.", ["campaign", "kind"])
-BUDGET_LIMIT = Gauge("engage_budget_limit", "Units of budget in all.", ["campaign", "kind"])
-SETTLEMENT_FAILURES = Counter(
-    "engage_settlement_failures_total",
-    "Settlement attempts that failed for a reason other than a transient fault.",
-    ["campaign"],
-)
-SETTLEMENTS_FAILING = Gauge(
-    "engage_settlements_failing",
-    "Periods (or whole campaigns, rule '*') of active or ended campaigns whose settlement "
-    "failed and waits for a retry.",
-)
 UNLISTED = "*"  # rule and period of a failure to list a campaign's periods at all
-
-PeriodRule = RankRule | LotteryRule | ScaledRule
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    campaign: LiveCampaign
-    rule: PeriodRule
-    period: Period
+SettlementKey = tuple[str, str, str]  # campaign id, rule id, period label
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,109 +34,38 @@ class Failed:
     next_attempt_at: datetime
 
 
-@dataclass(slots=True)
-class DueSettlements:
-    due: list[Due]
-    unlisted: list[Failed]  # campaigns whose periods could not be listed, recorded just now
-
-
 @dataclass(frozen=True, slots=True)
-class _Retry:
-    version: int
-    next_attempt_at: datetime
-
-    def waits(self, now: datetime, version: int) -> bool:
-        """Not due yet — unless a new version went live since, which may have fixed it."""
-        return self.next_attempt_at > now and self.version == version
+class BudgetLevel:
+    campaign_id: str
+    kind: str
+    total: int
+    left: int
 
 
-def _periods_past_grace(
-    c: LiveCampaign, now: datetime, tz: ZoneInfo
-) -> list[tuple[PeriodRule, Period]]:
-    d = c.definition
-    out: list[tuple[PeriodRule, Period]] = []
-    for rule in d.rules:
-        if not isinstance(rule, RankRule | LotteryRule | ScaledRule):
-            continue
-        for p in periods_in_window(rule.period, d.starts_at, d.ends_at, tz):
-            if c.ended_at is not None and p.start >= c.ended_at:
-                continue  # ended early: later periods never happen
-            if p.settle_due() <= now:
-                out.append((rule, p))
-    return out
+async def settled_keys(session: AsyncSession) -> set[SettlementKey]:
+    rows = await session.execute(text("SELECT campaign_id, rule_id, period FROM settlements"))
+    return {(r.campaign_id, r.rule_id, r.period) for r in rows}
 
 
-async def due_settlements(
-    session: AsyncSession, now: datetime, tz: ZoneInfo, backoff: Backoff
-) -> DueSettlements:
-    """Periods of active or ended campaigns past their grace and not yet settled, oldest first.
-
-    A paused campaign settles nothing; on resume it catches up. A period whose last attempt
-    failed waits for its next attempt. A campaign whose periods cannot be listed (its stored
-    definition no longer validates, its window cannot be represented) is recorded as failed
-    and skipped; failures of periods that no longer need settling are dropped. Only flushes.
-    """
-    done = {
-        (r.campaign_id, r.rule_id, r.period)
-        for r in await session.execute(text("SELECT campaign_id, rule_id, period FROM settlements"))
-    }
-    retries = {
-        (r.campaign_id, r.rule_id, r.period): _Retry(r.version, r.next_attempt_at)
-        for r in await session.execute(
-            text(
-                "SELECT campaign_id, rule_id, period, version, next_attempt_at "
-                "FROM settlement_failures ORDER BY campaign_id, rule_id, period"
-            )  # sorted: replicas drop stale rows, and lock them, in one order
+async def pending_retries(session: AsyncSession) -> dict[SettlementKey, PendingRetry]:
+    """Every failed settlement, sorted: replicas drop stale rows, and lock them, in one order."""
+    rows = await session.execute(
+        text(
+            "SELECT campaign_id, rule_id, period, version, next_attempt_at "
+            "FROM settlement_failures ORDER BY campaign_id, rule_id, period"
         )
+    )
+    return {
+        (r.campaign_id, r.rule_id, r.period): PendingRetry(r.version, r.next_attempt_at)
+        for r in rows
     }
-    out = DueSettlements([], [])
-    resolved: list[tuple[str, str, str]] = []
-    for row in await live_campaign_rows(session, (ACTIVE, ENDED)):
-        cid = row.campaign_id
-        whole = retries.get((cid, UNLISTED, UNLISTED))
-        if whole is not None and whole.waits(now, row.live_version):
-            continue
-        # Everything about one campaign that can raise (a stored definition that no longer
-        # validates, a window whose periods cannot be represented) stays with that campaign.
-        try:
-            campaign = read_live(row)
-            candidates = [
-                (rule, p)
-                for rule, p in _periods_past_grace(campaign, now, tz)
-                if (cid, rule.id, p.label) not in done
-            ]
-        except Exception as exc:
-            reason = failure_reason(exc)
-            failed = await record_failure(
-                session, cid, UNLISTED, UNLISTED, row.live_version, reason, now, backoff
-            )
-            out.unlisted.append(failed)
-            continue
-        keys = {(cid, rule.id, p.label) for rule, p in candidates}
-        resolved += [k for k in retries if k[0] == cid and k not in keys]
-        for rule, p in candidates:
-            retry = retries.get((cid, rule.id, p.label))
-            if retry is None or not retry.waits(now, campaign.version):
-                out.due.append(Due(campaign, rule, p))
-    for cid, rule_id, period in resolved:
-        await _forget_failure(session, cid, rule_id, period)
-    out.due.sort(key=lambda x: (x.period.end, x.campaign.campaign_id, x.rule.id))
-    return out
 
 
-async def record_failure(
-    session: AsyncSession,
-    campaign_id: str,
-    rule_id: str,
-    period: str,
-    version: int,
-    reason: str,
-    now: datetime,
-    backoff: Backoff,
-) -> Failed:
-    """One more failed attempt, and when to try again. Only flushes."""
-    key = {"c": campaign_id, "r": rule_id, "p": period}
-    attempts = (
+async def add_failure(
+    session: AsyncSession, key: SettlementKey, version: int, reason: str, now: datetime
+) -> int:
+    """One more failed attempt at `key`; how many in a row now."""
+    attempts: int = (
         await session.execute(
             text(
                 "INSERT INTO settlement_failures AS f (campaign_id, rule_id, period, version, "
@@ -194,115 +76,77 @@ async def record_failure(
                 "attempts = f.attempts + 1, last_failed_at = EXCLUDED.last_failed_at "
                 "RETURNING attempts"
             ),
-            {**key, "v": version, "reason": reason, "now": now},
+            {**_params(key), "v": version, "reason": reason, "now": now},
         )
     ).scalar_one()
-    next_attempt_at = now + backoff.delay(attempts)
+    return attempts
+
+
+async def schedule_retry(session: AsyncSession, key: SettlementKey, at: datetime) -> None:
     await session.execute(
         text(
             "UPDATE settlement_failures SET next_attempt_at = :t "
             "WHERE campaign_id = :c AND rule_id = :r AND period = :p"
         ),
-        {**key, "t": next_attempt_at},
+        {**_params(key), "t": at},
     )
-    return Failed(campaign_id, rule_id, period, version, reason, attempts, next_attempt_at)
 
 
-def count_failure(failed: Failed) -> None:
-    """Once its transaction committed."""
-    SETTLEMENT_FAILURES.labels(failed.campaign_id).inc()
-
-
-async def _forget_failure(
-    session: AsyncSession, campaign_id: str, rule_id: str, period: str
-) -> None:
+async def forget_failure(session: AsyncSession, key: SettlementKey) -> None:
     await session.execute(
         text(
             "DELETE FROM settlement_failures "
             "WHERE campaign_id = :c AND rule_id = :r AND period = :p"
         ),
-        {"c": campaign_id, "r": rule_id, "p": period},
+        _params(key),
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    campaign_id: str
-    rule_id: str
-    period: str
-    version: int
-    grants: int
-    seconds: float
+async def claim(session: AsyncSession, key: SettlementKey, version: int) -> bool:
+    """Insert the settlement row; False if another replica has (or is inserting) it.
 
-
-async def settle(
-    sessions: async_sessionmaker[AsyncSession], due: Due, tz: ZoneInfo, now: datetime
-) -> Settled | None:
-    """Settle one period, or None if another replica has (or is doing) it."""
-    c, rule, period = due.campaign, due.rule, due.period
-    started = time.perf_counter()
-    recorded = Recorded()
-    async with sessions() as session, session.begin():
-        claimed = (
-            await session.execute(
-                text(
-                    "INSERT INTO settlements (campaign_id, rule_id, period, version) "
-                    "VALUES (:c, :r, :p, :v) ON CONFLICT DO NOTHING RETURNING 1"
-                ),
-                {"c": c.campaign_id, "r": rule.id, "p": period.label, "v": c.version},
-            )
-        ).first()
-        if claimed is None:
-            return None
-
-        async def freeze_draw(
-            campaign_id: str, lottery: LotteryRule, p: Period, entries: list[str]
-        ) -> list[str]:
-            return await freeze_draw_in(session, campaign_id, c.version, lottery, p, entries, now)
-
-        decisions = await period_decisions(
-            session, c.campaign_id, c.definition, rule, period, tz, freeze_draw
-        )
-        recorded = await record_grants(
-            session, c.campaign_id, c.version, decisions, c.definition.name
-        )
-        # A group dissolved before this settlement (its record may have come first) still
-        # loses its revocable grants: recorded, then revoked, so the ledger shows both.
-        revocable = {d.group_id for d in decisions if d.revocable and d.group_id}
-        if revocable:
-            dissolved = await dissolutions(session, revocable)
-            recorded.rows += await revoke_for_dissolved_groups(session, dissolved, now, tz)
-        await _forget_failure(session, c.campaign_id, rule.id, period.label)
-        seconds = time.perf_counter() - started
+    A second replica's insert waits on the primary key until the first commits, then finds the
+    row; if the first dies, its transaction rolls back and the second's insert goes through.
+    """
+    claimed = (
         await session.execute(
             text(
-                "UPDATE settlements SET seconds = :s, grants = :n, settled_at = :now "
-                "WHERE campaign_id = :c AND rule_id = :r AND period = :p"
+                "INSERT INTO settlements (campaign_id, rule_id, period, version) "
+                "VALUES (:c, :r, :p, :v) ON CONFLICT DO NOTHING RETURNING 1"
             ),
-            {
-                "s": seconds,
-                "n": len(recorded.rows),
-                "now": now,
-                "c": c.campaign_id,
-                "r": rule.id,
-                "p": period.label,
-            },
+            {**_params(key), "v": version},
         )
-    recorded.count()
-    SETTLEMENT_SECONDS.labels(rule.kind).observe(seconds)
-    return Settled(c.campaign_id, rule.id, period.label, c.version, len(recorded.rows), seconds)
+    ).first()
+    return claimed is not None
 
 
-async def refresh_gauges(session: AsyncSession) -> None:
-    """Budgets and failing settlements, as the database has them now."""
+async def record_settled(
+    session: AsyncSession, key: SettlementKey, seconds: float, grants: int, now: datetime
+) -> None:
+    """The figures of a claimed settlement."""
+    await session.execute(
+        text(
+            "UPDATE settlements SET seconds = :s, grants = :n, settled_at = :now "
+            "WHERE campaign_id = :c AND rule_id = :r AND period = :p"
+        ),
+        {**_params(key), "s": seconds, "n": grants, "now": now},
+    )
+
+
+def _params(key: SettlementKey) -> dict[str, str]:
+    return {"c": key[0], "r": key[1], "p": key[2]}
+
+
+async def budget_levels(session: AsyncSession) -> list[BudgetLevel]:
     rows = await session.execute(
         text("SELECT campaign_id, kind, total, total - spent AS left FROM budgets")
     )
-    for r in rows:
-        BUDGET_REMAINING.labels(r.campaign_id, r.kind).set(r.left)
-        BUDGET_LIMIT.labels(r.campaign_id, r.kind).set(r.total)
-    # A paused campaign is not retried (it settles nothing); pausing it is how to stop the alert
-    # while a fixed version is prepared.
+    return [BudgetLevel(r.campaign_id, r.kind, r.total, r.left) for r in rows]
+
+
+async def failing_count(session: AsyncSession) -> int:
+    """Failed settlements of active or ended campaigns: a paused campaign is not retried (it
+    settles nothing), so pausing it stops the alert while a fixed version is prepared."""
     failing = await session.scalar(
         text(
             "SELECT count(*) FROM settlement_failures f JOIN campaigns c USING (campaign_id) "
@@ -310,7 +154,7 @@ async def refresh_gauges(session: AsyncSession) -> None:
         ),
         {"active": ACTIVE, "ended": ENDED},
     )
-    SETTLEMENTS_FAILING.set(failing or 0)
+    return int(failing or 0)
 
 
 async def settlements_page(

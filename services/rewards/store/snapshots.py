@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards.domain.settlement import GroupMonth
+from services.rewards.domain.groups import GroupMonth
 from shared.db import jsonb, lock_keys
 from shared.records import METRIC_RECORD, UserDayRecord, UserMonthRecord, metric_counters
 

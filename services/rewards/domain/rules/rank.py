@@ -1,0 +1,157 @@
+"""Rank (SPEC §5, §4 order): at each month's end the top N groups of each partition by vitality
+under the rule's weights; a prize to each winner's owner, a reward to each of its members.
+
+Reads `group.month.*` (vitality, active members for ties, what the eligibility names); settles
+at period end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from services.rewards.domain import conditions
+from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.groups import GroupMonth, Weights, considered
+from services.rewards.domain.periods import Period
+from services.rewards.domain.rules.base import (
+    Condition,
+    PeriodEndKind,
+    Reward,
+    RuleBase,
+    RuleInputs,
+    fulfilment,
+    reward_items,
+)
+
+
+class RankRule(RuleBase):
+    """Top N groups per partition by vitality (SPEC §4 order) at the end of each month."""
+
+    kind: Literal["rank"]
+    period: Literal["month"] = "month"
+    partition: Literal["province", "none"] = "province"
+    top: int = Field(ge=1, le=10_000)
+    weights: Weights = Weights()
+    eligibility: Condition | None = None
+    owner_reward: Reward | None = None
+    member_reward: Reward | None = None
+
+    def scopes(self) -> tuple[str, ...]:
+        return ("group.month",)
+
+    @model_validator(mode="after")
+    def _check(self) -> RankRule:
+        if self.owner_reward is None and self.member_reward is None:
+            raise ValueError("a rank rule needs owner_reward, member_reward or both")
+        self._check_conditions(eligibility=self.eligibility)
+        return self
+
+
+def reads(rule: RankRule) -> frozenset[str]:
+    return frozenset(
+        {"group.month.vitality", "group.month.active_members"}
+        | conditions.metrics_of(rule.eligibility)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RankedGroup:
+    rank: int
+    partition: str
+    group: GroupMonth
+    vitality: float
+
+
+def winners(
+    rule: RankRule, period: Period, groups: Iterable[GroupMonth], enrolled: set[str] | None
+) -> list[RankedGroup]:
+    """Top `rule.top` eligible groups per partition (SPEC §4 order), best ranks first."""
+    by_partition: dict[str, list[tuple[float, float, str, GroupMonth]]] = defaultdict(list)
+    for g in considered(groups, period, enrolled):
+        values = g.values(rule.weights)
+        if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
+            continue
+        part = (g.province or "") if rule.partition == "province" else "all"
+        vit = values["group.month.vitality"]
+        by_partition[part].append(
+            (-vit, -values.get("group.month.active_members", 0), g.group_id, g)
+        )
+    ranked: list[RankedGroup] = []
+    for part, rows in by_partition.items():
+        rows.sort(key=lambda r: (r[0], r[1], r[2]))
+        ranked.extend(
+            RankedGroup(i + 1, part, row[3], -row[0]) for i, row in enumerate(rows[: rule.top])
+        )
+    ranked.sort(key=lambda r: (r.rank, r.partition))
+    return ranked
+
+
+def grants(
+    rule: RankRule,
+    period: Period,
+    ranked: Sequence[RankedGroup],
+    members: Mapping[str, Sequence[str]],
+) -> list[GrantDecision]:
+    """Prizes to the winners' owners and rewards to their members, best ranks first (a member
+    of two winning groups is decided twice; the ledger grants the first, domain/decisions.py)."""
+    out: list[GrantDecision] = []
+    for w in ranked:
+        g = w.group
+        why = {
+            "group_id": g.group_id,
+            "partition": w.partition,
+            "rank": w.rank,
+            "vitality": w.vitality,
+            "weights": rule.weights.model_dump(),
+            "active_members": g.counters.get("active_members", 0),
+        }
+        if rule.owner_reward is not None and g.owner_id:
+            rewards = [rule.owner_reward]
+            out.append(
+                GrantDecision(
+                    rule.id,
+                    "owner",
+                    g.owner_id,
+                    period.label,
+                    reward_items(rewards),
+                    fulfilment(rewards, period.first_day),
+                    g.group_id,
+                    why,
+                )
+            )
+        if rule.member_reward is not None:
+            rewards = [rule.member_reward]
+            for member in sorted(set(members.get(g.group_id, ()))):
+                out.append(
+                    GrantDecision(
+                        rule.id,
+                        "member",
+                        member,
+                        period.label,
+                        reward_items(rewards),
+                        fulfilment(rewards, period.first_day),
+                        g.group_id,
+                        why,
+                    )
+                )
+    return out
+
+
+async def settle(rule: RankRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
+    """Rank the month's groups; fetch member lists only of the winners (a month has 100k
+    groups, its winners a few hundred)."""
+    enrolled = await inputs.enrolled()
+    ranked = winners(rule, period, await inputs.groups(period, members=False), enrolled)
+    members: dict[str, tuple[str, ...]] = {}
+    if rule.member_reward is not None and ranked:
+        with_members = await inputs.groups(period, only=[w.group.group_id for w in ranked])
+        members = {g.group_id: g.member_ids for g in with_members}
+    return grants(rule, period, ranked, members)
+
+
+KIND = PeriodEndKind(name="rank", model=RankRule, reads=reads, settle=settle)

@@ -1,0 +1,65 @@
+"""Apply a batch of engage.metrics.v1 (SPEC §5): store the latest values, fire the real-time
+rules of active campaigns, revoke the revocable grants of groups dissolved.
+
+Runs in the metrics consumer's transaction, so the values, grants, revocations and offsets
+commit together. A redelivered record re-evaluates the same values; the ledger's unique key
+makes a second grant impossible, so the effect is exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rewards.domain.lifecycle import ACTIVE
+from services.rewards.domain.rules.base import NewValues
+from services.rewards.domain.rules.registry import real_time
+from services.rewards.store import snapshots
+from services.rewards.store.campaigns import live_campaigns
+from services.rewards.store.inputs import StoredInputs
+from services.rewards.store.ledger import Recorded, record_grants, revoke_for_dissolved_groups
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one batch of metric records did: fresh values stored, grants recorded, revoked."""
+
+    values: snapshots.SnapshotBatch
+    recorded: list[Recorded]
+    revoked: Recorded
+
+    def count(self) -> None:
+        """Once the batch committed."""
+        for r in self.recorded:
+            r.count()
+        self.revoked.count()
+
+
+async def apply_metrics(
+    session: AsyncSession, values: list[snapshots.MetricValue], tz: ZoneInfo, now: datetime
+) -> Applied:
+    """Only flushes: the consumer commits."""
+    fresh = snapshots.SnapshotBatch.of(values)
+    await snapshots.store(session, fresh)
+    new = NewValues(fresh.user_days, fresh.user_months, list(fresh.groups.values()))
+    recorded: list[Recorded] = []
+    for campaign in await live_campaigns(session):
+        if campaign.state != ACTIVE:
+            continue
+        d = campaign.definition
+        inputs = StoredInputs.of(session, campaign.campaign_id, d, tz)
+        for rule, kind in real_time(d.rules):
+            decisions = await kind.evaluate(rule, new, inputs)
+            recorded.append(
+                await record_grants(
+                    session, campaign.campaign_id, campaign.version, decisions, d.name
+                )
+            )
+    dissolved = {
+        g.group_id: g.dissolved_at for g in fresh.groups.values() if g.dissolved_at is not None
+    }
+    revoked = await revoke_for_dissolved_groups(session, dissolved, now, tz)
+    return Applied(fresh, recorded, Recorded(rows=revoked))
