@@ -275,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         "--role",
         action="append",
         required=True,
-        choices=["ingest", "importer", "viewer", "campaign_owner", "approver", "admin"],
+        choices=[
+            "ingest",
+            "importer",
+            "viewer",
+            "campaign_owner",
+            "approver",
+            "fulfiller",
+            "admin",
+        ],
     )
     create.add_argument("--rate", type=float, default=None, help="events/s (default 5000)")
     revoke = keys.add_parser("revoke", help="revoke a key by its id (every service drops it)")
@@ -290,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     dlq_list = dlq.add_parser("list", help="every dead letter with its reason and origin")
     dlq_list.add_argument(
         "--service",
-        choices=["engage.events", "engage.metrics", "engage.notify"],
-        help="only this DLQ (engage.events: scoring, engage.metrics: rewards, engage.notify)",
+        choices=["engage.events", "engage.metrics", "engage.notify", "engage.fulfilment"],
+        help="only this DLQ (engage.events: scoring, engage.metrics and engage.fulfilment: "
+        "rewards, engage.notify: notify)",
     )
     dlq_replay = dlq.add_parser("replay", help="produce one dead letter onto its source topic")
     dlq_replay.add_argument("ref", help="TOPIC:PARTITION:OFFSET as `engage dlq list` shows")

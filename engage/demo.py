@@ -19,9 +19,11 @@ from engage.demo_campaigns import (
     campaign_examples,
     campaign_window,
     enroll_groups,
+    fulfil_through_topic,
     group_owners,
     launch_campaigns,
     print_campaigns,
+    print_fulfilment,
     settle_now,
 )
 from engage.demo_notify import open_reward_window, print_notices, wait_notices
@@ -40,7 +42,7 @@ from engage.topic_audit import tally_topic
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
 from shared.contract import PROVINCES
-from shared.topics import EVENTS_TOPIC
+from shared.topics import EVENTS_TOPIC, FULFILMENT_TOPIC
 
 Event = dict[str, Any]
 
@@ -227,6 +229,9 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     print(f"\nGroups enrolled by their owners (HTTP status: count; 409 = dissolved): {enrolled}")
     settled = await settle_now(rewards.url, campaign_keys.admin)
     verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
+    plan = await fulfil_through_topic(rewards.url, viewer, bootstrap, campaigns)
+    await wait_consumed(url, bootstrap, "rewards", FULFILMENT_TOPIC)
+    await print_fulfilment(rewards.url, viewer, campaigns, plan)
     notices = await wait_notices(url, bootstrap, notify.url, viewer)
     await print_notices(
         notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)

@@ -2,7 +2,8 @@
 
 Created from templates by a campaign owner, approved by a different principal and activated
 before the events flow (so this month's thresholds fire in real time); once the pipeline has
-drained, groups are enrolled by their owners and last month is settled.
+drained, groups are enrolled by their owners and last month is settled; then a crediting system
+reports most grants fulfilled on engage.fulfilment.v1 (SPEC §11).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import hashlib
 import hmac
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
 from services.rewards.domain.templates import TEMPLATES as CAMPAIGN_TEMPLATES
+from shared.records import FulfilmentRecord
+from shared.topics import FULFILMENT_TOPIC
 
 TEMPLATES = tuple(CAMPAIGN_TEMPLATES)  # the six SPEC §1 campaigns, in the spec's order
 
@@ -248,3 +252,88 @@ def group_owners(events: list[dict[str, Any]]) -> dict[str, str]:
             if e["group_id"] not in first or key < first[e["group_id"]]:
                 first[e["group_id"]] = key
     return {g: v[2] for g, v in first.items()}
+
+
+@dataclass(frozen=True)
+class FulfilmentPlan:
+    """What the demo's crediting system reports: most grants fulfilled, a few failed, and a
+    few left unreported — among them some already past their fulfil-by day (overdue)."""
+
+    fulfilled: list[int]
+    failed: list[int]
+    unreported: list[int]
+
+
+def plan_fulfilment(grants: list[dict[str, Any]]) -> FulfilmentPlan:
+    """Of the granted grants: 1 in 20 of those past their day left unreported (at least one,
+    if any is past it), 1 in 25 of the others reported failed and 1 in 10 left pending; the
+    rest fulfilled. Deterministic (by grant id), so a rerun reports the same."""
+    fulfilled: list[int] = []
+    failed: list[int] = []
+    unreported: list[int] = []
+    late = sorted(g["grant_id"] for g in grants if g["fulfilment"] == "overdue")
+    on_time = sorted(g["grant_id"] for g in grants if g["fulfilment"] == "pending")
+    for i, gid in enumerate(late):
+        (unreported if i % 20 == 0 else fulfilled).append(gid)
+    for i, gid in enumerate(on_time):
+        (failed if i % 25 == 1 else unreported if i % 10 == 0 else fulfilled).append(gid)
+    return FulfilmentPlan(fulfilled, failed, unreported)
+
+
+async def fulfil_through_topic(
+    rewards_url: str, viewer_key: str, bootstrap: str, campaigns: dict[str, str]
+) -> FulfilmentPlan:
+    """The crediting system's reports, as records on engage.fulfilment.v1 (key = grant id)."""
+    async with _client(rewards_url, viewer_key) as c:
+        grants = [
+            g
+            for cid in campaigns.values()
+            for g in await _all(c, "/v1/grants", campaign_id=cid, status="granted")
+        ]
+    plan = plan_fulfilment(grants)
+    now = datetime.now(UTC)
+    reports = [
+        FulfilmentRecord(grant_id=gid, status="fulfilled", reference=f"demo-credit-{gid}", at=now)
+        for gid in plan.fulfilled
+    ] + [
+        FulfilmentRecord(grant_id=gid, status="failed", reference=f"demo-credit-{gid}",
+                         reason="account closed", at=now)
+        for gid in plan.failed
+    ]  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for report in reports:
+            await producer.send(
+                FULFILMENT_TOPIC,
+                report.model_dump_json().encode(),
+                key=str(report.grant_id).encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return plan
+
+
+async def print_fulfilment(
+    rewards_url: str, viewer_key: str, campaigns: dict[str, str], plan: FulfilmentPlan
+) -> dict[str, int]:
+    """Granted grants by fulfilment, as the rewards API reads them now."""
+    async with _client(rewards_url, viewer_key) as c:
+        counts = {
+            status: sum(
+                [
+                    len(await _all(c, "/v1/grants", campaign_id=cid, fulfilment=status))
+                    for cid in campaigns.values()
+                ]
+            )
+            for status in ("fulfilled", "pending", "overdue", "failed")
+        }
+    print(
+        f"\nFulfilment (reports on {FULFILMENT_TOPIC}: {len(plan.fulfilled):,} fulfilled, "
+        f"{len(plan.failed):,} failed; {len(plan.unreported):,} grants left unreported)"
+    )
+    print("  granted grants by fulfilment: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if not counts["overdue"]:
+        print("  (none overdue: no granted grant's fulfil-by day has passed yet this month)")
+    return counts

@@ -23,6 +23,7 @@ class Role(StrEnum):
     CAMPAIGN_OWNER = "campaign_owner"
     APPROVER = "approver"
     ADMIN = "admin"
+    FULFILLER = "fulfiller"  # the systems that credit rewards report fulfilment (SPEC §11)
 
 
 KEY_PREFIX = "eng_"

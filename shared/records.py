@@ -11,7 +11,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    create_model,
+    model_validator,
+)
 
 from shared.metric_fields import (
     DAY_POINTS,
@@ -119,9 +128,11 @@ class GrantItem(BaseModel):
 
 
 class GrantRecord(_Record):
-    """A grant recorded (granted or budget_exhausted) or revoked."""
+    """A grant recorded (granted or budget_exhausted), revoked, or its fulfilment reported
+    (`fulfilled`, `fulfilment_failed`). Records published before fulfilment existed carry no
+    fulfilment fields: they default to None."""
 
-    event: Literal["recorded", "revoked"]
+    event: Literal["recorded", "revoked", "fulfilled", "fulfilment_failed"]
     grant_id: int
     campaign_id: str = Field(max_length=64)
     campaign_name: str = Field(default="", max_length=200)
@@ -139,6 +150,30 @@ class GrantRecord(_Record):
     created_at: datetime | None = None
     revoked_at: datetime | None = None
     revoke_reason: str | None = Field(default=None, max_length=500)
+    fulfilment_status: Literal["pending", "fulfilled", "failed"] | None = None
+    fulfilment_reference: str | None = Field(default=None, max_length=128)
+    fulfilment_reason: str | None = Field(default=None, max_length=500)
+    fulfilment_at: datetime | None = None
+
+
+# -- engage.fulfilment.v1: the systems that credit rewards, key = the grant id ----------------
+
+
+class FulfilmentRecord(_Record):
+    """A grant's reward credited (`fulfilled`, with the crediting system's reference) or not
+    (`failed`, with a reason); idempotent per (grant, status, reference)."""
+
+    grant_id: int = Field(ge=1, le=2**62)
+    status: Literal["fulfilled", "failed"]
+    reference: SafeText = Field(min_length=1, max_length=128)
+    reason: SafeText | None = Field(default=None, min_length=1, max_length=500)
+    at: datetime
+
+    @model_validator(mode="after")
+    def _failure_has_a_reason(self) -> FulfilmentRecord:
+        if self.status == "failed" and self.reason is None:
+            raise ValueError("a failed fulfilment needs a 'reason'")
+        return self
 
 
 # -- engage.notify.v1: send requests from other systems -----------------------------------------

@@ -8,9 +8,11 @@ METRICS_TOPIC = "engage.metrics.v1"  # scoring's changelog → rewards, key = en
 GRANTS_TOPIC = "engage.grants.v1"  # rewards' outbox → notify, key = subject id
 NOTIFY_TOPIC = "engage.notify.v1"  # send requests → notify
 KEYS_TOPIC = "engage.keys.v1"  # API key directory, every service
+FULFILMENT_TOPIC = "engage.fulfilment.v1"  # crediting systems → rewards, key = grant id
 
 # Records a consumer could not apply, with the reason in their headers (engage/dlq.py).
 EVENTS_DLQ = "engage.events.dlq"  # scoring
 METRICS_DLQ = "engage.metrics.dlq"  # rewards
 NOTIFY_DLQ = "engage.notify.dlq"  # notify: its inputs and the sends that failed for good
-DLQ_TOPICS = (EVENTS_DLQ, METRICS_DLQ, NOTIFY_DLQ)
+FULFILMENT_DLQ = "engage.fulfilment.dlq"  # rewards: fulfilment records it cannot apply
+DLQ_TOPICS = (EVENTS_DLQ, METRICS_DLQ, NOTIFY_DLQ, FULFILMENT_DLQ)

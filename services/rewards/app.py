@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.rewards.api import campaigns, grants
+from services.rewards.api import campaigns, grants, timeline
+from services.rewards.consumers.fulfilment import FulfilmentConsumer
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
 from services.rewards.settings import RewardsSettings
@@ -15,7 +16,13 @@ from services.rewards.settler import Settler
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
-from shared.topics import GRANTS_TOPIC, METRICS_DLQ, METRICS_TOPIC
+from shared.topics import (
+    FULFILMENT_DLQ,
+    FULFILMENT_TOPIC,
+    GRANTS_TOPIC,
+    METRICS_DLQ,
+    METRICS_TOPIC,
+)
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 
@@ -41,6 +48,10 @@ def create_app(
         rt.bootstrap, rt.sessions, producer, rt.tz, settings.consumer_group,
         settings.max_batch_records,
     )  # fmt: skip
+    fulfilment = FulfilmentConsumer(
+        rt.bootstrap, rt.sessions, producer, settings.fulfilment_consumer_group,
+        settings.max_batch_records,
+    )  # fmt: skip
     settler = Settler(
         rt.sessions,
         consumer,
@@ -52,20 +63,24 @@ def create_app(
     rt.loop("outbox-relay", relay.run)
     if settings.consume:
         rt.loop("consumer", consumer.run)
+        rt.loop("fulfilment-consumer", fulfilment.run)
         rt.loop("settler", settler.run)
     app = rt.app(
         title="Engage rewards",
         description="Campaigns (rank, threshold, lottery, scaled rules over the metrics scoring "
         "publishes), approvals, budgets, a grants ledger that never pays twice, verifiable "
-        "draws, settlement and simulation (SPEC §5). Grants go to engage.grants.v1.",
+        "draws, settlement and simulation (SPEC §5). Grants go to engage.grants.v1; the systems "
+        "that credit rewards report fulfilment here or on engage.fulfilment.v1 (SPEC §11).",
         migrations=MIGRATIONS,
         topics={
             METRICS_TOPIC: common.topic_partitions,
             GRANTS_TOPIC: common.topic_partitions,
             METRICS_DLQ: 1,
+            FULFILMENT_TOPIC: common.topic_partitions,
+            FULFILMENT_DLQ: 1,
         },
         compacted=frozenset({METRICS_TOPIC}),
-        routers=[campaigns.router, grants.router],
+        routers=[campaigns.router, grants.router, timeline.router],
     )
     app.state.settler = settler
     return app

@@ -12,8 +12,13 @@ class RewardsSettings(BaseSettings):
     schema_name: str = Field(default="rewards", description="PostgreSQL schema this service owns.")
     database_url: str | None = Field(default=None, description="Overrides ENGAGE_DATABASE_URL.")
     consumer_group: str = "rewards"
+    fulfilment_consumer_group: str = Field(
+        default="rewards-fulfilment", description="Consumer group of engage.fulfilment.v1."
+    )
     max_batch_records: int = Field(default=5_000, ge=1, le=100_000)
-    consume: bool = Field(default=True, description="Run the metrics consumer.")
+    consume: bool = Field(
+        default=True, description="Run the metrics and fulfilment consumers and the settler."
+    )
     settle_interval_s: float = Field(
         default=60.0,
         ge=0,

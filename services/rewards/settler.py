@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -67,22 +67,26 @@ class Settler:
             await asyncio.sleep(0.5)
         return False
 
+    def _today(self) -> date:
+        """The local date: grants are overdue after their fulfil-by day there."""
+        return self._clock().astimezone(self._tz).date()
+
     async def run_once(self) -> SettlementRun:
         """One settlement pass (usecases/settlement.py), then the gauges refreshed."""
         async with self._lock:
             run = await settle_due(
                 self._sessions, self._tz, self._clock, self._backoff, self.metrics_caught_up
             )
-            await refresh_gauges(self._sessions)
+            await refresh_gauges(self._sessions, self._today())
             return run
 
     async def run(self) -> None:
-        """Settle every `interval_s` (0: only on demand); refresh the budget gauges either way."""
+        """Settle every `interval_s` (0: only on demand); refresh the gauges either way."""
         while True:
             try:
                 if self._interval_s > 0:
                     await self.run_once()
-                await refresh_gauges(self._sessions)
+                await refresh_gauges(self._sessions, self._today())
             except (Unavailable, OperationalError, DBAPIError, OSError) as exc:
                 log.warning("settlement pass deferred", extra={"error": repr(exc)[:300]})
             await asyncio.sleep(self._interval_s if self._interval_s > 0 else 15.0)

@@ -39,6 +39,7 @@ class Keys:
     owner: str  # campaign_owner
     approver: str
     owner_approver: str  # both roles: may write drafts and approve others' versions
+    fulfiller: str = ""  # reports grants fulfilled (SPEC §11)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +59,7 @@ async def keys(stack: Stack) -> Keys:
         owner=await issue("marketing", [Role.CAMPAIGN_OWNER]),
         approver=await issue("manager", [Role.APPROVER]),
         owner_approver=await issue("lead", [Role.CAMPAIGN_OWNER, Role.APPROVER]),
+        fulfiller=await issue("crediting", [Role.FULFILLER]),
     )
 
 

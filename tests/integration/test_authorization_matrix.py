@@ -18,6 +18,7 @@ from tests.integration.conftest import Keys
 READERS = frozenset({"viewer", "campaign_owner", "approver"})
 OWNER = frozenset({"campaign_owner"})
 APPROVER = frozenset({"approver"})
+FULFILLER = frozenset({"fulfiller"})
 ADMIN: frozenset[str] = frozenset()  # admin only (admin is admitted everywhere)
 PUBLIC = {"/healthz", "/readyz"}
 
@@ -61,6 +62,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/grants"): READERS,
         ("GET", "/v1/grants/{grant_id}"): READERS,
         ("POST", "/v1/grants/{grant_id}:revoke"): OWNER,
+        ("POST", "/v1/grants/{grant_id}:fulfil"): FULFILLER,
+        ("GET", "/v1/users/{user_id}/timeline"): READERS,
         ("POST", "/v1/settlements:run"): ADMIN,
     },
     "notify": {
@@ -115,6 +118,7 @@ def role_keys(keys: Keys) -> dict[str, str]:
         "viewer": keys.viewer,
         "campaign_owner": keys.owner,
         "approver": keys.approver,
+        "fulfiller": keys.fulfiller,
         "admin": keys.admin,
     }
 
@@ -169,7 +173,8 @@ def test_every_operation_admits_exactly_the_roles_it_should(
                     wrong.append(f"{method} {path} as {role} → {got} (should be 403)")
                 if got >= 500:
                     wrong.append(f"{method} {path} as {role} → {got}")
-    print(f"{service}: {calls} calls over {len(POLICY[service])} operations × 7 callers")
+    callers = len(by_role) + 1
+    print(f"{service}: {calls} calls over {len(POLICY[service])} operations × {callers} callers")
     assert wrong == []
 
 

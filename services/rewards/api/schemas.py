@@ -53,6 +53,24 @@ class Revoke(_Body):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class Fulfil(_Body):
+    """A crediting system's report about one grant's reward (SPEC §11)."""
+
+    status: Literal["fulfilled", "failed"]
+    reference: str = Field(
+        min_length=1, max_length=128, description="The crediting system's id for the credit."
+    )
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="Why it failed (failed only)."
+    )
+
+    @model_validator(mode="after")
+    def _failure_has_a_reason(self) -> Fulfil:
+        if self.status == "failed" and self.reason is None:
+            raise ValueError("reason: a failed fulfilment needs a reason")
+        return self
+
+
 class SimulationRequest(_Body):
     from_day: BoundedDay = Field(alias="from")
     to_day: BoundedDay = Field(alias="to")
@@ -138,6 +156,23 @@ class Grant(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     revoke_reason: str | None
+    fulfilment: Literal["pending", "fulfilled", "failed", "overdue"] | None = Field(
+        description="What became of the reward: pending, fulfilled, failed, or overdue (granted, "
+        "not fulfilled, and its fulfil_by day has passed in local time); null when the grant "
+        "promises nothing (revoked, budget_exhausted)"
+    )
+    fulfilment_status: Literal["pending", "fulfilled", "failed"] | None = Field(
+        description="As reported by the crediting system (pending until it reports)"
+    )
+    fulfilment_reference: str | None
+    fulfilment_reason: str | None
+    fulfilment_at: datetime | None
+
+
+class TimelineGrant(Grant):
+    """A grant in a user's timeline, with its campaign's name."""
+
+    campaign_name: str
 
 
 class AuditEntry(BaseModel):

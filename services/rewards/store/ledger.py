@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.budget import GRANTED, REVOKED, allocate
 from services.rewards.domain.decisions import DecisionKey, GrantDecision, distinct
+from services.rewards.domain.fulfilment import (
+    FULFILLED,
+    GRANT_EVENTS,
+    OVERDUE,
+    FulfilmentReport,
+    GrantFulfilment,
+    initial_fulfilment,
+)
 from shared.db import jsonb
 from shared.records import GrantRecord
 
@@ -27,8 +35,16 @@ GRANTS = Counter(
 )
 GRANT_COLUMNS = (
     "grant_id, campaign_id, version, rule_id, role, user_id, period, status, items, fulfil_by, "
-    "group_id, revocable, explanation, created_at, revoked_at, revoke_reason"
+    "group_id, revocable, explanation, created_at, revoked_at, revoke_reason, fulfilment_status, "
+    "fulfilment_reference, fulfilment_reason, fulfilment_at"
 )
+# domain/fulfilment.py `fulfilment_view` in SQL (for filters and counts; :today = the local date).
+FULFILMENT_VIEW_SQL = (
+    f"(CASE WHEN status <> '{GRANTED}' THEN NULL "
+    f"WHEN fulfilment_status <> '{FULFILLED}' AND fulfil_by < :today THEN '{OVERDUE}' "
+    "ELSE fulfilment_status END)"
+)
+OVERDUE_SQL = f"status = '{GRANTED}' AND fulfilment_status <> '{FULFILLED}' AND fulfil_by < :today"
 
 
 @dataclass(slots=True)
@@ -124,10 +140,11 @@ async def _insert_grants(
     rows = await session.execute(
         text(f"""
         INSERT INTO grants (campaign_id, version, rule_id, role, user_id, period, status, items,
-                            fulfil_by, group_id, revocable, explanation)
+                            fulfil_by, group_id, revocable, explanation, fulfilment_status)
         SELECT :c, :v, * FROM unnest(CAST(:r AS text[]), CAST(:o AS text[]), CAST(:u AS text[]),
             CAST(:p AS text[]), CAST(:s AS text[]), CAST(:i AS jsonb[]), CAST(:f AS date[]),
-            CAST(:g AS text[]), CAST(:rv AS boolean[]), CAST(:e AS jsonb[]))
+            CAST(:g AS text[]), CAST(:rv AS boolean[]), CAST(:e AS jsonb[]),
+            CAST(:fs AS text[]))
         RETURNING {GRANT_COLUMNS}"""),
         {
             "c": campaign_id,
@@ -142,6 +159,7 @@ async def _insert_grants(
             "g": [d.group_id for d in decisions],
             "rv": [d.revocable for d in decisions],
             "e": [orjson.dumps(d.explanation).decode() for d in decisions],
+            "fs": [initial_fulfilment(s) for s in statuses],
         },
     )
     return [grant_document(dict(r._mapping)) for r in rows]
@@ -168,7 +186,8 @@ async def publish(
     session: AsyncSession, rows: Sequence[dict[str, Any]], event: str, campaign_name: str = ""
 ) -> None:
     """Queue grant state changes for engage.grants.v1 (key = the subject's user id; record:
-    shared.records.GrantRecord): `recorded` (granted or budget_exhausted) and `revoked`."""
+    shared.records.GrantRecord): `recorded` (granted or budget_exhausted), `revoked`, and
+    `fulfilled` or `fulfilment_failed`."""
     if rows:
         await session.execute(
             text(
@@ -192,8 +211,8 @@ async def publish(
 async def revoke_grant(
     session: AsyncSession, grant_id: int, reason: str, now: datetime
 ) -> dict[str, Any] | None:
-    """Revoke one grant if it is granted (a recorded state change), releasing its budget;
-    None if it is not. Only flushes."""
+    """Revoke one grant if it is granted and not fulfilled (a recorded state change), releasing
+    its budget; None if it is not. Only flushes."""
     revoked = await _revoke(session, "grant_id = :id", {"id": grant_id}, reason, now)
     return revoked[0] if revoked else None
 
@@ -220,11 +239,12 @@ async def revoke_for_dissolved_groups(
 async def _revoke(
     session: AsyncSession, where: str, params: dict[str, Any], reason: str, now: datetime
 ) -> list[dict[str, Any]]:
-    """Revoke granted grants matching `where` (this module's own conditions), releasing budget."""
+    """Revoke granted grants matching `where` (this module's own conditions), releasing budget.
+    A fulfilled grant is never revoked: its reward was credited (SPEC §11)."""
     rows = await session.execute(
         text(f"""
         UPDATE grants SET status = '{REVOKED}', revoked_at = :now, revoke_reason = :reason
-        WHERE status = '{GRANTED}' AND {where}
+        WHERE status = '{GRANTED}' AND fulfilment_status <> '{FULFILLED}' AND {where}
         RETURNING {GRANT_COLUMNS}"""),
         {**params, "now": now, "reason": reason},
     )
@@ -262,21 +282,30 @@ async def dissolutions(session: AsyncSession, group_ids: Iterable[str]) -> dict[
 
 @dataclass(frozen=True, slots=True)
 class GrantFilters:
-    """What a list of grants is narrowed to; None = any."""
+    """What a list of grants is narrowed to; None = any. `fulfilment` is what a reader sees
+    (domain/fulfilment.py `fulfilment_view`, on the local date `today`)."""
 
     campaign_id: str | None = None
     user_id: str | None = None
     rule_id: str | None = None
     period: str | None = None
     status: str | None = None
+    fulfilment: str | None = None
+    today: date | None = None
 
 
 async def grants_page(
     session: AsyncSession, filters: GrantFilters, limit: int, after: int | None
 ) -> list[dict[str, Any]]:
     """Grants matching the filters, by id."""
-    given = {column: v for column, v in asdict(filters).items() if v is not None}
-    where = " AND ".join(f"{column} = :{column}" for column in sorted(given)) or "true"
+    columns = {k: v for k, v in asdict(filters).items() if k not in {"fulfilment", "today"}}
+    given = {column: v for column, v in columns.items() if v is not None}
+    conditions = [f"{column} = :{column}" for column in sorted(given)]
+    if filters.fulfilment is not None:
+        assert filters.today is not None, "the fulfilment a reader sees depends on the day"
+        conditions.append(f"{FULFILMENT_VIEW_SQL} = :fulfilment")
+        given |= {"fulfilment": filters.fulfilment, "today": filters.today}
+    where = " AND ".join(conditions) or "true"
     rows = await session.execute(
         text(
             f"SELECT {GRANT_COLUMNS} FROM grants WHERE {where} "
@@ -285,6 +314,78 @@ async def grants_page(
         {**given, "after": after, "n": limit},
     )
     return [grant_document(dict(r._mapping)) for r in rows]
+
+
+async def user_grants_page(
+    session: AsyncSession, user_id: str, limit: int, before: int | None
+) -> list[dict[str, Any]]:
+    """A user's grants, newest first, each with its campaign's name (as of its version)."""
+    rows = await session.execute(
+        text(
+            f"SELECT {GRANT_COLUMNS}, coalesce((SELECT v.definition->>'name' FROM "
+            "campaign_versions v WHERE v.campaign_id = grants.campaign_id "
+            "AND v.version = grants.version), '') AS campaign_name "
+            "FROM grants WHERE user_id = :u "
+            "AND (CAST(:before AS bigint) IS NULL OR grant_id < :before) "
+            "ORDER BY grant_id DESC LIMIT :n"
+        ),
+        {"u": user_id, "before": before, "n": limit},
+    )
+    return [grant_document(dict(r._mapping)) for r in rows]
+
+
+async def held_fulfilment(session: AsyncSession, grant_id: int) -> GrantFulfilment | None:
+    """One grant's status and fulfilment, its row locked until the transaction ends."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT status, fulfilment_status, fulfilment_reference FROM grants "
+                "WHERE grant_id = :id FOR UPDATE"
+            ),
+            {"id": grant_id},
+        )
+    ).first()
+    if row is None:
+        return None
+    return GrantFulfilment(row.status, row.fulfilment_status, row.fulfilment_reference)
+
+
+async def record_fulfilment(
+    session: AsyncSession, grant_id: int, report: FulfilmentReport
+) -> dict[str, Any]:
+    """Record a fulfilment report the domain accepted and publish it (`fulfilled` or
+    `fulfilment_failed` on engage.grants.v1). Only flushes."""
+    row = (
+        await session.execute(
+            text(f"""
+            UPDATE grants SET fulfilment_status = :s, fulfilment_reference = :ref,
+                fulfilment_reason = :reason, fulfilment_at = :at
+            WHERE grant_id = :id
+            RETURNING {GRANT_COLUMNS}"""),
+            {
+                "id": grant_id,
+                "s": report.status,
+                "ref": report.reference,
+                "reason": report.reason,
+                "at": report.at,
+            },
+        )
+    ).one()
+    grant = grant_document(dict(row._mapping))
+    await publish(session, [grant], GRANT_EVENTS[report.status])
+    return grant
+
+
+async def overdue_by_campaign(session: AsyncSession, today: date) -> dict[str, int]:
+    """Overdue grants (domain/fulfilment.py) per campaign, 0 for a campaign without any."""
+    rows = await session.execute(
+        text(
+            "SELECT c.campaign_id, (SELECT count(*) FROM grants WHERE "
+            f"grants.campaign_id = c.campaign_id AND {OVERDUE_SQL}) AS n FROM campaigns c"
+        ),
+        {"today": today},
+    )
+    return {r.campaign_id: int(r.n) for r in rows}
 
 
 async def grant_by_id(session: AsyncSession, grant_id: int) -> dict[str, Any] | None:

@@ -295,3 +295,15 @@ async def group_owner(session: AsyncSession, group_id: str) -> tuple[str | None,
         )
     ).first()
     return None if row is None else (row.owner_id, row.dissolved_at is not None)
+
+
+async def has_metrics(session: AsyncSession, user_id: str) -> bool:
+    """Whether any day or month of this user's metrics reached rewards."""
+    found = await session.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM user_day WHERE user_id = :u) "
+            "OR EXISTS (SELECT 1 FROM user_month WHERE user_id = :u)"
+        ),
+        {"u": user_id},
+    )
+    return bool(found)

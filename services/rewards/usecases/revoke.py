@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.rewards.domain.fulfilment import FULFILLED
 from services.rewards.store import ledger
 from shared.audit import audit
 from shared.errors import Conflict, NotFound
@@ -20,7 +21,7 @@ async def revoke_grant(
     actor: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """The revoked grant; 404 if there is none, 409 unless it is granted."""
+    """The revoked grant; 404 if there is none, 409 unless it is granted and not fulfilled."""
     async with sessions() as session, session.begin():
         before = await ledger.grant_by_id(session, grant_id)
         if before is None:
@@ -28,8 +29,12 @@ async def revoke_grant(
         await ledger.lock_campaign_grants(session, before["campaign_id"])
         after = await ledger.revoke_grant(session, grant_id, reason, now)
         if after is None:
+            state = before["status"]
+            if before["fulfilment_status"] == FULFILLED:
+                state = f"{state} and fulfilled"
             raise Conflict(
-                f"grant {grant_id} is {before['status']}; only granted grants can be revoked",
+                f"grant {grant_id} is {state}; only granted grants not yet fulfilled can be "
+                "revoked",
                 code="not_revocable",
             )
         await audit(

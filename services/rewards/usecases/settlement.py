@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,12 @@ from services.rewards.store import settle as settlements
 from services.rewards.store.campaigns import LiveCampaign, live_campaign_rows, read_live
 from services.rewards.store.draws import FrozenDraws
 from services.rewards.store.inputs import StoredInputs
-from services.rewards.store.ledger import dissolutions, record_grants, revoke_for_dissolved_groups
+from services.rewards.store.ledger import (
+    dissolutions,
+    overdue_by_campaign,
+    record_grants,
+    revoke_for_dissolved_groups,
+)
 from services.rewards.store.settle import UNLISTED, Failed, SettlementKey
 from shared.errors import Unavailable
 from shared.failures import failure_reason, is_transient
@@ -54,6 +59,11 @@ BUDGET_LIMIT = Gauge("engage_budget_limit", "Units of budget in all.", ["campaig
 SETTLEMENT_FAILURES = Counter(
     "engage_settlement_failures_total",
     "Settlement attempts that failed for a reason other than a transient fault.",
+    ["campaign"],
+)
+GRANTS_OVERDUE = Gauge(
+    "engage_grants_overdue",
+    "Granted grants past their fulfil-by day (local) and not fulfilled (SPEC §11).",
     ["campaign"],
 )
 SETTLEMENTS_FAILING = Gauge(
@@ -263,12 +273,16 @@ def _failed(run: SettlementRun, failed: Failed, exc: Exception | None = None) ->
     )
 
 
-async def refresh_gauges(sessions: Sessions) -> None:
-    """Budgets and failing settlements, as the database has them now."""
+async def refresh_gauges(sessions: Sessions, today: date) -> None:
+    """Budgets, failing settlements and overdue grants (on the local date `today`), as the
+    database has them now."""
     async with sessions() as session:
         levels = await settlements.budget_levels(session)
         failing = await settlements.failing_count(session)
+        overdue = await overdue_by_campaign(session, today)
     for b in levels:
         BUDGET_REMAINING.labels(b.campaign_id, b.kind).set(b.left)
         BUDGET_LIMIT.labels(b.campaign_id, b.kind).set(b.total)
     SETTLEMENTS_FAILING.set(failing)
+    for campaign_id, n in overdue.items():
+        GRANTS_OVERDUE.labels(campaign_id).set(n)
