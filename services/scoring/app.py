@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.scoring.api import profiles, reads
 from services.scoring.consumers.events import EventsConsumer
 from services.scoring.settings import ScoringSettings
-from services.scoring.store import changelog
+from services.scoring.usecases import changelog
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings

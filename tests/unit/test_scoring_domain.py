@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.scoring.domain.batch import plan_batch
 from services.scoring.domain.membership import MembershipEvent, is_member, spans_of
 from services.scoring.domain.periods import end_of_month, local_day, months_between, parse_month
+from services.scoring.domain.points import day_points, message_points, online_points
 from services.scoring.domain.sessions import OnlineTime, SessionState, online_time_by_day
-from services.scoring.domain.vitality import (
-    Weights,
-    activity_points,
-    message_points,
-    online_points,
-    vitality,
-)
+from services.scoring.domain.vitality import Weights, vitality
 from shared.contract import Envelope, validate_event
 from tests.builders import make_event
 
@@ -108,7 +105,10 @@ def test_message_points_are_capped_at_20_a_day() -> None:
 
 
 def test_activity_points_add_online_and_message_points() -> None:
-    assert activity_points(messages=25, online_seconds_pc=1800, online_seconds_mobile=0) == 22
+    assert (
+        day_points(messages=25, online_seconds_pc=1800, online_seconds_mobile=0).activity_points
+        == 22
+    )
 
 
 # --- batches --------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_activity_points_add_online_and_message_points() -> None:
 def test_sms_messages_are_counted_apart_and_never_make_a_user_active() -> None:
     plan = plan_batch([envelope(type="message", client="sms", group_id="g1")], TZ)
     (counters,) = plan.user_day.values()
-    assert counters["messages"] == 0 and counters["messages_sms"] == 1
+    assert counters.messages == 0 and counters.messages_sms == 1
     assert not plan.group_month  # SMS messages are not group_messages either
 
 
@@ -131,7 +131,7 @@ def test_group_messages_count_pc_and_mobile_messages_carrying_the_group() -> Non
         ],
         TZ,
     )
-    assert plan.group_month[("g1", date(2026, 11, 1))]["group_messages"] == 2
+    assert plan.group_month[("g1", date(2026, 11, 1))].group_messages == 2
 
 
 def test_events_land_in_their_local_day_and_month_not_the_utc_one() -> None:
@@ -143,7 +143,7 @@ def test_events_land_in_their_local_day_and_month_not_the_utc_one() -> None:
 def test_late_event_lands_in_its_own_past_month() -> None:
     at = datetime(2026, 9, 30, 3, tzinfo=UTC)
     plan = plan_batch([envelope(type="bonus_card", group_id="g9", points=7, at=at)], TZ)
-    assert plan.group_month[("g9", date(2026, 9, 1))]["bonus_points"] == 7
+    assert plan.group_month[("g9", date(2026, 9, 1))].bonus_points == 7
 
 
 def test_group_created_is_the_owners_join() -> None:
@@ -224,3 +224,16 @@ def test_periods_are_local_months() -> None:
         date(2027, 2, 1),
     ]
     assert parse_month("2026-02") == date(2026, 2, 1)
+
+
+def test_the_domain_imports_no_web_database_or_broker_library() -> None:
+    """Pure rules (STYLE.md): FastAPI, SQLAlchemy and aiokafka stay at the edges."""
+    domain = Path(__file__).parents[2] / "services" / "scoring" / "domain"
+    imported: set[str] = set()
+    for module in domain.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & {"fastapi", "starlette", "sqlalchemy", "asyncpg", "aiokafka"}

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.pagination import Page
+
 
 class _UserMetrics(BaseModel):
     user_id: str
@@ -91,19 +93,16 @@ class LeaderboardEntry(BaseModel):
     vitality: float
 
 
-class Leaderboard(BaseModel):
+class Leaderboard(Page[LeaderboardEntry]):
     month: str
     province: str
     weights: WeightsBody
-    items: list[LeaderboardEntry]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
 
 
-class MemberPage(BaseModel):
+class MemberPage(Page[str]):
     group_id: str
     month: str
     items: list[str] = Field(description="Member user ids as of the month's end (now, if current)")
-    next_cursor: str | None
 
 
 class ActiveUser(BaseModel):
@@ -111,7 +110,5 @@ class ActiveUser(BaseModel):
     activity_points: int
 
 
-class ActiveUserPage(BaseModel):
+class ActiveUserPage(Page[ActiveUser]):
     month: str
-    items: list[ActiveUser]
-    next_cursor: str | None

@@ -1,4 +1,4 @@
-"""The scoring consumer: decode → validate → plan (domain) → apply (store) → commit, per batch.
+"""The scoring consumer: decode → validate → apply the events (use case) → commit, per batch.
 
 Offsets live in the database, committed in the same transaction as the results and the
 processed-event ledger (shared/consumer.py).
@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scoring.domain.batch import plan_batch
-from services.scoring.store.apply import BatchOutcome, apply_batch
+from services.scoring.usecases.apply_events import BatchOutcome, apply_events
 from shared.consumer import DUPLICATES, E2E, PROCESSED, Record, TransactionalConsumer
 from shared.contract import Envelope, decode_envelope
 from shared.topics import EVENTS_DLQ, EVENTS_TOPIC
@@ -49,13 +47,12 @@ class EventsConsumer(TransactionalConsumer[Envelope, BatchOutcome]):
         )
         self._tz = tz
         self._clock = clock
-        self._plan = partial(plan_batch, tz=tz)
 
     def decode(self, record: Record) -> Envelope:
         return decode_envelope(record.value)
 
     async def apply(self, session: AsyncSession, values: list[Envelope]) -> BatchOutcome:
-        return await apply_batch(session, values, self._plan, self._tz, self._clock())
+        return await apply_events(session, values, self._tz, self._clock())
 
     def after_commit(self, result: BatchOutcome, replayed: int) -> None:
         committed = datetime.now(UTC)

@@ -1,20 +1,25 @@
-"""Folding a batch of new events into what must change (SPEC §4). Pure: the store performs it.
+"""Folding a batch of new events into what must change (SPEC §4). Pure: the use case performs
+it (usecases/apply_events.py).
 
 Counters that simply add up (messages, points, check-ins, ...) become per-(user, day) and
 per-(group, month) increments, which commute, so arrival order cannot matter. Everything that
 depends on order — sessions, membership, group attributes — is kept as facts (each login,
-logout, join, leave) from which the store recomputes the state, so a late event lands exactly
-where it belongs.
+logout, join, leave) from which the state is folded again with what is stored (sessions.py,
+membership.py), so a late event lands exactly where it belongs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey
+from services.scoring.domain.membership import MembershipFact
 from services.scoring.domain.periods import local_day, month_of
+from services.scoring.domain.sessions import OnlineTime, SessionFact, UserDayKey
 from shared.contract import (
     BonusCardEvent,
     CheckinEvent,
@@ -30,34 +35,20 @@ from shared.contract import (
     PointsEvent,
 )
 
-USER_DAY_COUNTERS = (
-    "messages",
-    "messages_sms",
-    "messages_mobile",
-    "points_delta",
-    "friends_added",
-    "checkins",
-    "logins",
-)
-
 
 @dataclass(slots=True)
-class SessionFact:
-    user_id: str
-    session_id: str
-    kind: str  # "login" or "logout"
-    at: datetime
-    client: str
-    event_id: str
+class UserDayDelta:
+    """An increment to one user day's stored counters (shared.metric_fields.USER_DAY_COUNTERS)."""
 
-
-@dataclass(frozen=True, slots=True)
-class MembershipFact:
-    group_id: str
-    user_id: str
-    at: datetime
-    event_id: str
-    joined: bool
+    messages: int = 0
+    messages_sms: int = 0
+    messages_mobile: int = 0
+    online_seconds_pc: int = 0
+    online_seconds_mobile: int = 0
+    points_delta: int = 0
+    friends_added: int = 0
+    checkins: int = 0
+    logins: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +63,16 @@ class GroupCreated:
 
 @dataclass(slots=True)
 class BatchPlan:
-    user_day: dict[tuple[str, date], dict[str, int]] = field(
-        default_factory=lambda: defaultdict(lambda: dict.fromkeys(USER_DAY_COUNTERS, 0))
+    user_day: dict[UserDayKey, UserDayDelta] = field(
+        default_factory=lambda: defaultdict(UserDayDelta)
     )
-    group_month: dict[tuple[str, date], dict[str, int]] = field(
-        default_factory=lambda: defaultdict(lambda: {"group_messages": 0, "bonus_points": 0})
+    group_month: dict[GroupMonthKey, GroupMonthDelta] = field(
+        default_factory=lambda: defaultdict(GroupMonthDelta)
     )
     sessions: list[SessionFact] = field(default_factory=list)
     membership: list[MembershipFact] = field(default_factory=list)
     created: list[GroupCreated] = field(default_factory=list)
     dissolved: dict[str, datetime] = field(default_factory=dict)
-    type_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
@@ -90,23 +80,22 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
     plan = BatchPlan()
     for env in envelopes:
         e = env.event
-        plan.type_counts[e.type] += 1
         day = local_day(e.occurred_at, tz)
         counters = plan.user_day[(e.user_id, day)] if _counts_for_user(e) else None
         match e:
             case MessageEvent():
                 assert counters is not None
                 if e.client == "sms":
-                    counters["messages_sms"] += 1
+                    counters.messages_sms += 1
                 else:
-                    counters["messages"] += 1
+                    counters.messages += 1
                     if e.client == "mobile":
-                        counters["messages_mobile"] += 1
+                        counters.messages_mobile += 1
                     if e.group_id is not None:
-                        plan.group_month[(e.group_id, month_of(day))]["group_messages"] += 1
+                        plan.group_month[(e.group_id, month_of(day))].group_messages += 1
             case LoginEvent():
                 assert counters is not None
-                counters["logins"] += 1
+                counters.logins += 1
                 plan.sessions.append(
                     SessionFact(
                         e.user_id, e.session_id, "login", e.occurred_at, e.client, e.event_id
@@ -120,15 +109,15 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                 )
             case PointsEvent():
                 assert counters is not None
-                counters["points_delta"] += e.delta
+                counters.points_delta += e.delta
             case FriendAddedEvent():
                 assert counters is not None
-                counters["friends_added"] += 1
+                counters.friends_added += 1
             case CheckinEvent():
                 assert counters is not None
-                counters["checkins"] += 1
+                counters.checkins += 1
             case BonusCardEvent():
-                plan.group_month[(e.group_id, month_of(day))]["bonus_points"] += e.points
+                plan.group_month[(e.group_id, month_of(day))].bonus_points += e.points
             case GroupCreatedEvent():
                 plan.created.append(
                     GroupCreated(
@@ -156,3 +145,15 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
 
 def _counts_for_user(e: object) -> bool:
     return isinstance(e, MessageEvent | LoginEvent | PointsEvent | FriendAddedEvent | CheckinEvent)
+
+
+def add_online_time(
+    user_days: dict[UserDayKey, UserDayDelta], online_time: Mapping[UserDayKey, OnlineTime]
+) -> None:
+    """Fold sessions' changes of online time into the batch's user-day increments."""
+    for key, change in online_time.items():
+        counters = user_days.get(key)
+        if counters is None:
+            counters = user_days[key] = UserDayDelta()
+        counters.online_seconds_pc += change.pc
+        counters.online_seconds_mobile += change.mobile

@@ -8,13 +8,30 @@ carry no online time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.scoring.domain.periods import local_day, start_of_day
 
 MAX_SESSION = timedelta(hours=24)
+ONLINE_CLIENTS = ("pc", "mobile")
+
+SessionKey = tuple[str, str]  # (user_id, session_id)
+UserDayKey = tuple[str, date]  # (user_id, local day)
+
+
+@dataclass(slots=True)
+class SessionFact:
+    """One login or logout of a session, as it arrived."""
+
+    user_id: str
+    session_id: str
+    kind: str  # "login" or "logout"
+    at: datetime
+    client: str
+    event_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +51,30 @@ class SessionState:
             return replace(self, end_at=at)
         return self
 
+    def with_fact(self, fact: SessionFact) -> SessionState:
+        if fact.kind == "login":
+            return self.with_login(fact.at, fact.client, fact.event_id)
+        return self.with_logout(fact.at)
+
+
+NO_SESSION = SessionState()
+
 
 @dataclass(frozen=True, slots=True)
 class OnlineTime:
-    """Seconds online on one local day, by client."""
+    """Seconds online on one local day, by client (negative in a change: time taken back)."""
 
     pc: int = 0
     mobile: int = 0
 
 
+NO_TIME = OnlineTime()
+
+
 def online_time_by_day(state: SessionState, tz: ZoneInfo) -> dict[date, OnlineTime]:
     """The session's online seconds on each local day it touches (empty if it counts nothing)."""
     start, end, client = state.start_at, state.end_at, state.start_client
-    if start is None or end is None or end <= start or client not in ("pc", "mobile"):
+    if start is None or end is None or end <= start or client not in ONLINE_CLIENTS:
         return {}
     end = min(end, start + MAX_SESSION)
     out: dict[date, OnlineTime] = {}
@@ -63,3 +91,49 @@ def online_time_by_day(state: SessionState, tz: ZoneInfo) -> dict[date, OnlineTi
         )
         cursor = boundary
     return out
+
+
+def online_time_change(
+    before: SessionState, after: SessionState, tz: ZoneInfo
+) -> dict[date, OnlineTime]:
+    """What a session's new facts change in each day's online seconds (days with no change left
+    out): a late login or logout can move time between days, add it, or take it back."""
+    gained, lost = online_time_by_day(after, tz), online_time_by_day(before, tz)
+    change: dict[date, OnlineTime] = {}
+    for day in gained.keys() | lost.keys():
+        g, lo = gained.get(day, NO_TIME), lost.get(day, NO_TIME)
+        if g != lo:
+            change[day] = OnlineTime(g.pc - lo.pc, g.mobile - lo.mobile)
+    return change
+
+
+@dataclass(slots=True)
+class SessionsUpdate:
+    """Sessions after a batch's facts, and what they change in users' daily online time."""
+
+    states: dict[SessionKey, SessionState] = field(default_factory=dict)
+    online_time: dict[UserDayKey, OnlineTime] = field(default_factory=dict)
+
+
+def update_sessions(
+    stored: Mapping[SessionKey, SessionState], facts: Iterable[SessionFact], tz: ZoneInfo
+) -> SessionsUpdate:
+    """Fold the facts into the stored sessions (absent: none yet); every touched session is in
+    `states`, in key order."""
+    by_key: dict[SessionKey, list[SessionFact]] = {}
+    for fact in facts:
+        by_key.setdefault((fact.user_id, fact.session_id), []).append(fact)
+    update = SessionsUpdate()
+    for key in sorted(by_key):
+        before = stored.get(key, NO_SESSION)
+        after = before
+        for fact in by_key[key]:
+            after = after.with_fact(fact)
+        update.states[key] = after
+        user_id = key[0]
+        for day, change in online_time_change(before, after, tz).items():
+            prior = update.online_time.get((user_id, day))
+            update.online_time[(user_id, day)] = (
+                OnlineTime(prior.pc + change.pc, prior.mobile + change.mobile) if prior else change
+            )
+    return update

@@ -1,4 +1,4 @@
-"""Reads for the scoring API: user days and months, group months, leaderboards, profiles."""
+"""Reads for the scoring API: user days and months, group months, leaderboards, members."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
-from services.scoring.store.changelog import USER_DAY_COLUMNS, USER_MONTH_COLUMNS
-from shared.audit import audit
-from shared.metric_fields import GROUP_MONTH_COUNTERS
-
-# Parameters are cast: asyncpg would otherwise type them after the integer columns and truncate.
-VITALITY_SQL = (
-    "(CAST(:wg AS float8) * gm.points_growth + CAST(:wa AS float8) * gm.activity_points"
-    " + CAST(:wb AS float8) * gm.bonus_points)"
+from services.scoring.store.rules_sql import (
+    member_at_sql,
+    member_contribution_sql,
+    vitality_sql,
+    weight_params,
 )
+from shared.metric_fields import USER_DAY_COUNTERS, USER_MONTH_COUNTERS
+
+VITALITY_SQL = vitality_sql("gm.{}")
 # A province's groups, each with its month: driven from the province index with one primary-key
 # lookup per group. (A plain join scans every group's month and hash-joins: ~30 ms at 100k
 # groups instead of ~12 ms; OFFSET 0 keeps the planner from flattening the lateral subquery.)
@@ -28,6 +28,7 @@ PROVINCE_MONTH_SQL = (
     "groups g CROSS JOIN LATERAL (SELECT * FROM group_month x "
     "WHERE x.group_id = g.group_id AND x.month = :m OFFSET 0) gm"
 )
+# On a leaderboard (SPEC §4): created, and not dissolved, as of the month's end.
 ELIGIBLE_SQL = (
     "g.created_at IS NOT NULL AND g.created_at < :month_end "
     "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end)"
@@ -35,55 +36,23 @@ ELIGIBLE_SQL = (
 
 
 async def user_day(session: AsyncSession, user_id: str, day: date) -> dict[str, Any]:
+    """The stored counters of a user's day (all 0 if none)."""
     row = (await session.execute(
-        text(f"SELECT {', '.join(USER_DAY_COLUMNS)} FROM user_day WHERE user_id = :u AND day = :d"),
+        text(f"SELECT {', '.join(USER_DAY_COUNTERS)} FROM user_day "
+             "WHERE user_id = :u AND day = :d"),
         {"u": user_id, "d": day},
     )).first()  # fmt: skip
-    return dict(row._mapping) if row else dict.fromkeys(USER_DAY_COLUMNS, 0)
+    return dict(row._mapping) if row else dict.fromkeys(USER_DAY_COUNTERS, 0)
 
 
 async def user_month(session: AsyncSession, user_id: str, month: date) -> dict[str, Any]:
+    """The stored counters of a user's month (all 0 if none)."""
     row = (await session.execute(
-        text(f"SELECT {', '.join(USER_MONTH_COLUMNS)} FROM user_month "
+        text(f"SELECT {', '.join(USER_MONTH_COUNTERS)} FROM user_month "
              "WHERE user_id = :u AND month = :m"),
         {"u": user_id, "m": month},
     )).first()  # fmt: skip
-    return dict(row._mapping) if row else dict.fromkeys(USER_MONTH_COLUMNS, 0)
-
-
-async def profile(session: AsyncSession, name: str) -> Weights | None:
-    row = (await session.execute(
-        text("SELECT w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = :n"),
-        {"n": name},
-    )).first()  # fmt: skip
-    return Weights(row.w_growth, row.w_activity, row.w_bonus) if row else None
-
-
-async def profiles(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = await session.execute(text(
-        "SELECT name, w_growth, w_activity, w_bonus, updated_at, updated_by FROM weight_profiles "
-        "ORDER BY name"))  # fmt: skip
-    return [dict(r._mapping) for r in rows]
-
-
-async def save_profile(
-    session: AsyncSession, name: str, w: Weights, by: str
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Upsert a profile; return (before, after) for the audit trail."""
-    before = (await session.execute(
-        text("SELECT name, w_growth, w_activity, w_bonus FROM weight_profiles WHERE name = :n "
-             "FOR UPDATE"), {"n": name})).first()  # fmt: skip
-    after = (await session.execute(
-        text("INSERT INTO weight_profiles (name, w_growth, w_activity, w_bonus, updated_by) "
-             "VALUES (:n, :g, :a, :b, :by) ON CONFLICT (name) DO UPDATE SET w_growth = :g, "
-             "w_activity = :a, w_bonus = :b, updated_at = now(), updated_by = :by "
-             "RETURNING name, w_growth, w_activity, w_bonus, updated_at, updated_by"),
-        {"n": name, "g": w.growth, "a": w.activity, "b": w.bonus, "by": by},
-    )).one()  # fmt: skip
-    before_d = dict(before._mapping) if before else None
-    after_d = dict(after._mapping)
-    await audit(session, by, "profile.save", name, before_d or None, after_d)
-    return before_d, after_d
+    return dict(row._mapping) if row else dict.fromkeys(USER_MONTH_COUNTERS, 0)
 
 
 def _ranked(side: str, vitality: str, active: str, group_id: str) -> str:
@@ -99,6 +68,8 @@ def _ranked(side: str, vitality: str, active: str, group_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BoardCursor:
+    """Where a leaderboard page ended: the last row's sort key and rank."""
+
     vitality: float
     active_members: int
     group_id: str
@@ -122,9 +93,7 @@ async def leaderboard(
     params: dict[str, Any] = {
         "m": month,
         "p": province,
-        "wg": w.growth,
-        "wa": w.activity,
-        "wb": w.bonus,
+        **weight_params(w),
         "month_end": end_of_month(month, tz),
         "min_members": min_members,
         "ratio": min_active_ratio,
@@ -152,53 +121,68 @@ async def leaderboard(
 
 
 async def group_month(
-    session: AsyncSession, group_id: str, month: date, w: Weights, tz: ZoneInfo, top: int = 10
+    session: AsyncSession, group_id: str, month: date, w: Weights, tz: ZoneInfo
 ) -> dict[str, Any] | None:
-    params = {
-        "g": group_id,
-        "m": month,
-        "wg": w.growth,
-        "wa": w.activity,
-        "wb": w.bonus,
-        "month_end": end_of_month(month, tz),
-        "top": top,
-    }
+    """A group's attributes and month (counters 0 without a month row), its vitality, and
+    whether it is `ranked` (eligible for its province's leaderboard); None for no such group."""
     row = (await session.execute(
         text(f"""
         SELECT g.group_id, g.name, g.province, g.owner_id, g.created_at, g.dissolved_at,
-               gm.members, gm.active_members, gm.activity_points, gm.points_growth,
-               gm.bonus_points, gm.group_messages, {VITALITY_SQL} AS vitality,
+               COALESCE(gm.members, 0) AS members,
+               COALESCE(gm.active_members, 0) AS active_members,
+               COALESCE(gm.activity_points, 0) AS activity_points,
+               COALESCE(gm.points_growth, 0) AS points_growth,
+               COALESCE(gm.bonus_points, 0) AS bonus_points,
+               COALESCE(gm.group_messages, 0) AS group_messages,
+               COALESCE({VITALITY_SQL}, 0) AS vitality,
                ({ELIGIBLE_SQL}) AS ranked
         FROM groups g LEFT JOIN group_month gm ON gm.group_id = g.group_id AND gm.month = :m
-        WHERE g.group_id = :g"""), params)).first()  # fmt: skip
-    if row is None:
-        return None
-    result = dict(row._mapping)
-    for key in (*GROUP_MONTH_COUNTERS, "vitality"):  # no row yet: all zero
-        result[key] = result[key] or 0
-    result["rank"] = None
-    if result["ranked"] and result["province"]:
-        result["rank"] = 1 + (await session.execute(text(f"""
-            SELECT count(*) FROM {PROVINCE_MONTH_SQL}
-            WHERE g.province = :p AND {ELIGIBLE_SQL}
-              AND {_ranked("before", ":v", ":am", ":g")}"""),
-            params | {"p": result["province"], "v": result["vitality"],
-                      "am": result["active_members"]})).scalar_one()  # fmt: skip
-    members = await session.execute(
-        text("""
+        WHERE g.group_id = :g"""),
+        {"g": group_id, "m": month, **weight_params(w), "month_end": end_of_month(month, tz)},
+    )).first()  # fmt: skip
+    return dict(row._mapping) if row else None
+
+
+async def groups_ranked_before(
+    session: AsyncSession,
+    province: str,
+    month: date,
+    w: Weights,
+    tz: ZoneInfo,
+    *,
+    vitality: float,
+    active_members: int,
+    group_id: str,
+) -> int:
+    """How many of the province's eligible groups rank before this position."""
+    count = (await session.execute(
+        text(f"""
+        SELECT count(*) FROM {PROVINCE_MONTH_SQL}
+        WHERE g.province = :p AND {ELIGIBLE_SQL}
+          AND {_ranked("before", ":v", ":am", ":g")}"""),
+        {"p": province, "m": month, **weight_params(w), "month_end": end_of_month(month, tz),
+         "v": vitality, "am": active_members, "g": group_id},
+    )).scalar_one()  # fmt: skip
+    return int(count)
+
+
+async def top_members(
+    session: AsyncSession, group_id: str, month: date, w: Weights, tz: ZoneInfo, top: int
+) -> list[dict[str, Any]]:
+    """The group's members as of the month's end, by their part of its vitality."""
+    rows = await session.execute(
+        text(f"""
         SELECT s.user_id, COALESCE(um.activity_points, 0) AS activity_points,
                COALESCE(um.points_delta, 0) AS points_delta, COALESCE(um.messages, 0) AS messages,
-               (CAST(:wa AS float8) * COALESCE(um.activity_points, 0)
-                + CAST(:wg AS float8) * COALESCE(um.points_delta, 0))
-                   AS contribution
-        FROM (SELECT DISTINCT user_id FROM membership_spans WHERE group_id = :g
-              AND joined_at < :month_end AND (left_at IS NULL OR left_at >= :month_end)) s
+               {member_contribution_sql("COALESCE(um.{}, 0)")} AS contribution
+        FROM (SELECT DISTINCT user_id FROM membership_spans s WHERE group_id = :g
+              AND {member_at_sql("s", ":month_end")}) s
         LEFT JOIN user_month um ON um.user_id = s.user_id AND um.month = :m
         ORDER BY contribution DESC, s.user_id ASC LIMIT :top"""),
-        params,
-    )
-    result["top_members"] = [dict(r._mapping) for r in members]
-    return result
+        {"g": group_id, "m": month, **weight_params(w), "month_end": end_of_month(month, tz),
+         "top": top},
+    )  # fmt: skip
+    return [dict(r._mapping) for r in rows]
 
 
 async def group_members(
@@ -207,8 +191,8 @@ async def group_members(
     """Members as of the end of the month (as of now for the current month), by user id."""
     rows = await session.execute(
         text(
-            "SELECT DISTINCT user_id FROM membership_spans WHERE group_id = :g "
-            "AND joined_at < :e AND (left_at IS NULL OR left_at >= :e) "
+            "SELECT DISTINCT user_id FROM membership_spans s WHERE group_id = :g "
+            f"AND {member_at_sql('s', ':e')} "
             "AND (CAST(:after AS text) IS NULL OR user_id > :after) ORDER BY user_id LIMIT :n"
         ),
         {"g": group_id, "e": month_end, "after": after, "n": limit},

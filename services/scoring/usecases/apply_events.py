@@ -1,0 +1,147 @@
+"""Apply a batch of events to scoring's metrics, inside the consumer's transaction (SPEC §4).
+
+The flow: ledger (drop repeats) → plan (domain) → sessions → user days → user months →
+membership → group-month deltas (domain) → group facts and months → changelog. The caller
+(consumers/events.py) owns the transaction: nothing here commits.
+
+Concurrency (several replicas, SPEC §4 "scales out"): user-level rows belong to one partition
+(events are keyed by user_id, and a retried event keeps its user), so replicas never share them,
+and a partition's batches are serialised by the lock on its stored offset. Group rows are
+shared: they change only by deltas, which commute, under locks taken in one ordered statement
+(store/groups.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scoring.domain.batch import BatchPlan, add_online_time, plan_batch
+from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey, group_month_deltas
+from services.scoring.domain.membership import MembershipFlip, membership_flips, pairs_of, spans_of
+from services.scoring.domain.periods import local_day, month_of
+from services.scoring.domain.sessions import update_sessions
+from services.scoring.store import groups, ledger, membership, sessions, user_metrics
+from services.scoring.store.changelog import (
+    group_month_key,
+    mark_changed,
+    user_day_key,
+    user_month_key,
+)
+from shared.contract import Envelope
+
+STEP_SECONDS = Histogram(
+    "engage_scoring_step_seconds",
+    "Time per step of applying a batch (database included).",
+    ["step"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    STEP_SECONDS.labels(name).observe(time.perf_counter() - start)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    new_events: list[Envelope] = field(default_factory=list)
+    duplicates: int = 0
+
+
+async def apply_events(
+    session: AsyncSession, envelopes: Sequence[Envelope], tz: ZoneInfo, now: datetime
+) -> BatchOutcome:
+    """Fold the batch's never-seen events into every metric they change, and mark those
+    metrics for the changelog."""
+    outcome = BatchOutcome()
+    with _step("ledger"):
+        outcome.new_events = await ledger.keep_new(session, envelopes)
+    outcome.duplicates = len(envelopes) - len(outcome.new_events)
+    if not outcome.new_events:
+        return outcome
+    with _step("plan"):
+        plan = plan_batch(outcome.new_events, tz)
+
+    if plan.sessions:
+        with _step("sessions"):
+            stored = await sessions.lock_sessions(
+                session, sorted({(f.user_id, f.session_id) for f in plan.sessions})
+            )
+            update = update_sessions(stored, plan.sessions, tz)
+            await sessions.save_sessions(session, update.states)
+            add_online_time(plan.user_day, update.online_time)
+    with _step("user_days"):
+        days = await user_metrics.add_to_user_days(session, plan.user_day)
+    user_months = {(user_id, month_of(day)) for user_id, day in days}
+    with _step("user_months"):
+        before = await user_metrics.member_months(session, user_months)
+        after = await user_metrics.recompute_user_months(session, user_months)
+
+    # Member contributions are taken under the membership before this batch's joins and
+    # leaves; the flips then move whole contributions at the new values (domain.contributions).
+    with _step("member_groups"):
+        groups_of = await membership.groups_at_month_end(session, user_months, tz)
+    with _step("membership"):
+        flips = await _apply_membership(session, plan, tz, now)
+    current = after
+    if flips:
+        missing = {(f.user_id, f.month) for f in flips} - after.keys()
+        current = {**await user_metrics.member_months(session, missing), **after}
+    deltas = group_month_deltas(groups_of, before, current, flips, plan.group_month)
+
+    with _step("group_locks"):
+        await groups.lock_groups(
+            session,
+            {g for g, _ in deltas} | {c.group_id for c in plan.created} | set(plan.dissolved),
+        )
+    with _step("group_facts"):
+        await groups.record_created(session, plan.created)
+        await groups.record_dissolved(session, plan.dissolved)
+    with _step("group_months"):
+        group_months = await groups.add_to_group_months(session, _nonzero(deltas))
+
+    with _step("changelog"):
+        await mark_changed(
+            session,
+            [
+                *(user_day_key(u, d) for u, d in days),
+                *(user_month_key(u, m) for u, m in after),
+                *(group_month_key(g, m) for g, m in group_months),
+                # A dissolution changes no counter but must reach rewards (revocations).
+                *(
+                    group_month_key(g, month_of(local_day(at, tz)))
+                    for g, at in plan.dissolved.items()
+                ),
+            ],
+        )
+    return outcome
+
+
+async def _apply_membership(
+    session: AsyncSession, plan: BatchPlan, tz: ZoneInfo, now: datetime
+) -> list[MembershipFlip]:
+    """Store the batch's joins and leaves, fold each touched pair's spans again; return the
+    month-end flips they cause."""
+    if not plan.membership:
+        return []
+    await membership.add_membership_events(session, plan.membership)
+    pairs = pairs_of(plan.membership)
+    events = await membership.membership_events(session, pairs)
+    spans_before = await membership.take_spans(session, pairs)
+    spans_after = {pair: spans_of(events[pair]) for pair in pairs}
+    await membership.put_spans(session, spans_after)
+    return membership_flips(plan.membership, spans_before, spans_after, now, tz)
+
+
+def _nonzero(deltas: dict[GroupMonthKey, GroupMonthDelta]) -> dict[GroupMonthKey, GroupMonthDelta]:
+    return {key: delta for key, delta in deltas.items() if delta}
