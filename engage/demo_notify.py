@@ -53,12 +53,15 @@ async def print_notices(
         "  reward notices by status: "
         + ", ".join(f"{s} {n:,}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     )
-    print("  (daily cap 3 per user and local day: the rest are suppressed, reason daily_cap)")
+    print(
+        "  (daily cap 3 messages per user and local day: a user's waiting rewards go out as one "
+        "digest; what does not fit is deferred to their next day, never suppressed)"
+    )
     async with httpx.AsyncClient(
         base_url=notify_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as c:
         for campaign, users in examples.items():
-            for user in users:  # the first whose notice was not suppressed by the daily cap
+            for user in users:  # the first whose notice has gone out (alone or in a digest)
                 page = (
                     await c.get(f"/v1/users/{user}/notifications", params={"limit": 500})
                 ).json()

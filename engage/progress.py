@@ -57,11 +57,12 @@ async def wait_outbox_empty(
 
 
 async def wait_notices_ended(database_url: str, timeout_s: float = 300.0) -> None:
-    """Wait until notify has no message queued, deferred or being sent."""
+    """Wait until notify has no message queued, deferred or being sent — except those deferred
+    to the user's next local day by the daily cap (SPEC §11): they wait, by design, until then."""
     deadline = time.monotonic() + timeout_s
     sql = (
-        "SELECT count(*) FROM notify.notifications "
-        "WHERE status IN ('queued', 'deferred', 'sending')"
+        "SELECT count(*) FROM notify.notifications WHERE status IN ('queued', 'sending') "
+        "OR (status = 'deferred' AND reason IS DISTINCT FROM 'daily_cap')"
     )
     while (n := await count_rows(database_url, sql)) != 0:
         if time.monotonic() > deadline:

@@ -3,6 +3,7 @@ retries (SPEC §6). The one place that wires."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -68,12 +69,14 @@ def create_app(
         max_attempts=settings.max_attempts,
         concurrency=settings.send_concurrency,
         sending_lease_s=settings.sending_lease_s,
+        gather_s=settings.digest_gather_s,
     )
     if settings.consume:
         for name, topic in (("grants", GRANTS_TOPIC), ("requests", NOTIFY_TOPIC)):
             consumer = InputsConsumer(
-                topic, rt.bootstrap, sessions, producer, f"{settings.consumer_group}-{name}"
-            )
+                topic, rt.bootstrap, sessions, producer, f"{settings.consumer_group}-{name}",
+                gather=timedelta(seconds=settings.digest_gather_s),
+            )  # fmt: skip
             rt.loop(f"consumer-{topic}", consumer.run)
         rt.loop("dispatcher", dispatcher.run)
     scoring = None

@@ -1,10 +1,13 @@
-"""Sends due notifications (SPEC §6): window, TTL, opt-out and the daily cap decided in one
+"""Sends due notifications (SPEC §6, §11): window, TTL, opt-out and the daily cap decided in one
 transaction per pass; the provider call happens outside it; retries back off with jitter; the
 last failure goes to engage.notify.dlq with the reason.
 
 Every replica runs a dispatcher; rows are claimed with FOR UPDATE SKIP LOCKED, so a message is
-handled by one of them at a time. A message left `sending` by a crash is picked up again after a
-lease (the provider may then see it twice: at-least-once towards the SMSC, as SMPP offers no
+handled by one of them at a time, and each user by one of them per pass (an advisory lock), so
+that a user's waiting reward notices are composed into one digest (domain/digests.py). A digest
+is claimed, marked `sending` and recorded in the same transactions as its members. A message
+left `sending` by a crash is picked up again after a lease, as the same message (same id and
+slot; the provider may then see it twice: at-least-once towards the SMSC, as SMPP offers no
 idempotency key).
 """
 
@@ -25,7 +28,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notify.domain.delivery import CAP_USED_UP, channels_for, gives_slot_back, next_attempt
+from services.notify.domain.delivery import channels_for, gives_slot_back, next_attempt, over_cap
+from services.notify.domain.digests import DIGEST_TEMPLATE, Message, Pending, compose, digest_params
+from services.notify.domain.fulfilment import render_notice
 from services.notify.domain.policy import (
     MAX_ATTEMPTS,
     Decision,
@@ -34,13 +39,7 @@ from services.notify.domain.policy import (
     local_day,
     policy_for,
 )
-from services.notify.domain.templates import (
-    CATEGORIES,
-    TemplateError,
-    in_locale,
-    locales_to_try,
-    render,
-)
+from services.notify.domain.templates import CATEGORIES, TemplateError, in_locale, locales_to_try
 from services.notify.providers.base import Provider, ProviderError, Throttled
 from services.notify.store import notifications as store
 from services.notify.store.notifications import NotificationRow
@@ -68,22 +67,44 @@ CAP_SUPPRESSED = Counter(
     "Notifications suppressed because the user's daily cap was used up.",
     ["category"],
 )
+CAP_DEFERRED = Counter(
+    "engage_notify_cap_deferred_total",
+    "Notifications deferred to the user's next local day because their daily cap was used up.",
+    ["category"],
+)
+DIGESTS = Counter(
+    "engage_notify_digests_total", "Reward digests handed to a provider (one cap slot each)."
+)
 
 
 @dataclass(slots=True)
 class _Send:
-    row: NotificationRow
+    message_id: int  # the provider's id: a single notice's own, a digest's lead member's
+    members: list[NotificationRow]  # one, or the notices of a digest
     bodies: dict[str, str]  # channel → rendered text, in fallback order
+
+    @property
+    def row(self) -> NotificationRow:
+        return self.members[0]
 
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
-    row: NotificationRow
+    members: list[NotificationRow]
     channel: str
     body: str
     status: str  # sent, or delivered when the provider confirmed at once
     provider: str
     message_id: str
+
+
+def _pending(row: NotificationRow) -> Pending:
+    return Pending(row.id, row.template, row.category, row.channel, row.locale, row.priority,
+                   row.digest_id, row.cap_day)  # fmt: skip
+
+
+def _attempts(members: list[NotificationRow]) -> int:
+    return max(m.attempts for m in members)
 
 
 class Dispatcher:
@@ -100,6 +121,7 @@ class Dispatcher:
         max_attempts: int = MAX_ATTEMPTS,
         concurrency: int = 32,
         sending_lease_s: float = 60.0,
+        gather_s: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rnd: random.Random | None = None,
     ) -> None:
@@ -114,6 +136,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._concurrency = concurrency
         self._lease = timedelta(seconds=sending_lease_s)
+        self._gather = timedelta(seconds=gather_s)
         self._clock = clock
         self._rnd = rnd or random.Random()
         self._bucket = TokenBucket(burst_s=1.0, min_burst=1.0)
@@ -122,6 +145,7 @@ class Dispatcher:
         for category in CATEGORIES:
             DLQ.labels(category)
             CAP_SUPPRESSED.labels(category)
+            CAP_DEFERRED.labels(category)
         for provider in providers.values():
             PROVIDER_LATENCY.labels(provider.name, "error")
 
@@ -146,16 +170,25 @@ class Dispatcher:
         now = self._clock()
         sends: list[_Send] = []
         async with self._sessions() as session, session.begin():
-            rows = await store.claim_due(session, now, self._batch, self._lease)
+            claimed = await store.claim_due(session, now, self._batch, self._lease)
+            if not claimed:
+                return 0
+            # Users another replica is composing right now wait for its pass to end.
+            mine = await store.lock_users(session, [r.user_id for r in claimed])
+            rows = [r for r in claimed if r.user_id in mine]
+            rows += await store.claim_gathered(
+                session, sorted(mine), [r.id for r in rows], now, now + self._gather,
+                self._batch, self._lease,
+            )  # fmt: skip
             if not rows:
                 return 0
             policies = await store.policies(session)
             out = await store.opted_out(session, [r.user_id for r in rows])
+            by_user: dict[str, list[NotificationRow]] = {}
             for row in rows:
-                policy = policy_for(policies, row.category)
-                send = await self._decide(session, row, policy, now, row.user_id in out)
-                if send is not None:
-                    sends.append(send)
+                by_user.setdefault(row.user_id, []).append(row)
+            for user, found in by_user.items():
+                sends += await self._plan_user(session, found, policies, now, user in out)
         gate = asyncio.Semaphore(self._concurrency)
 
         async def deliver(send: _Send) -> _Sent | None:
@@ -193,72 +226,122 @@ class Dispatcher:
                 await store.lock_messages(session, provider, ids)
             await store.record_sent(
                 session,
-                [(x.row.id, x.status, x.body, x.channel, x.provider, x.message_id,
-                  x.row.attempts + 1) for x in sent],
+                [(m.id, x.status, x.body, x.channel, x.provider, x.message_id,
+                  _attempts(x.members) + 1) for x in sent for m in x.members],
             )  # fmt: skip
             for provider in providers:
                 ids = [x.message_id for x in sent if x.provider == provider]
                 early += await settle_receipts(session, provider, ids)
         for x in sent:
-            NOTIFICATIONS.labels(x.channel, x.row.category, x.status).inc()
+            for m in x.members:
+                NOTIFICATIONS.labels(x.channel, m.category, x.status).inc()
         for r in early:
             NOTIFICATIONS.labels(r.channel, r.category, r.status).inc()
 
-    async def _decide(
+    async def _plan_user(
         self,
         session: AsyncSession,
-        row: NotificationRow,
-        policy: Policy,
+        rows: list[NotificationRow],
+        policies: dict[str, Policy],
         now: datetime,
         opted_out: bool,
-    ) -> _Send | None:
-        d = decide(policy, now, row.expires_at, self._tz, opted_out)
+    ) -> list[_Send]:
+        """One user's due notices: each decided on its own (TTL, opt-out, window), those ready
+        composed into messages, which take cap slots in priority order (SPEC §11)."""
+        ready: dict[int, NotificationRow] = {}
+        for row in rows:
+            d = decide(policy_for(policies, row.category), now, row.expires_at, self._tz, opted_out)
+            if d.ends:  # a digest member alone does not give its shared slot back
+                await self._finish(session, [row], d, release=row.digest_id is None)
+            elif d.action == "defer":
+                await self._wait(session, [row], d)
+            else:
+                ready[row.id] = row
+        day = local_day(now, self._tz)
+        full: set[str] = set()  # categories whose cap this user has used up today
+        sends: list[_Send] = []
+        for message in compose(_pending(r) for r in ready.values()):
+            members = [ready[i] for i in message.members]
+            policy = policy_for(policies, message.category)
+            cap_day = next((m.cap_day for m in members if m.cap_day is not None), None)
+            if not message.holds_slot:
+                if message.category in full or not await store.take_cap_slot(
+                    session, members[0].user_id, day, message.category, policy.daily_cap
+                ):
+                    full.add(message.category)
+                    await self._over_cap(session, members, policy, now)
+                    continue
+                cap_day = day
+            digest_id = message.message_id if message.digest else None
+            members = [replace(m, cap_day=cap_day, digest_id=digest_id) for m in members]
+            try:
+                bodies = await self._render(session, message, members, now)
+            except TemplateError as exc:
+                await self._finish(session, members, Decision("fail", f"template: {exc}"))
+                for m in members:
+                    await self._dead_letter(m, f"template: {exc}")
+                continue
+            await store.update_many(session, [m.id for m in members], status="sending",
+                                    cap_day=cap_day, digest_id=digest_id, reason=None)  # fmt: skip
+            sends.append(_Send(message.message_id, members, bodies))
+        return sends
+
+    async def _over_cap(
+        self, session: AsyncSession, members: list[NotificationRow], policy: Policy, now: datetime
+    ) -> None:
+        d = over_cap(policy, now, self._tz)
         if d.ends:
-            await self._finish(session, row, d)
-            return None
-        if d.action == "defer":
-            await store.update(session, row.id, status=d.status, reason=d.reason,
-                               not_before=d.not_before)  # fmt: skip
+            await self._finish(session, members, d)
+            CAP_SUPPRESSED.labels(policy.category).inc(len(members))
+        else:
+            await self._wait(session, members, d)
+            CAP_DEFERRED.labels(policy.category).inc(len(members))
+
+    async def _wait(self, session: AsyncSession, rows: list[NotificationRow], d: Decision) -> None:
+        await store.update_many(session, [r.id for r in rows], status=d.status, reason=d.reason,
+                                not_before=d.not_before)  # fmt: skip
+        for row in rows:
             if row.status != d.status:
                 NOTIFICATIONS.labels(row.channel, row.category, d.status).inc()
-            return None
-        if row.cap_day is None:  # a retried message keeps the slot it took
-            day = local_day(now, self._tz)
-            if not await store.take_cap_slot(
-                session, row.user_id, day, row.category, policy.daily_cap
-            ):
-                await self._finish(session, row, CAP_USED_UP)
-                CAP_SUPPRESSED.labels(row.category).inc()
-                return None
-            row = replace(row, cap_day=day)
-        try:
-            bodies = await self._render(session, row)
-        except TemplateError as exc:
-            await self._finish(session, row, Decision("fail", f"template: {exc}"))
-            await self._dead_letter(row, f"template: {exc}")
-            return None
-        await store.update(session, row.id, status=d.status, cap_day=row.cap_day, reason=None)
-        return _Send(row, bodies)
 
-    async def _render(self, session: AsyncSession, row: NotificationRow) -> dict[str, str]:
-        channels = channels_for(row.channel)
+    async def _render(
+        self, session: AsyncSession, message: Message, members: list[NotificationRow], now: datetime
+    ) -> dict[str, str]:
+        """The message's text per channel, as true on the user's local day of sending."""
+        lead = members[0]
+        today = local_day(now, self._tz)
+        template, params = lead.template, lead.params
+        if message.digest:
+            template = DIGEST_TEMPLATE
+            params = digest_params([m.params for m in members], lead.locale, today)
         bodies: dict[str, str] = {}
-        for channel in channels:
+        for channel in channels_for(lead.channel):
             texts = await store.template_texts(
-                session, row.template, channel, locales_to_try(row.locale)
+                session, template, channel, locales_to_try(lead.locale)
             )
-            if (template := in_locale(texts, row.locale)) is not None:
-                bodies[channel] = render(template, row.params)
+            if (text := in_locale(texts, lead.locale)) is not None:
+                bodies[channel] = render_notice(text, params, channel, lead.locale, today)
         if not bodies:
-            raise TemplateError("template", f"no template '{row.template}' for {list(channels)}")
+            raise TemplateError(
+                "template", f"no template '{template}' for {list(channels_for(lead.channel))}"
+            )
         return bodies
 
-    async def _finish(self, session: AsyncSession, row: NotificationRow, end: Decision) -> None:
-        """An end state; an undeliverable message gives its cap slot back."""
-        await store.update(session, row.id, status=end.status, reason=end.reason)
-        if row.cap_day is not None and gives_slot_back(end.status):
-            await store.release_cap_slot(session, row.user_id, row.cap_day, row.category)
-        NOTIFICATIONS.labels(row.channel, row.category, end.status).inc()
+    async def _finish(
+        self,
+        session: AsyncSession,
+        rows: list[NotificationRow],
+        end: Decision,
+        release: bool = True,
+    ) -> None:
+        """An end state for the members of one message; an undeliverable message gives its cap
+        slot back (once: a digest's members share it)."""
+        await store.update_many(session, [r.id for r in rows], status=end.status, reason=end.reason)
+        cap_day = next((r.cap_day for r in rows if r.cap_day is not None), None)
+        if release and cap_day is not None and gives_slot_back(end.status):
+            await store.release_cap_slot(session, rows[0].user_id, cap_day, rows[0].category)
+        for row in rows:
+            NOTIFICATIONS.labels(row.channel, row.category, end.status).inc()
 
     async def _deliver(self, send: _Send) -> _Sent | None:
         """Try the channels in order; the accepted send is returned for recording, a failure
@@ -270,7 +353,7 @@ class Dispatcher:
             await self._pace(provider.name)
             started = time.perf_counter()
             try:
-                result = await provider.send(row.id, row.user_id, body)
+                result = await provider.send(send.message_id, row.user_id, body)
             except ProviderError as exc:
                 PROVIDER_LATENCY.labels(provider.name, "error").observe(
                     time.perf_counter() - started
@@ -281,22 +364,26 @@ class Dispatcher:
                     break  # the same channel again later, not the fallback
                 continue
             PROVIDER_LATENCY.labels(provider.name, "ok").observe(time.perf_counter() - started)
+            if len(send.members) > 1:
+                DIGESTS.inc()
             status = "delivered" if result.delivered else "sent"
-            return _Sent(row, channel, body, status, result.provider, result.message_id)
+            return _Sent(send.members, channel, body, status, result.provider, result.message_id)
         assert error is not None
-        attempts = row.attempts + 1
+        attempts = _attempts(send.members) + 1
         retry_at = next_attempt(
             attempts, error.retryable, self._max_attempts, self._clock(), self._retry_base_s,
             self._rnd,
         )  # fmt: skip
+        ids = [m.id for m in send.members]
         async with self._sessions() as session, session.begin():
-            if retry_at is not None:
-                await store.update(session, row.id, status="queued", attempts=attempts,
-                                   reason=error.reason, not_before=retry_at)  # fmt: skip
+            if retry_at is not None:  # the same message again: same members, id and slot
+                await store.update_many(session, ids, status="queued", attempts=attempts,
+                                        reason=error.reason, not_before=retry_at)  # fmt: skip
                 return None
-            await store.update(session, row.id, attempts=attempts)
-            await self._finish(session, row, Decision("fail", error.reason))
-        await self._dead_letter(row, error.reason)
+            await store.update_many(session, ids, attempts=attempts)
+            await self._finish(session, send.members, Decision("fail", error.reason))
+        for m in send.members:
+            await self._dead_letter(m, error.reason)
         return None
 
     async def _pace(self, provider: str) -> None:

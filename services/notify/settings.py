@@ -42,6 +42,13 @@ class NotifySettings(BaseSettings):
         description="A message left `sending` this long (its replica crashed mid-send) is sent "
         "again: longer than any provider call, or a slow send goes out twice.",
     )
+    digest_gather_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="A reward notice waits this long after it is queued, so the grants of one "
+        "settlement go out in one digest rather than the first alone (SPEC §11).",
+    )
     max_attempts: int = Field(default=5, ge=1, le=50, description="Then `failed` and the DLQ.")
     retry_base_s: float = Field(
         default=2.0, gt=0, le=600, description="Backoff base: attempt n waits up to base·2^n."

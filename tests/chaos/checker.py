@@ -7,8 +7,10 @@ services). Every comparison is a set or multiset difference, reported as counts:
   records forced onto the topic past intake (poison) each in scoring's DLQ, none applied;
 - scores:  every user-day and user-month row, every group-month and every leaderboard, exactly;
 - grants:  one per (campaign, user) the reference says qualifies, none other;
-- notices: one per granted grant; each handed to the IM platform or suppressed by the daily cap;
-  the platform received exactly the handed ones, and no user more than the cap per local day.
+- notices: one per granted grant; each in exactly one message handed to the IM platform (a
+  digest or alone) or still waiting with a reason (the user's cap for the day is used up), none
+  suppressed; the platform received exactly the handed messages, and no user more than the cap
+  per local day.
 """
 
 from __future__ import annotations
@@ -216,35 +218,54 @@ async def _grants(
 async def _notices(
     pipe: Pipeline, conn: asyncpg.Connection, report: Report, granted: dict[int, str]
 ) -> None:
+    """Every granted grant told exactly once (SPEC §11): in one message handed to the platform
+    (a digest or on its own), or still waiting with a reason (the user's cap for today is used
+    up); none suppressed. Messages, not notices, count against the cap."""
     rows = await conn.fetch(
-        "SELECT id, source, user_id, status, reason, cap_day, sent_channel "
-        "FROM notify.notifications "
-        "WHERE source LIKE 'grant:%'"
+        "SELECT id, source, user_id, status, reason, cap_day, sent_channel, digest_id, body "
+        "FROM notify.notifications WHERE source LIKE 'grant:%'"
     )
-    report.tallies.append(
-        Tally.of("notices", {f"grant:{g}" for g in granted}, [r["source"] for r in rows])
-    )
+    expected = {f"grant:{g}" for g in granted}
+    report.tallies.append(Tally.of("notices", expected, [r["source"] for r in rows]))
     handed = [r for r in rows if r["status"] in ("sent", "delivered")]
+    waiting = [r for r in rows if r["status"] in ("queued", "deferred") and r["reason"]]
     for r in rows:
-        if r not in handed and (r["status"], r["reason"]) != ("suppressed", "daily_cap"):
+        if r not in handed and r not in waiting:
             report.mismatches.append(f"notice {r['id']} ended {r['status']} ({r['reason']})")
-    per_day: Counter[tuple[str, date]] = Counter((r["user_id"], r["cap_day"]) for r in handed)
+    told = [r["source"] for r in handed + waiting]
+    report.tallies.append(Tally.of("grants told (one message, or waiting)", expected, told))
+    # A message: a digest (its members share digest_id, the lead's id) or a notice alone.
+    members: dict[int, list[asyncpg.Record]] = {}
+    for r in handed:
+        members.setdefault(r["digest_id"] or r["id"], []).append(r)
+    for message, rs in members.items():
+        if len({(r["user_id"], r["cap_day"], r["sent_channel"], r["body"]) for r in rs}) != 1:
+            report.mismatches.append(f"digest {message}: members disagree on what was sent")
+        elif len(rs) > 1 and f"{len(rs)}项奖励" not in rs[0]["body"]:
+            report.mismatches.append(f"digest {message} does not list its {len(rs)} rewards")
+    per_day: Counter[tuple[str, date]] = Counter(
+        (rs[0]["user_id"], rs[0]["cap_day"]) for rs in members.values()
+    )
     over_cap = {k: n for k, n in per_day.items() if n > DAILY_CAP}
     if over_cap:
         report.mismatches.append(f"over the daily cap (notify's books): {over_cap}")
     users = {r["user_id"] for r in rows}
-    silent = users - {r["user_id"] for r in handed}
+    silent = users - {r["user_id"] for r in handed + waiting}
     if silent:
         report.mismatches.append(f"{len(silent)} users with notices got no message")
+    report.faults["notices waiting for the next local day"] = len(waiting)
 
     # What reached the users: IM through the platform's webhook, the SMS fallback (taken when
     # the IM call fails) through the sandbox provider, which records it in notify's schema.
+    # Both know a message by its id: a digest's lead notification's, else the notice's own.
     receipts = pipe.im.snapshot()
     sms = await conn.fetch("SELECT notification_id, user_id, at FROM notify.sandbox_messages")
     received = [(x.message_id, x.user_id, x.received_at) for x in receipts] + [
         (f"sms:{r['notification_id']}", r["user_id"], r["at"]) for r in sms
     ]
-    handed_ids = {str(r["id"]) if r["sent_channel"] == "im" else f"sms:{r['id']}" for r in handed}
+    handed_ids = {
+        str(m) if rs[0]["sent_channel"] == "im" else f"sms:{m}" for m, rs in members.items()
+    }
     report.tallies.append(
         Tally.of("messages received (IM + SMS)", handed_ids, {m for m, _, _ in received})
     )

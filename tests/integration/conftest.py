@@ -16,8 +16,13 @@ from shared.auth import Role
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    var = Path(tmp_path_factory.mktemp("var"))
-    stack = Stack(var_dir=var, fixed_ports=False).start_infra()
+    yield from own_stack(tmp_path_factory, "var")
+
+
+def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Stack]:
+    """Broker and PostgreSQL of their own: for tests whose records must stay off the shared
+    topics, which other tests' deployments read from the start."""
+    stack = Stack(var_dir=Path(tmp_path_factory.mktemp(name)), fixed_ports=False).start_infra()
     try:
         yield stack
     finally:
@@ -44,6 +49,11 @@ class Keys:
 
 @pytest.fixture(scope="session")
 async def keys(stack: Stack) -> Keys:
+    return await issue_keys(stack)
+
+
+async def issue_keys(stack: Stack) -> Keys:
+    """One key per role (and a throttled one) on `stack`."""
     url = stack.database_url
     assert url is not None
 

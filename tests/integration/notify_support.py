@@ -15,17 +15,28 @@ from engage.stack import ServiceProcess, Stack
 from tests.integration.conftest import Keys
 
 GRANTS = "engage.grants.v1"
+REQUESTS = "engage.notify.v1"
+# Waiting for today: what a test waits on. `deferred` may last until the user's next local day
+# (reward notices over the daily cap, SPEC §11), so a test cannot wait for it to end.
+WAITING_TODAY = ("queued", "sending")
 ALWAYS_OPEN = {"window_start": "00:00", "window_end": "00:00", "ttl_seconds": 86400}
 
 
-def grant(grant_id: int, user_id: str, status: str = "granted") -> dict[str, Any]:
+CREDIT_AND_SMS = [{"kind": "credit_fen", "amount": 200}, {"kind": "sms", "amount": 20}]
+
+
+def grant(grant_id: int, user_id: str, status: str = "granted", **overrides: Any) -> dict[str, Any]:
     return {
         "event": "recorded", "grant_id": grant_id, "campaign_id": "cmp_000000000001",
         "campaign_name": "Play and get gifts", "version": 1, "rule_id": "r", "role": "user",
-        "user_id": user_id, "period": "campaign", "status": status,
-        "items": [{"kind": "credit_fen", "amount": 200}, {"kind": "sms", "amount": 20}],
-        "fulfil_by": "2026-12-10",
+        "user_id": user_id, "period": "campaign", "status": status, "items": CREDIT_AND_SMS,
+        "fulfil_by": "2026-12-10", **overrides,
     }  # fmt: skip
+
+
+def send_request(request_id: str, user_id: str, **overrides: Any) -> dict[str, Any]:
+    return {"request_id": request_id, "user_id": user_id, "template": "promo",
+            "category": "marketing", "params": {}, **overrides}  # fmt: skip
 
 
 async def publish(bootstrap: str, docs: list[dict[str, Any]], topic: str = GRANTS) -> None:
@@ -90,6 +101,12 @@ class Deployment:
                 return counts
             assert asyncio.get_running_loop().time() < deadline, counts
             await asyncio.sleep(0.1)
+
+    async def notifications(self, user_id: str) -> list[dict[str, Any]]:
+        async with self.client() as c:
+            r = await c.get(f"/v1/users/{user_id}/notifications", params={"limit": 500})
+            items: list[dict[str, Any]] = r.json()["items"]
+            return items
 
     async def sandbox(self, user_id: str) -> list[dict[str, Any]]:
         async with self.client() as c:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,38 +24,24 @@ from engage.dlq import DeadLetter, dead_letters
 from engage.progress import topic_ends, wait_consumed
 from engage.stack import Stack
 from engage.topic_audit import read_topic
-from services.ingest.admin import issue_api_key
-from shared.auth import Role
 from shared.failures import DATA, TRANSIENT, UNKNOWN, failure_kind
 from shared.metric_fields import DAY_POINTS, USER_DAY_COUNTERS
 from shared.topics import GRANTS_TOPIC, METRICS_DLQ, METRICS_TOPIC, NOTIFY_DLQ
 from tests.cli import run_engage
-from tests.integration.conftest import Keys
+from tests.integration.conftest import Keys, issue_keys, own_stack
 from tests.integration.notify_support import Deployment, grant
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of its own: the poison and good records stay off the shared topics, which other
-    tests' deployments read from the start."""
-    stack = Stack(var_dir=Path(tmp_path_factory.mktemp("poison")), fixed_ports=False)
-    stack.start_infra()
-    try:
-        yield stack
-    finally:
-        stack.stop()
+def poison_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from own_stack(tmp_path_factory, "poison")
 
 
 @pytest.fixture(scope="module")
-async def own_keys(own_stack: Stack) -> Keys:
-    url, bootstrap = own_stack.database_url, own_stack.kafka_bootstrap
-    assert url and bootstrap
-    admin = (await issue_api_key(url, "ops", [Role.ADMIN], 1e6, bootstrap)).secret
-    viewer = (await issue_api_key(url, "dash", [Role.VIEWER], 1e6, bootstrap)).secret
-    return Keys(ingest="", importer="", viewer=viewer, admin=admin, slow="", owner="",
-                approver="", owner_approver="")  # fmt: skip
+async def poison_keys(poison_stack: Stack) -> Keys:
+    return await issue_keys(poison_stack)
 
 
 async def produce_to_partition_0(bootstrap: str, topic: str, records: list[bytes]) -> list[int]:
@@ -93,9 +78,9 @@ def user_day(user_id: str, messages: int) -> bytes:
 
 
 async def test_rewards_dead_letters_a_metric_record_off_contract_and_applies_the_rest(
-    own_stack: Stack,
+    poison_stack: Stack,
 ) -> None:
-    stack = own_stack
+    stack = poison_stack
     assert stack.kafka_bootstrap and stack.database_url
     schema = "rewards_poison"
     tag = uuid.uuid4().hex[:6]
@@ -126,9 +111,9 @@ async def test_rewards_dead_letters_a_metric_record_off_contract_and_applies_the
 
 
 async def test_notify_dead_letters_grant_records_off_contract_and_queues_the_rest(
-    own_stack: Stack, own_keys: Keys
+    poison_stack: Stack, poison_keys: Keys
 ) -> None:
-    stack, keys = own_stack, own_keys
+    stack, keys = poison_stack, poison_keys
     assert stack.kafka_bootstrap and stack.database_url
     schema = "notify_poison"
     d = Deployment(stack, keys, schema, replicas=1)
@@ -188,12 +173,12 @@ async def test_database_errors_are_classified_by_whether_a_retry_can_help(
 
 
 async def test_engage_dlq_lists_dead_letters_and_replays_one_onto_its_source(
-    own_stack: Stack,
+    poison_stack: Stack,
 ) -> None:
     """The operator's way back (docs/operations.md#deadlettersgrowing): list, fix, replay."""
-    assert own_stack.kafka_bootstrap
-    env = {"ENGAGE_KAFKA_BOOTSTRAP": own_stack.kafka_bootstrap}
-    letters = await dead_letters(own_stack.kafka_bootstrap, (NOTIFY_DLQ,))
+    assert poison_stack.kafka_bootstrap
+    env = {"ENGAGE_KAFKA_BOOTSTRAP": poison_stack.kafka_bootstrap}
+    letters = await dead_letters(poison_stack.kafka_bootstrap, (NOTIFY_DLQ,))
     assert letters, "the notify test above dead-lettered records on this stack"
     code, out = await run_engage("dlq", "list", "--service", "engage.notify", env=env)
     assert code == 0, out
@@ -201,13 +186,13 @@ async def test_engage_dlq_lists_dead_letters_and_replays_one_onto_its_source(
     assert f"{len(letters)} dead letter(s)" in out
 
     letter = letters[0]
-    before = await topic_ends(own_stack.kafka_bootstrap, GRANTS_TOPIC)
+    before = await topic_ends(poison_stack.kafka_bootstrap, GRANTS_TOPIC)
     code, out = await run_engage("dlq", "replay", letter.ref, env=env)
     assert code == 0, out
-    after = await topic_ends(own_stack.kafka_bootstrap, GRANTS_TOPIC)
+    after = await topic_ends(poison_stack.kafka_bootstrap, GRANTS_TOPIC)
     assert sum(after.values()) == sum(before.values()) + 1
     replayed: list[bytes] = []
-    await read_topic(own_stack.kafka_bootstrap, GRANTS_TOPIC, lambda r: replayed.append(r.value))
+    await read_topic(poison_stack.kafka_bootstrap, GRANTS_TOPIC, lambda r: replayed.append(r.value))
     assert replayed.count(letter.value) == 2  # the original and the replay
 
     code, out = await run_engage("dlq", "replay", "engage.notify.dlq:0:999999", env=env)

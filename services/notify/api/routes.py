@@ -10,15 +10,19 @@ from fastapi import APIRouter, Depends, Path, Query
 from services.notify.api.deps import Sessions, after_id, by_id
 from services.notify.api.schemas import (
     Counts,
+    Notification,
     NotificationPage,
     Policy,
     PolicyBody,
     SandboxPage,
     Template,
     TemplateBody,
+    Timeline,
+    TimelineEntry,
 )
 from services.notify.domain import policy as domain
 from services.notify.store.config import PolicyRow
+from services.notify.store.notifications import NotificationRow
 from services.notify.usecases import notifications, opt_outs, policies, templates
 from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
 from shared.api_deps import UserIdPath, UserIdQuery
@@ -35,6 +39,7 @@ TemplateName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Channel = Annotated[str, Path(pattern=r"^(im|sms)$")]
 Locale = Annotated[str, Path(pattern=r"^(zh-CN|en)$")]
 Category = Annotated[str, Path(pattern=r"^(reward|marketing|service)$")]
+NotificationId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.get("/templates", response_model=list[Template], summary="Every template")
@@ -109,6 +114,44 @@ async def user_notifications(
 
 
 @router.get(
+    "/users/{user_id}/timeline",
+    response_model=Timeline,
+    summary="Every notification of the user in order: status, reason, attempts, digest",
+)
+async def user_timeline(
+    user_id: UserIdPath, sessions: Sessions, _: RequireCampaignReader, page: PageParams
+) -> dict[str, Any]:
+    items = await notifications.timeline(sessions, user_id, page.limit, after_id(page))
+    return {
+        "user_id": user_id,
+        "items": [_entry(n) for n in items],
+        "next_cursor": page.next_cursor(items, by_id),
+    }
+
+
+def _entry(n: NotificationRow) -> TimelineEntry:
+    return TimelineEntry(
+        notification_id=n.id, at=n.created_at, source=n.source, template=n.template,
+        category=n.category, channel=n.channel, status=n.status,
+        reason=n.reason, attempts=n.attempts, digest_id=n.digest_id,
+        sent_channel=n.sent_channel, not_before=n.not_before, updated_at=n.updated_at,
+        resent_from=n.resent_from,
+    )  # fmt: skip
+
+
+@router.post(
+    "/notifications/{notification_id}:resend",
+    response_model=Notification,
+    status_code=201,
+    summary="Send a notice again through the same policy (a new notification, linked)",
+)
+async def resend(
+    notification_id: NotificationId, sessions: Sessions, admin: RequireAdmin
+) -> NotificationRow:
+    return await notifications.resend(sessions, notification_id, admin.key_id)
+
+
+@router.get(
     "/notifications/counts",
     response_model=Counts,
     summary="Notifications by status, optionally for one source prefix (e.g. grant:)",
@@ -117,7 +160,7 @@ async def counts(
     sessions: Sessions,
     _: RequireCampaignReader,
     source_prefix: Annotated[
-        str | None, Query(max_length=64, pattern=r"^[a-z]+:[A-Za-z0-9_\-]*$")
+        str | None, Query(max_length=64, pattern=r"^[a-z]+:[A-Za-z0-9_:\-]*$")
     ] = None,
 ) -> dict[str, Any]:
     return {"counts": await notifications.status_counts(sessions, source_prefix)}

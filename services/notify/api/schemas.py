@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.notify.domain.broadcast import segment_summary
+from services.notify.store.broadcasts import BroadcastRow
+from services.notify.usecases.broadcasts import Preview
 from services.notify.usecases.templates import TemplateView
 from shared.api_deps import ID_PATTERN
 from shared.pagination import Page
@@ -84,7 +87,9 @@ class Policy(BaseModel):
 
 class Notification(BaseModel):
     id: int
-    source: str = Field(description="grant:<id>, request:<id> or broadcast:<id>")
+    source: str = Field(
+        description="grant:<id>, request:<id>, broadcast:<id> or resend:<notification id>:<n>"
+    )
     user_id: str
     template: str
     category: str
@@ -105,6 +110,12 @@ class Notification(BaseModel):
     cap_day: date | None
     created_at: datetime
     updated_at: datetime
+    digest_id: int | None = Field(
+        description="The digest it went out in (the message id of its lead notification); "
+        "null when sent on its own or not yet sent"
+    )
+    priority: int = Field(description="0 credit reward, 1 other reward, 2 other: who goes first")
+    resent_from: int | None = Field(description="The notification this one sends again")
 
 
 class NotificationPage(Page[Notification]):
@@ -165,6 +176,57 @@ class BroadcastBody(_Body):
     rate_per_s: float = Field(default=10.0, gt=0, le=1000, description="Fan-out pace")
 
 
+class SmsParts(BaseModel):
+    encoding: str = Field(description="GSM-7, or UCS-2 (any Chinese character)")
+    units: int
+    segments: int
+
+
+class RenderedText(BaseModel):
+    channel: Literal["im", "sms"]
+    locale: str
+    text: str = Field(description="The template rendered with the broadcast's params")
+    sms: SmsParts | None = Field(description="For SMS: the parts this text takes")
+
+
+class BroadcastPreview(BaseModel):
+    broadcast_id: int
+    status: Literal["pending_approval", "approved", "cancelled"]
+    texts: list[RenderedText] = Field(description="Per channel (and its fallback) and locale")
+    recipients: int = Field(description="How many users it goes (went) to")
+    sample: list[str] = Field(description="The first 20 recipients by user id")
+
+    @classmethod
+    def of(cls, p: Preview) -> BroadcastPreview:
+        return cls(
+            broadcast_id=p.broadcast_id,
+            status=p.status,
+            texts=[
+                RenderedText(
+                    channel=t.channel,
+                    locale=t.locale,
+                    text=t.text,
+                    sms=SmsParts(encoding=t.sms.encoding, units=t.sms.units, segments=t.sms.count)
+                    if t.sms
+                    else None,
+                )
+                for t in p.texts
+            ],
+            recipients=p.recipients,
+            sample=p.sample,
+        )
+
+
+class Recipient(BaseModel):
+    user_id: str
+    notification_id: int | None = Field(description="Once approved: its notification")
+    status: str | None = Field(description="Once approved: that notification's status")
+
+
+class RecipientPage(Page[Recipient]):
+    """A broadcast's recipients by user id."""
+
+
 class Broadcast(BaseModel):
     broadcast_id: int
     name: str
@@ -182,3 +244,39 @@ class Broadcast(BaseModel):
     approved_at: datetime | None
     recipients: int | None
     counts: dict[str, int] = Field(description="Its notifications by status")
+
+    @classmethod
+    def of(cls, row: BroadcastRow) -> Broadcast:
+        """A list segment by its size: the ids are paged at .../recipients."""
+        return cls(**{**asdict(row), "segment": segment_summary(row.segment)})
+
+
+class ApprovedBroadcast(Broadcast):
+    approved: BroadcastPreview = Field(description="What was approved: texts and recipients")
+
+
+class TimelineEntry(BaseModel):
+    """One notification in a user's timeline."""
+
+    notification_id: int
+    at: datetime = Field(description="When it was queued")
+    source: str
+    template: str
+    category: str
+    channel: str
+    status: Literal[
+        "queued", "deferred", "sending", "sent", "delivered", "failed", "expired", "suppressed"
+    ]
+    reason: str | None
+    attempts: int
+    digest_id: int | None = Field(description="The digest it went out in, if any")
+    sent_channel: str | None
+    not_before: datetime
+    updated_at: datetime
+    resent_from: int | None
+
+
+class Timeline(Page[TimelineEntry]):
+    """Everything notify did for one user, oldest first."""
+
+    user_id: str

@@ -5,7 +5,7 @@ replayed record finds its row and queues nothing — with the offsets, in one tr
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +30,7 @@ class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
         group_id: str,
+        gather: timedelta = timedelta(0),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(
@@ -42,6 +43,7 @@ class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
             service=SERVICE,
         )
         self._clock = clock
+        self._gather = gather
         self._record_type = "grant" if topic == GRANTS_TOPIC else "send_request"
 
     def decode(self, record: Record) -> NewNotification | None:
@@ -53,7 +55,7 @@ class InputsConsumer(TransactionalConsumer[NewNotification | None, int]):
     async def apply(self, session: AsyncSession, values: list[NewNotification | None]) -> int:
         items = [v for v in values if v is not None and v.category in CATEGORIES]
         policies = await store.policies(session)
-        return await store.enqueue(session, schedule(items, policies, self._clock()))
+        return await store.enqueue(session, schedule(items, policies, self._clock(), self._gather))
 
     def after_commit(self, result: int, replayed: int) -> None:
         PROCESSED.labels(SERVICE, self._record_type).inc(result)

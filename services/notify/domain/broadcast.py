@@ -4,17 +4,20 @@ a burst. Cancelling suppresses what has not been sent yet."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.notify.domain.fulfilment import render_notice
 from services.notify.domain.notices import NewNotification
 from services.notify.domain.policy import Policy
+from services.notify.domain.templates import Segments, sms_segments
 from shared.errors import Conflict, Forbidden
 
 PENDING, APPROVED, CANCELLED = "pending_approval", "approved", "cancelled"
+SAMPLE_SIZE = 20  # recipients shown to the approver
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +86,34 @@ def fan_out(
         NewNotification(source, user, d.template, d.category, d.channel, d.locale, d.params, at)
         for user, at in zip(users, due, strict=True)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedText:
+    """What recipients reading this channel in this locale get (SPEC §11 preview)."""
+
+    channel: str
+    locale: str
+    text: str
+    sms: Segments | None  # the SMS parts it takes, for an SMS text
+
+
+def render_texts(
+    texts: Mapping[tuple[str, str], str], params: Mapping[str, Any], today: date
+) -> list[RenderedText]:
+    """Each (channel, locale) template text rendered with the broadcast's params."""
+    out = []
+    for (channel, locale), text in sorted(texts.items()):
+        body = render_notice(text, params, channel, locale, today)
+        out.append(
+            RenderedText(channel, locale, body, sms_segments(body) if channel == "sms" else None)
+        )
+    return out
+
+
+def segment_summary(segment: Mapping[str, Any]) -> dict[str, Any]:
+    """A segment as shown with its broadcast: an explicit list by its size, not every id
+    (they are paged at /v1/broadcasts/{id}/recipients)."""
+    if segment.get("kind") == "list":
+        return {"kind": "list", "user_count": len(segment.get("user_ids", []))}
+    return dict(segment)

@@ -4,9 +4,10 @@ and gives back, and what a failed send leads to. Pure decisions; the dispatcher 
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from services.notify.domain.policy import Decision, backoff
+from services.notify.domain.policy import Decision, Policy, backoff
 
 # IM first; when the IM platform refuses it, the same message goes out by SMS at once.
 _FALLBACK = {"im": ("im", "sms"), "sms": ("sms",)}
@@ -18,6 +19,20 @@ CAP_USED_UP = Decision("suppress", "daily_cap")
 def channels_for(channel: str) -> tuple[str, ...]:
     """The channels a message tries, in order: its own, then the fallback."""
     return _FALLBACK.get(channel, (channel,))
+
+
+def next_local_day(policy: Policy, now: datetime, tz: ZoneInfo) -> datetime:
+    """When the user's next local day opens for sending: its midnight, or its window's start."""
+    tomorrow = now.astimezone(tz).date() + timedelta(days=1)
+    return policy.next_window_start(datetime.combine(tomorrow, time(0), tzinfo=tz), tz)
+
+
+def over_cap(policy: Policy, now: datetime, tz: ZoneInfo) -> Decision:
+    """A message that finds the user's cap used up (SPEC §11): a marketing one is suppressed;
+    any other (every reward notice) waits for the user's next local day, never dropped."""
+    if policy.marketing:
+        return CAP_USED_UP
+    return Decision("defer", "daily_cap", next_local_day(policy, now, tz))
 
 
 def gives_slot_back(status: str) -> bool:

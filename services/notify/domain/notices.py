@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.notify.domain.messages import describe_rewards
@@ -13,6 +13,8 @@ from services.notify.domain.policy import Policy, policy_for
 from shared.records import GrantRecord, SendRequest
 
 REWARD_TEMPLATE = "reward_granted"
+# Who goes first when a user's cap slots are short (SPEC §11): credit, other rewards, the rest.
+CREDIT_FIRST, REWARD, OTHER = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class NewNotification:
     locale: str
     params: dict[str, Any]
     not_before: datetime | None = None  # None: due at once
+    priority: int = OTHER  # lower goes first when cap slots are short
+    resent_from: int | None = None  # the notification this one sends again
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,18 @@ class ScheduledNotification:
 
 
 def schedule(
-    notices: Iterable[NewNotification], policies: Mapping[str, Policy], now: datetime
+    notices: Iterable[NewNotification],
+    policies: Mapping[str, Policy],
+    now: datetime,
+    gather: timedelta = timedelta(0),
 ) -> list[ScheduledNotification]:
-    """Each notice is due at its own time (else now) and expires its category's TTL later."""
+    """Each notice is due at its own time (else now) and expires its category's TTL later.
+
+    A reward notice waits `gather` first, so the grants of one settlement that arrive within it
+    go out in one digest (SPEC §11) rather than the first alone and the rest in a second."""
     out = []
     for n in notices:
-        due = n.not_before or now
+        due = n.not_before or (now + gather if n.template == REWARD_TEMPLATE else now)
         out.append(ScheduledNotification(n, due, policy_for(policies, n.category).expires_at(due)))
     return out
 
@@ -51,6 +61,7 @@ def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification |
     """A new granted grant becomes a reward notice; other grant events send nothing."""
     if grant.event != "recorded" or grant.status != "granted":
         return None
+    credit = any(i.kind == "credit_fen" for i in grant.items)
     return NewNotification(
         source=f"grant:{grant.grant_id}",
         user_id=grant.user_id,
@@ -63,6 +74,7 @@ def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification |
             "rewards": describe_rewards([i.model_dump() for i in grant.items], locale),
             "fulfil_by": grant.fulfil_by.isoformat(),
         },
+        priority=CREDIT_FIRST if credit else REWARD,
     )
 
 
@@ -76,4 +88,21 @@ def request_notice(req: SendRequest) -> NewNotification:
         channel=req.channel,
         locale=req.locale,
         params=dict(req.params),
+        priority=REWARD if req.category == "reward" else OTHER,
+    )
+
+
+def resend_notice(original: NewNotification, original_id: int, nth: int) -> NewNotification:
+    """A notice sent again (SPEC §11 care): a new notification of its own, linked to the
+    original, through the same policy (cap, window, TTL) as any other."""
+    return NewNotification(
+        source=f"resend:{original_id}:{nth}",
+        user_id=original.user_id,
+        template=original.template,
+        category=original.category,
+        channel=original.channel,
+        locale=original.locale,
+        params=dict(original.params),
+        priority=original.priority,
+        resent_from=original_id,
     )

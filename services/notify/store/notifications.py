@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.domain.notices import ScheduledNotification
+from services.notify.domain.notices import REWARD_TEMPLATE, ScheduledNotification
 from services.notify.domain.policy import Policy
 from shared.db import jsonb, lock_keys
 
@@ -19,7 +19,7 @@ SENDING_LEASE = timedelta(seconds=60)  # a 'sending' row older than this was lef
 COLUMNS = (
     "id, source, user_id, template, category, channel, locale, params, body, status, reason, "
     "not_before, expires_at, attempts, sent_channel, provider, provider_message_id, cap_day, "
-    "created_at, updated_at"
+    "created_at, updated_at, digest_id, priority, resent_from"
 )
 
 
@@ -45,6 +45,9 @@ class NotificationRow:
     cap_day: date | None
     created_at: datetime
     updated_at: datetime
+    digest_id: int | None = None  # the digest it went out in (its lead member's id)
+    priority: int = 2
+    resent_from: int | None = None
 
 
 def _row(r: Row[Any]) -> NotificationRow:
@@ -54,16 +57,21 @@ def _row(r: Row[Any]) -> NotificationRow:
 async def enqueue(session: AsyncSession, items: list[ScheduledNotification]) -> int:
     """Queue new notifications; a (source, user, template) seen before is ignored. Returns how
     many were new."""
+    return len(await _insert(session, items))
+
+
+async def _insert(session: AsyncSession, items: list[ScheduledNotification]) -> list[int]:
     if not items:
-        return 0
+        return []
     rows = await session.execute(
         text("""
         INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
-                                   status, not_before, expires_at)
-        SELECT s, u, t, c, ch, l, p, 'queued', nb, e FROM unnest(
+                                   status, not_before, expires_at, priority, resent_from)
+        SELECT s, u, t, c, ch, l, p, 'queued', nb, e, pr, rf FROM unnest(
             CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
             CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
-            CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[])) AS x(s, u, t, c, ch, l, p, e, nb)
+            CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[]), CAST(:pr AS smallint[]),
+            CAST(:rf AS bigint[])) AS x(s, u, t, c, ch, l, p, e, nb, pr, rf)
         ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
         {
             "s": [i.notice.source for i in items],
@@ -75,9 +83,17 @@ async def enqueue(session: AsyncSession, items: list[ScheduledNotification]) -> 
             "p": [orjson.dumps(i.notice.params).decode() for i in items],
             "e": [i.expires_at for i in items],
             "nb": [i.not_before for i in items],
+            "pr": [i.notice.priority for i in items],
+            "rf": [i.notice.resent_from for i in items],
         },
     )
-    return len(rows.all())
+    return [int(r.id) for r in rows]
+
+
+async def enqueue_one(session: AsyncSession, item: ScheduledNotification) -> int | None:
+    """Queue one notification; its id, or None when its (source, user, template) exists."""
+    ids = await _insert(session, [item])
+    return ids[0] if ids else None
 
 
 async def claim_due(
@@ -93,6 +109,49 @@ async def claim_due(
         ORDER BY not_before LIMIT :n FOR UPDATE SKIP LOCKED"""),
         {"now": now, "stale": now - lease, "n": limit},
     )
+    return [_row(r) for r in rows]
+
+
+async def lock_users(session: AsyncSession, users: list[str]) -> set[str]:
+    """The users this transaction now handles alone (advisory locks, tried without waiting):
+    one replica composes a user's digest from all of their waiting notices, not two halves."""
+    if not users:
+        return set()
+    rows = await session.execute(
+        text(
+            "SELECT u FROM unnest(CAST(:u AS text[])) AS u "
+            "WHERE pg_try_advisory_xact_lock(hashtextextended('notify.user:' || u, 0))"
+        ),
+        {"u": sorted(set(users))},
+    )
+    return {r.u for r in rows}
+
+
+async def claim_gathered(
+    session: AsyncSession,
+    users: list[str],
+    have: list[int],
+    now: datetime,
+    gather_until: datetime,
+    limit: int,
+    lease: timedelta = SENDING_LEASE,
+) -> list[NotificationRow]:
+    """The rest of these users' due notices (beyond the claim's limit), and their fresh reward
+    notices queued up to `gather_until`, so that they go out in the same digest."""
+    if not users:
+        return []
+    rows = await session.execute(
+        text(f"""
+        SELECT {COLUMNS} FROM notifications
+        WHERE user_id = ANY(:u) AND id <> ALL(:have) AND (
+            (status IN ('queued', 'deferred') AND not_before <= :now)
+            OR (status = 'sending' AND updated_at < :stale)
+            OR (status = 'queued' AND template = :t AND attempts = 0 AND digest_id IS NULL
+                AND cap_day IS NULL AND not_before <= :gather))
+        ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"""),
+        {"u": users, "have": have, "now": now, "stale": now - lease, "t": REWARD_TEMPLATE,
+         "gather": gather_until, "n": limit},
+    )  # fmt: skip
     return [_row(r) for r in rows]
 
 
@@ -136,6 +195,45 @@ async def update(session: AsyncSession, notification_id: int, **values: Any) -> 
         text(f"UPDATE notifications SET {sets}, updated_at = now() WHERE id = :id"),
         {"id": notification_id, **values},
     )
+
+
+async def update_many(session: AsyncSession, ids: list[int], **values: Any) -> None:
+    """The same change to several notifications (the members of one message)."""
+    sets = ", ".join(f"{k} = :{k}" for k in values)
+    await session.execute(
+        text(f"UPDATE notifications SET {sets}, updated_at = now() WHERE id = ANY(:ids)"),
+        {"ids": ids, **values},
+    )
+
+
+async def get(
+    session: AsyncSession, notification_id: int, lock: bool = False
+) -> NotificationRow | None:
+    row = (
+        await session.execute(
+            text(
+                f"SELECT {COLUMNS} FROM notifications WHERE id = :i{' FOR UPDATE' if lock else ''}"
+            ),
+            {"i": notification_id},
+        )
+    ).first()
+    return None if row is None else _row(row)
+
+
+async def resends(session: AsyncSession, notification_id: int) -> int:
+    """How many times this notification was sent again."""
+    n = await session.scalar(
+        text("SELECT count(*) FROM notifications WHERE resent_from = :i"), {"i": notification_id}
+    )
+    return int(n or 0)
+
+
+async def has_any(session: AsyncSession, user_id: str) -> bool:
+    """Whether notify ever had anything for this user."""
+    row = await session.execute(
+        text("SELECT 1 FROM notifications WHERE user_id = :u LIMIT 1"), {"u": user_id}
+    )
+    return row.first() is not None
 
 
 async def record_sent(
@@ -193,6 +291,38 @@ async def template_texts(
         {"n": name, "c": channel, "l": list(locales)},
     )
     return {r.locale: r.text for r in rows}
+
+
+async def template_variants(
+    session: AsyncSession, name: str, channels: tuple[str, ...]
+) -> dict[tuple[str, str], str]:
+    """The template's text for each of `channels` in every locale it has, by (channel, locale)."""
+    rows = await session.execute(
+        text("SELECT channel, locale, text FROM templates WHERE name = :n AND channel = ANY(:c)"),
+        {"n": name, "c": list(channels)},
+    )
+    return {(r.channel, r.locale): r.text for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    user_id: str
+    notification_id: int
+    status: str
+
+
+async def recipients(
+    session: AsyncSession, source: str, after: str | None, limit: int
+) -> list[RecipientRow]:
+    """The users a source's notifications went (or go) to, by user id."""
+    rows = await session.execute(
+        text(
+            "SELECT user_id, id AS notification_id, status FROM notifications WHERE source = :s "
+            "AND (CAST(:after AS text) IS NULL OR user_id > :after) ORDER BY user_id LIMIT :n"
+        ),
+        {"s": source, "after": after, "n": limit},
+    )
+    return [RecipientRow(**r._mapping) for r in rows]
 
 
 async def by_user(
@@ -282,6 +412,7 @@ class ReceiptChange:
     channel: str
     status: str
     cap_day: date | None
+    digest_id: int | None
 
 
 async def apply_receipts(
@@ -298,7 +429,7 @@ async def apply_receipts(
         FROM receipts r
         WHERE n.status = 'sent' AND n.provider = r.provider AND n.provider_message_id = r.message_id
           AND r.provider = :p AND r.message_id = ANY(:m)
-        RETURNING n.id, n.user_id, n.category, n.channel, n.status, n.cap_day"""),
+        RETURNING n.id, n.user_id, n.category, n.channel, n.status, n.cap_day, n.digest_id"""),
         {"p": provider, "m": message_ids},
     )
     return [ReceiptChange(**r._mapping) for r in rows]

@@ -1,28 +1,110 @@
-"""Broadcasts (SPEC §6, §15): create, approve (resolving the segment first), cancel, read."""
+"""Broadcasts (SPEC §6, §11, §15): create, preview, approve (resolving the segment first and
+echoing what was approved), cancel, read, and page through the recipients."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.domain.broadcast import (
+    APPROVED,
+    SAMPLE_SIZE,
     BroadcastDraft,
+    RenderedText,
     check_approval,
     check_cancel,
     fan_out,
+    render_texts,
     source_of,
 )
+from services.notify.domain.delivery import channels_for
 from services.notify.domain.notices import schedule
-from services.notify.domain.policy import policy_for
+from services.notify.domain.policy import local_day, policy_for
 from services.notify.domain.templates import TemplateError, in_locale, locales_to_try, render
 from services.notify.segments import ScoringClient, check_resolvable, recipients
 from services.notify.store import broadcasts, notifications
 from services.notify.store.broadcasts import BroadcastRow
+from services.notify.store.notifications import RecipientRow
 from shared.audit import audit
 from shared.db import unit_of_work
 from shared.errors import NotFound, ValidationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What an approver sees before approving, and what the approval echoes (SPEC §11)."""
+
+    broadcast_id: int
+    status: str
+    texts: list[RenderedText]
+    recipients: int
+    sample: list[str]  # the first recipients by user id
+
+
+async def _texts(session: AsyncSession, draft: BroadcastDraft, tz: ZoneInfo) -> list[RenderedText]:
+    variants = await notifications.template_variants(
+        session, draft.template, channels_for(draft.channel)
+    )
+    try:
+        return render_texts(variants, draft.params, local_day(datetime.now(UTC), tz))
+    except TemplateError as exc:  # the template changed since the broadcast was created
+        raise ValidationFailed(str(exc), code="invalid_params") from None
+
+
+def _queued(row: BroadcastRow) -> bool:
+    """Its recipients are its queued notifications (it was approved), not its segment."""
+    return row.status == APPROVED or row.approved_at is not None
+
+
+async def preview_broadcast(
+    sessions: async_sessionmaker[AsyncSession],
+    scoring: ScoringClient | None,
+    broadcast_id: int,
+    tz: ZoneInfo,
+) -> Preview:
+    """Rendered text per channel and locale, the recipient count and a sample. Before approval
+    the segment is resolved (through scoring: outside any transaction); after it, the
+    recipients are the notifications it queued."""
+    async with sessions() as session:
+        row = await _get(session, broadcast_id)
+        texts = await _texts(session, row.draft, tz)
+        if _queued(row):
+            count = sum(row.counts.values())
+            sample = [r.user_id for r in await notifications.recipients(
+                session, source_of(broadcast_id), None, SAMPLE_SIZE)]  # fmt: skip
+            return Preview(broadcast_id, row.status, texts, count, sample)
+    users = await recipients(row.segment, scoring)
+    return Preview(broadcast_id, row.status, texts, len(users), users[:SAMPLE_SIZE])
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    user_id: str
+    notification_id: int | None = None  # once approved: its notification
+    status: str | None = None
+
+
+async def broadcast_recipients(
+    sessions: async_sessionmaker[AsyncSession],
+    scoring: ScoringClient | None,
+    broadcast_id: int,
+    limit: int,
+    after: str | None,
+) -> list[Recipient]:
+    """One page of the recipients, by user id: its notifications once approved, else its
+    segment as it resolves now."""
+    async with sessions() as session:
+        row = await _get(session, broadcast_id)
+        if _queued(row):
+            found: list[RecipientRow] = await notifications.recipients(
+                session, source_of(broadcast_id), after, limit
+            )
+            return [Recipient(r.user_id, r.notification_id, r.status) for r in found]
+    users = await recipients(row.segment, scoring)
+    return [Recipient(u) for u in users if after is None or u > after][:limit]
 
 
 async def _get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> BroadcastRow:
@@ -72,8 +154,9 @@ async def approve_broadcast(
     broadcast_id: int,
     approver: str,
     tz: ZoneInfo,
-) -> BroadcastRow:
-    """Approve (not by its creator) and queue every recipient at its paced time.
+) -> tuple[BroadcastRow, Preview]:
+    """Approve (not by its creator) and queue every recipient at its paced time; returns what
+    was approved: the texts as rendered now and the recipients queued.
 
     The segment is resolved through scoring before the approving transaction opens: a slow
     scoring must not hold a transaction (and the broadcast's row lock) open, where the server's
@@ -91,11 +174,14 @@ async def approve_broadcast(
         policies = await notifications.policies(session)
         policy = policy_for(policies, before.category)
         notices = fan_out(broadcast_id, before.draft, users, now, policy, tz)
+        texts = await _texts(session, before.draft, tz)
         await notifications.enqueue(session, schedule(notices, policies, now))
         await broadcasts.mark_approved(session, broadcast_id, approver, now, len(users))
         after = await _get(session, broadcast_id)
-        await audit(session, approver, "broadcast.approve", source_of(broadcast_id), before, after)
-    return after
+        approved = Preview(broadcast_id, after.status, texts, len(users), users[:SAMPLE_SIZE])
+        await audit(session, approver, "broadcast.approve", source_of(broadcast_id), before,
+                    {"broadcast": after, "texts": texts})  # fmt: skip
+    return after, approved
 
 
 async def cancel_broadcast(

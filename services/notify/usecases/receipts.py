@@ -1,5 +1,6 @@
 """Delivery receipts (SPEC §6): a sent message moves to delivered or failed when its receipt
-arrives, in either order of arrival; one that failed gives its daily cap slot back."""
+arrives, in either order of arrival; one that failed gives its daily cap slot back (a digest's
+members, all moved by its one receipt, give back the one slot they share)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ async def settle_receipts(
 ) -> list[ReceiptChange]:
     """Apply the receipts already stored for these messages, in the caller's transaction."""
     changed = await notifications.apply_receipts(session, provider, message_ids)
+    released: set[int] = set()  # a digest's members share one slot: it goes back once
     for c in changed:
-        if c.cap_day is not None and gives_slot_back(c.status):
+        message = c.digest_id if c.digest_id is not None else c.id
+        if c.cap_day is not None and gives_slot_back(c.status) and message not in released:
+            released.add(message)
             await notifications.release_cap_slot(session, c.user_id, c.cap_day, c.category)
     return changed
 
