@@ -199,6 +199,24 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_care(args: argparse.Namespace) -> int:
+    from engage.care import gather, render
+
+    key = args.key or os.environ.get("ENGAGE_API_KEY")
+    if not key:
+        print("give --key or set ENGAGE_API_KEY (a viewer key)", file=sys.stderr)
+        return 2
+    names = ("scoring", "rewards", "notify")
+    base = args.base_port or 8001
+    urls = {
+        name: getattr(args, name) or f"http://127.0.0.1:{base + list(SERVICES).index(name)}"
+        for name in names
+    }
+    story = asyncio.run(gather(args.user_id, urls, key))
+    print(render(story))
+    return 1 if len(story.unknown_to) == len(names) else 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from engage.demo import simulate_through_ingest
     from engage.simulator.world import SimConfig
@@ -307,6 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     for command in dlq.choices.values():
         command.add_argument("--bootstrap", help="Kafka address (default ENGAGE_KAFKA_BOOTSTRAP)")
         command.set_defaults(func=_cmd_dlq)
+
+    care = sub.add_parser(
+        "care", help="one user's story across scoring, rewards and notify, in time order"
+    )
+    care.add_argument("user_id")
+    care.add_argument("--key", help="a viewer key (default ENGAGE_API_KEY)")
+    care.add_argument("--base-port", type=int, help="the stack's base port (default 8001)")
+    for name in ("scoring", "rewards", "notify"):
+        care.add_argument(f"--{name}", help=f"{name}'s URL (default from the base port)")
+    care.set_defaults(func=_cmd_care)
 
     sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
     sim.add_argument("--url", default="http://127.0.0.1:8001")
