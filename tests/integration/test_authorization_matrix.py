@@ -35,6 +35,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/leaderboards/{month}/{province}"): frozenset({"viewer"}),
         ("GET", "/v1/groups/{group_id}/months/{month}/members"): frozenset({"viewer"}),
         ("GET", "/v1/months/{month}/active-users"): frozenset({"viewer"}),
+        ("GET", "/v1/users/{user_id}/timeline"): frozenset({"viewer"}),
         ("GET", "/v1/profiles"): frozenset({"viewer"}),
         ("GET", "/v1/profiles/{name}"): frozenset({"viewer"}),
         ("PUT", "/v1/profiles/{name}"): ADMIN,

@@ -28,6 +28,8 @@ NOW = datetime.now(UTC)
 THIS_MONTH = NOW.astimezone(TZ).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 LAST = (THIS_MONTH - timedelta(days=1)).replace(day=1)
 MONTH = LAST.strftime("%Y-%m")
+# A month no event of the crafted groups falls in, nor was processed in (no row was written)
+NEXT = (THIS_MONTH + timedelta(days=32)).replace(day=1).strftime("%Y-%m")
 AT = LAST + timedelta(days=9, hours=10)  # the 10th, 10:00 local
 
 
@@ -196,6 +198,10 @@ async def test_user_month_reports_activity(viewer: httpx.AsyncClient) -> None:
     ("path", "status"),
     [
         (f"/v1/groups/nope/months/{MONTH}", 404),
+        (f"/v1/groups/nope/months/{MONTH}/members", 404),
+        (f"/v1/users/nobody/days/{AT.date().isoformat()}", 404),
+        (f"/v1/users/nobody/months/{MONTH}", 404),
+        ("/v1/users/nobody/timeline", 404),
         ("/v1/groups/t-a/months/2026-13", 422),
         ("/v1/groups/t-a/months/november", 422),
         (f"/v1/leaderboards/{MONTH}/XX", 422),
@@ -269,3 +275,48 @@ async def test_fractional_weights_are_not_truncated(viewer: httpx.AsyncClient) -
     assert [(i["group_id"], i["vitality"]) for i in r["items"][:2]] == [("t-e", 25.0), ("t-b", 5.0)]
     g = (await viewer.get(f"/v1/groups/t-a/months/{MONTH}", params=params)).json()
     assert g["vitality"] == 5.0 and g["rank"] == 3
+
+
+async def test_a_group_never_seen_is_404_group_not_found(viewer: httpx.AsyncClient) -> None:
+    for path in (f"/v1/groups/nope/months/{MONTH}", f"/v1/groups/nope/months/{MONTH}/members"):
+        r = await viewer.get(path)
+        assert (r.status_code, r.json()["code"]) == (404, "group_not_found"), path
+
+
+async def test_a_user_never_seen_is_404_and_a_known_users_quiet_day_is_zeros(
+    viewer: httpx.AsyncClient,
+) -> None:
+    for path in (
+        f"/v1/users/nobody/days/{AT.date().isoformat()}",
+        f"/v1/users/nobody/months/{MONTH}",
+    ):
+        r = await viewer.get(path)
+        assert (r.status_code, r.json()["code"]) == (404, "user_not_found"), path
+    quiet = (await viewer.get(f"/v1/users/t-b-m2/days/{(AT - timedelta(days=3)).date()}")).json()
+    assert (quiet["messages"], quiet["activity_points"]) == (0, 0)
+    assert quiet["first_seen"] == AT.date().isoformat()
+
+
+async def test_a_created_group_with_members_has_a_month_where_nothing_happened(
+    viewer: httpx.AsyncClient,
+) -> None:
+    """SPEC §9: zeros but its members, and ranked (no event falls in NEXT month)."""
+    r = (await viewer.get(f"/v1/groups/t-c/months/{NEXT}")).json()
+    assert (r["members"], r["active_members"], r["activity_points"], r["bonus_points"]) == (
+        6,
+        0,
+        0,
+        0,
+    )
+    assert r["vitality"] == 0 and r["rank"] == 3  # ties on 0 and 0 active: by group id
+    board = (await viewer.get(f"/v1/leaderboards/{NEXT}/BJ")).json()["items"]
+    assert [(i["group_id"], i["members"], i["vitality"]) for i in board] == [
+        ("t-a", 4, 0),
+        ("t-b", 3, 0),
+        ("t-c", 6, 0),
+        ("t-e", 2, 0),
+    ]
+    filtered = (await viewer.get(f"/v1/leaderboards/{NEXT}/BJ", params={"min_members": 4})).json()
+    assert [i["group_id"] for i in filtered["items"]] == ["t-a", "t-c"]
+    members = (await viewer.get(f"/v1/groups/t-b/months/{NEXT}/members")).json()["items"]
+    assert members == ["t-b-m0", "t-b-m1", "t-b-m2"]

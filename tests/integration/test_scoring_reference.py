@@ -35,6 +35,14 @@ from tests.builders import make_event
 from tests.reference import scoring_model as ref
 
 pytestmark = pytest.mark.asyncio
+GROUP_MONTH_FIELDS = (
+    "members",
+    "active_members",
+    "activity_points",
+    "points_growth",
+    "bonus_points",
+    "group_messages",
+)
 CONFIG = SimConfig(seed=20261122, users=400, groups=30, duplicate_rate=0.03, shuffle_window=2000)
 
 
@@ -152,28 +160,17 @@ async def compare_with_reference(sim: Simulation, scoring: ServiceProcess) -> di
     checked = {"group_months": 0, "leaderboards": 0, "user_days": 0, "user_months": 0}
     async with httpx.AsyncClient(base_url=scoring.url, headers=headers, timeout=30) as c:
         for month in sim.months:
-            for g in sorted({g for g, _ in exp.group_month} | set(exp.groups)):
+            # Every group seen has a month (SPEC §9): the reference's, or zeros when it had
+            # neither members at the month's end nor messages or bonus cards in it.
+            for g in sorted(exp.seen_groups):
                 r = await c.get(f"/v1/groups/{g}/months/{month}")
-                want = exp.group_month.get(
-                    (g, month),
-                    dict.fromkeys(
-                        (
-                            "members",
-                            "active_members",
-                            "activity_points",
-                            "points_growth",
-                            "bonus_points",
-                            "group_messages",
-                        ),
-                        0,
-                    ),
-                )
-                if r.status_code == 404:
-                    assert g not in exp.groups and not any(want.values()), (g, month)
-                    continue
+                assert r.status_code == 200, (g, month, r.text)
+                want = exp.group_month.get((g, month), dict.fromkeys(GROUP_MONTH_FIELDS, 0))
                 got = {k: r.json()[k] for k in want}
                 assert got == want, f"group {g} {month}"
                 checked["group_months"] += 1
+            r = await c.get(f"/v1/groups/never-seen/months/{month}")
+            assert (r.status_code, r.json()["code"]) == (404, "group_not_found")
             for province in sorted({i["province"] for i in exp.groups.values() if "province" in i}):
                 r = await c.get(f"/v1/leaderboards/{month}/{province}", params={"limit": 500})
                 assert [i["group_id"] for i in r.json()["items"]] == ref.leaderboard(
@@ -185,6 +182,7 @@ async def compare_with_reference(sim: Simulation, scoring: ServiceProcess) -> di
             got = (await c.get(f"/v1/users/{u}/days/{d.isoformat()}")).json()
             want = exp.user_day[(u, d)]
             assert {k: got[k] for k in want} == want, f"user {u} {d}"
+            assert got["first_seen"] == exp.first_seen[u].isoformat(), f"user {u} first_seen"
             checked["user_days"] += 1
         for u, m in rnd.sample(sorted(exp.user_month), 150):
             got = (await c.get(f"/v1/users/{u}/months/{m}")).json()

@@ -31,6 +31,12 @@ def month_end(month: str) -> datetime:
     return datetime(y, m, 1, tzinfo=TZ)
 
 
+def seconds_between(a: datetime, b: datetime) -> int:
+    """Whole seconds from a to b (b >= a), floored, in integer microseconds."""
+    delta = b - a
+    return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) // 10**6
+
+
 @dataclass
 class Expected:
     user_day: dict[tuple[str, date], dict[str, int]] = field(default_factory=dict)
@@ -38,6 +44,8 @@ class Expected:
     group_month: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # as of month end
+    first_seen: dict[str, date] = field(default_factory=dict)  # local day of the earliest event
+    seen_groups: set[str] = field(default_factory=set)  # every group an event named
 
 
 def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
@@ -55,6 +63,9 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
         d = day_of(at)
         u = e["user_id"]
         kind = e["type"]
+        out.first_seen[u] = min(out.first_seen.get(u, d), d)
+        if e.get("group_id"):
+            out.seen_groups.add(e["group_id"])
         if kind == "message":
             if e["client"] == "sms":
                 raw[(u, d)]["messages_sms"] += 1
@@ -96,7 +107,9 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
             info = out.groups.setdefault(g, {})
             info["dissolved_at"] = min(info.get("dissolved_at", at), at)
 
-    # Sessions: earliest login (client of it), latest logout, capped at 24 h, split by local day.
+    # Sessions: earliest login (client of it), latest logout, capped at 24 h, split by local day;
+    # each day gets floor(seconds from the start to its end) - floor(... to its start), so the
+    # days sum to the capped length's whole seconds (SPEC §9).
     for key, ins in logins.items():
         if key not in logouts:
             continue
@@ -109,7 +122,8 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
             d = day_of(cursor)
             next_midnight = datetime(d.year, d.month, d.day, tzinfo=TZ) + timedelta(days=1)
             upto = min(end, next_midnight)
-            raw[(key[0], d)][f"online_seconds_{client}"] += int((upto - cursor).total_seconds())
+            whole = seconds_between(start, upto) - seconds_between(start, cursor)
+            raw[(key[0], d)][f"online_seconds_{client}"] += whole
             cursor = upto
 
     fields = (
@@ -135,6 +149,8 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
                 monthly[k] += v
         monthly["active_days"] += 1 if row["messages"] >= 1 else 0
 
+    # A group has a month when it has members at the month's end or messages or bonus cards in
+    # it — zeros where nothing happened (SPEC §9: on the leaderboard from the month it exists).
     for month in months:
         end = month_end(month)
         members_of: dict[str, list[str]] = defaultdict(list)

@@ -90,6 +90,29 @@ def test_latest_logout_ends_the_session() -> None:
     assert s.end_at == local("2026-11-01T11:00:00")
 
 
+def test_split_session_days_sum_to_its_whole_seconds_not_each_parts() -> None:
+    """SPEC §9: 1.5 s before midnight and 1.5 s after is 3 s, not 1 + 1."""
+    by_day = online_time_by_day(session("2026-11-01T23:59:58.500", "2026-11-02T00:00:01.500"), TZ)
+    assert by_day == {date(2026, 11, 1): OnlineTime(pc=1), date(2026, 11, 2): OnlineTime(pc=2)}
+
+
+def test_a_capped_session_split_at_a_fraction_keeps_exactly_24_hours() -> None:
+    by_day = online_time_by_day(
+        session("2026-11-01T23:00:00.750", "2026-11-04T00:00:00", "mobile"), TZ
+    )
+    assert sum(t.mobile for t in by_day.values()) == 24 * 3600
+    # 3,599.25 s, then 82,800.75 s: the parts floored one by one would lose a second
+    assert by_day == {
+        date(2026, 11, 1): OnlineTime(mobile=3599),
+        date(2026, 11, 2): OnlineTime(mobile=82801),
+    }
+
+
+def test_each_part_rounds_down_only_where_the_total_does() -> None:
+    by_day = online_time_by_day(session("2026-11-01T23:59:59.900", "2026-11-02T00:00:00.050"), TZ)
+    assert sum(t.pc for t in by_day.values()) == 0  # 0.15 s in all
+
+
 # --- daily points ---------------------------------------------------------------------------
 
 
@@ -162,6 +185,33 @@ def test_earliest_dissolution_is_kept() -> None:
         TZ,
     )
     assert plan.dissolved == {"g1": a}
+
+
+def test_every_actor_is_seen_from_the_local_day_of_their_earliest_event_in_the_batch() -> None:
+    early = datetime(2026, 10, 31, 16, 30, tzinfo=UTC)  # 1 November in Shanghai
+    plan = plan_batch(
+        [
+            envelope(type="message", user_id="a", at=early + timedelta(days=3)),
+            envelope(type="logout", user_id="a", at=early),  # no counter, still an event of a's
+            envelope(type="bonus_card", user_id="b", group_id="g2", at=early),
+        ],
+        TZ,
+    )
+    assert plan.first_seen == {"a": date(2026, 11, 1), "b": date(2026, 11, 1)}
+
+
+def test_every_group_an_event_names_is_seen() -> None:
+    plan = plan_batch(
+        [
+            envelope(type="message", group_id="chat"),
+            envelope(type="message", group_id=...),  # one-to-one: no group
+            envelope(type="group_join", group_id="joined"),
+            envelope(type="bonus_card", group_id="carded"),
+            envelope(type="group_dissolved", group_id="gone"),
+        ],
+        TZ,
+    )
+    assert plan.groups_seen == {"chat", "joined", "carded", "gone"}
 
 
 # --- membership -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -13,15 +14,21 @@ from services.scoring.api.schemas import (
     GroupMonth,
     Leaderboard,
     MemberPage,
+    Timeline,
     UserDay,
     UserMonth,
     WeightsBody,
 )
-from services.scoring.domain.periods import end_of_month
-from services.scoring.domain.points import day_points, is_active
+from services.scoring.domain.periods import local_day
 from services.scoring.domain.vitality import DEFAULT_PROFILE, Weights
 from services.scoring.store import profiles, queries
-from services.scoring.usecases.group_month import read_group_month
+from services.scoring.usecases.group_month import read_group_members, read_group_month
+from services.scoring.usecases.user_reads import (
+    default_range,
+    read_timeline,
+    read_user_day,
+    read_user_month,
+)
 from shared.api_auth import RequireViewer
 from shared.api_deps import GroupIdPath, SessionDep, TimeZone, UserIdPath
 from shared.contract import PROVINCES
@@ -115,26 +122,98 @@ WeightsParams = Annotated[WeightsQuery, Depends(_weights_query)]
 @router.get(
     "/users/{user_id}/days/{day}",
     response_model=UserDay,
-    summary="A user's metrics for one local day",
+    summary="A user's metrics for one local day (zeros on a quiet day; 404 for a user never seen)",
 )
 async def get_user_day(
     user_id: UserIdPath, day: DayText, session: SessionDep, _: RequireViewer
 ) -> dict[str, Any]:
-    row = await queries.user_day(session, user_id, period_param("day", day))
-    points = day_points(row["messages"], row["online_seconds_pc"], row["online_seconds_mobile"])
-    return {"user_id": user_id, "day": day, **row, **asdict(points)}
+    return {**await read_user_day(session, user_id, period_param("day", day)), "day": day}
 
 
 @router.get(
     "/users/{user_id}/months/{month}",
     response_model=UserMonth,
-    summary="A user's metrics for one local month (daily caps applied per day)",
+    summary="A user's metrics for one local month (daily caps applied per day; 404 for a user "
+    "never seen)",
 )
 async def get_user_month(
     user_id: UserIdPath, month: MonthText, session: SessionDep, _: RequireViewer
 ) -> dict[str, Any]:
-    row = await queries.user_month(session, user_id, period_param("month", month))
-    return {"user_id": user_id, "month": month, **row, "active": is_active(row["messages"])}
+    return {**await read_user_month(session, user_id, period_param("month", month)), "month": month}
+
+
+TIMELINE_DESCRIPTION = """The user's days with metric effects, newest first (SPEC §11, care):
+one item per local day on which the events scoring applied changed a counter, with what they
+added up to —
+
+- `messages` (pc and mobile; `messages_mobile` the mobile share), `messages_sms`;
+- `online_seconds_pc`, `online_seconds_mobile`: sessions' time, split across local days;
+- `online_points` (min(4, pc seconds / 900 + mobile seconds / 300)), `message_points`
+  (min(messages, 20)), `activity_points` (their sum);
+- `points_delta`, `friends_added`, `checkins`, `logins`;
+- `month_active`: whether the day's month is active (≥ 1 pc/mobile message in it).
+
+The page carries the user's `first_seen` (local day of their earliest event) and the range.
+`from` / `to` (local days, inclusive) default to the last 35 days; 422 when `from` is after
+`to`; 404 `user_not_found` when scoring never applied an event of the user."""
+
+
+async def _day_page(
+    limit: Annotated[int, Query(ge=1, le=500, description="Days per page.")] = 100,
+    cursor: Cursor = None,
+) -> PageQuery:
+    return PageQuery(limit, cursor)
+
+
+DayQuery = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", examples=["2026-11-03"])]
+
+
+@router.get(
+    "/users/{user_id}/timeline",
+    response_model=Timeline,
+    summary="A user's days with metric effects, newest first (care)",
+    description=TIMELINE_DESCRIPTION,
+)
+async def get_timeline(
+    user_id: UserIdPath,
+    session: SessionDep,
+    tz: TimeZone,
+    page: Annotated[PageQuery, Depends(_day_page)],
+    _: RequireViewer,
+    from_text: Annotated[DayQuery, Query(alias="from")] = None,
+    to_text: Annotated[DayQuery, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    first, last = default_range(local_day(datetime.now(tz), tz))
+    if from_text is not None:
+        first = period_param("from", from_text)
+    if to_text is not None:
+        last = period_param("to", to_text)
+    if first > last:
+        raise ValidationFailed(
+            "from: after `to`", extra={"errors": [{"field": "from", "message": "after `to`"}]}
+        )
+    after = page.after(_day_key)
+    before = None if after is None else date.fromisoformat(after[0])
+    first_seen, items = await read_timeline(session, user_id, first, last, page.limit, before)
+    return {
+        "user_id": user_id,
+        "first_seen": first_seen,
+        "from_day": first,
+        "to_day": last,
+        "items": items,
+        "next_cursor": page.next_cursor(items, lambda d: [d["day"].isoformat()]),
+    }
+
+
+def _day_key(key: list[Any]) -> bool:
+    """A timeline cursor's key: [the last day shown, YYYY-MM-DD]."""
+    if not single_text(key) or len(key[0]) != 10:
+        return False
+    try:
+        period_param("cursor", key[0])
+    except ValidationFailed:
+        return False
+    return True
 
 
 @router.get(
@@ -231,8 +310,8 @@ async def get_group_members(
     page: IdPageParams,
     _: RequireViewer,
 ) -> dict[str, Any]:
-    month_end = end_of_month(period_param("month", month), tz)
-    items = await queries.group_members(session, group_id, month_end, page.limit, _after_id(page))
+    first_day = period_param("month", month)
+    items = await read_group_members(session, group_id, first_day, tz, page.limit, _after_id(page))
     next_cursor = page.next_cursor(items, lambda user_id: [user_id])
     return {"group_id": group_id, "month": month, "items": items, "next_cursor": next_cursor}
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.pagination import Page
 
+FIRST_SEEN = "local day of the user's earliest event scoring applied (SPEC §10)"
+
 
 class _UserMetrics(BaseModel):
     user_id: str
+    first_seen: date = Field(description=FIRST_SEEN)
     messages: int
     messages_sms: int
     online_seconds_pc: int
@@ -33,6 +36,32 @@ class UserMonth(_UserMetrics):
     month: str
     active_days: int
     active: bool = Field(description="messages ≥ 1 this month; SMS-only users are never active")
+
+
+class TimelineDay(BaseModel):
+    """What the events scoring applied added up to on one local day of the user."""
+
+    day: date = Field(description="The local day (deployment time zone)")
+    messages: int = Field(description="pc and mobile messages")
+    messages_sms: int = Field(description="messages through the SMS bridge")
+    messages_mobile: int = Field(description="of `messages`, those from the mobile client")
+    online_seconds_pc: int = Field(description="seconds online on PC (sessions split by day)")
+    online_seconds_mobile: int = Field(description="seconds online on mobile")
+    online_points: int = Field(description="min(4, pc seconds / 900 + mobile seconds / 300)")
+    message_points: int = Field(description="min(messages, 20)")
+    activity_points: int = Field(description="online_points + message_points")
+    points_delta: int = Field(description="sum of `points` events' deltas")
+    friends_added: int
+    checkins: int
+    logins: int
+    month_active: bool = Field(description="the day's month is active (≥ 1 pc/mobile message)")
+
+
+class Timeline(Page[TimelineDay]):
+    user_id: str
+    first_seen: date = Field(description=FIRST_SEEN)
+    from_day: date = Field(serialization_alias="from", description="first day of the range")
+    to_day: date = Field(serialization_alias="to", description="last day of the range")
 
 
 class WeightsBody(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey
@@ -73,6 +73,10 @@ class BatchPlan:
     membership: list[MembershipFact] = field(default_factory=list)
     created: list[GroupCreated] = field(default_factory=list)
     dissolved: dict[str, datetime] = field(default_factory=dict)
+    # Every actor's earliest local day in the batch, and every group an event names: scoring
+    # has "seen" them (SPEC §9: an entity never seen is a 404; §10: `first_seen`).
+    first_seen: dict[str, date] = field(default_factory=dict)
+    groups_seen: set[str] = field(default_factory=set)
 
 
 def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
@@ -82,6 +86,12 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
         e = env.event
         day = local_day(e.occurred_at, tz)
         counters = plan.user_day[(e.user_id, day)] if _counts_for_user(e) else None
+        seen = plan.first_seen.get(e.user_id)
+        if seen is None or day < seen:
+            plan.first_seen[e.user_id] = day
+        group_id: str | None = getattr(e, "group_id", None)
+        if group_id is not None:
+            plan.groups_seen.add(group_id)
         match e:
             case MessageEvent():
                 assert counters is not None

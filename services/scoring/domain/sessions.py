@@ -72,25 +72,35 @@ NO_TIME = OnlineTime()
 
 
 def online_time_by_day(state: SessionState, tz: ZoneInfo) -> dict[date, OnlineTime]:
-    """The session's online seconds on each local day it touches (empty if it counts nothing)."""
+    """The session's online seconds on each local day it touches (empty if it counts nothing).
+
+    Whole seconds are taken by flooring the offset of each day boundary from the start, not
+    each part (SPEC §9 "online seconds add up"): the days then sum exactly to the floor of the
+    capped length.
+    """
     start, end, client = state.start_at, state.end_at, state.start_client
     if start is None or end is None or end <= start or client not in ONLINE_CLIENTS:
         return {}
     end = min(end, start + MAX_SESSION)
     out: dict[date, OnlineTime] = {}
-    cursor = start
+    cursor, counted = start, 0  # counted: whole seconds from the start to `cursor`, floored
     while cursor < end:
         day = local_day(cursor, tz)
         boundary = min(end, start_of_day(day + timedelta(days=1), tz))
-        seconds = int((boundary - cursor).total_seconds())
-        prev = out.get(day, OnlineTime())
+        offset = _whole_seconds(boundary - start)
+        seconds, counted, cursor = offset - counted, offset, boundary
+        prev = out.get(day, NO_TIME)
         out[day] = (
             OnlineTime(prev.pc + seconds, prev.mobile)
             if client == "pc"
             else OnlineTime(prev.pc, prev.mobile + seconds)
         )
-        cursor = boundary
     return out
+
+
+def _whole_seconds(span: timedelta) -> int:
+    """Floor of a non-negative span in seconds, exact (no float rounding)."""
+    return span // timedelta(seconds=1)
 
 
 def online_time_change(

@@ -59,13 +59,15 @@ async def group_month_rows(
     session: AsyncSession, keys: Sequence[tuple[str, date]], tz: ZoneInfo
 ) -> list[dict[str, Any]]:
     """Each known group's month among these keys, with its attributes and its members as of
-    the end of the month (for the current month: as of now); counters 0 without a month row."""
+    the end of the month (for the current month: as of now); without a month row, counters 0
+    but `members` (see queries.GROUP_MONTH_SQL)."""
     if not keys:
         return []
     counters = ", ".join(f"COALESCE(gm.{c}, 0) AS {c}" for c in GROUP_MONTH_COUNTERS)
     rows = await session.execute(
         text(f"""
-        SELECT k.g AS group_id, k.m AS month, {counters}, g.owner_id, g.name, g.province,
+        SELECT k.g AS group_id, k.m AS month, {counters}, gm.group_id IS NULL AS no_row,
+               g.owner_id, g.name, g.province,
                g.created_at, g.dissolved_at,
                ARRAY(SELECT DISTINCT s.user_id FROM membership_spans s
                      WHERE s.group_id = k.g AND {member_at_sql("s", "k.e")}
@@ -81,7 +83,11 @@ async def group_month_rows(
             "e": [end_of_month(k[1], tz) for k in keys],
         },
     )
-    return [dict(r._mapping) for r in rows]
+    out = [dict(r._mapping) for r in rows]
+    for row in out:
+        if row.pop("no_row"):
+            row["members"] = len(row["member_ids"])
+    return out
 
 
 async def _rows(

@@ -18,20 +18,33 @@ from services.scoring.store.rules_sql import (
     vitality_sql,
     weight_params,
 )
-from shared.metric_fields import USER_DAY_COUNTERS, USER_MONTH_COUNTERS
+from shared.metric_fields import GROUP_MONTH_COUNTERS, USER_DAY_COUNTERS, USER_MONTH_COUNTERS
 
 VITALITY_SQL = vitality_sql("gm.{}")
+# A group's month `gm`, for the group `g`: its row, or — a month nothing was written for —
+# zeros with the members as of the month's end (SPEC §9: a group is on the leaderboard from the
+# month it exists). A month without a row had no activity (any would have written the row), so
+# only its members need counting, from the spans; COALESCE counts them only then.
+_ZEROS_WITHOUT_ROW = ", ".join(
+    f"COALESCE(x.{c}, 0) AS {c}" for c in GROUP_MONTH_COUNTERS if c != "members"
+)
+GROUP_MONTH_SQL = f"""CROSS JOIN LATERAL (
+    SELECT COALESCE(x.members, (SELECT count(DISTINCT s.user_id) FROM membership_spans s
+                                WHERE s.group_id = g.group_id
+                                  AND {member_at_sql("s", ":month_end")})) AS members,
+           {_ZEROS_WITHOUT_ROW}
+    FROM (SELECT 1) one LEFT JOIN group_month x ON x.group_id = g.group_id AND x.month = :m
+    OFFSET 0) gm"""
 # A province's groups, each with its month: driven from the province index with one primary-key
 # lookup per group. (A plain join scans every group's month and hash-joins: ~30 ms at 100k
 # groups instead of ~12 ms; OFFSET 0 keeps the planner from flattening the lateral subquery.)
-PROVINCE_MONTH_SQL = (
-    "groups g CROSS JOIN LATERAL (SELECT * FROM group_month x "
-    "WHERE x.group_id = g.group_id AND x.month = :m OFFSET 0) gm"
-)
-# On a leaderboard (SPEC §4): created, and not dissolved, as of the month's end.
+PROVINCE_MONTH_SQL = f"groups g {GROUP_MONTH_SQL}"
+# On a leaderboard (SPEC §4, §9): created, and not dissolved, as of the month's end, and with a
+# month — members as of its end, or group messages or bonus cards in it.
 ELIGIBLE_SQL = (
     "g.created_at IS NOT NULL AND g.created_at < :month_end "
-    "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end)"
+    "AND (g.dissolved_at IS NULL OR g.dissolved_at >= :month_end) "
+    "AND (gm.members > 0 OR gm.group_messages > 0 OR gm.bonus_points > 0)"
 )
 
 
@@ -53,6 +66,27 @@ async def user_month(session: AsyncSession, user_id: str, month: date) -> dict[s
         {"u": user_id, "m": month},
     )).first()  # fmt: skip
     return dict(row._mapping) if row else dict.fromkeys(USER_MONTH_COUNTERS, 0)
+
+
+async def user_days(
+    session: AsyncSession, user_id: str, first: date, last: date, limit: int, before: date | None
+) -> list[dict[str, Any]]:
+    """The user's days in [first, last] with a non-zero counter, newest first, each with its
+    month's pc/mobile `month_messages`; `before`: continue after that day."""
+    rows = await session.execute(
+        text(f"""
+        SELECT d.day, {", ".join(f"d.{c}" for c in USER_DAY_COUNTERS)},
+               COALESCE(um.messages, 0) AS month_messages
+        FROM user_day d
+        LEFT JOIN user_month um
+               ON um.user_id = d.user_id AND um.month = date_trunc('month', d.day)::date
+        WHERE d.user_id = :u AND d.day >= :first AND d.day <= :last
+          AND (CAST(:before AS date) IS NULL OR d.day < :before)
+          AND ({" OR ".join(f"d.{c} <> 0" for c in USER_DAY_COUNTERS)})
+        ORDER BY d.day DESC LIMIT :n"""),
+        {"u": user_id, "first": first, "last": last, "before": before, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
 
 
 def _ranked(side: str, vitality: str, active: str, group_id: str) -> str:
@@ -123,20 +157,14 @@ async def leaderboard(
 async def group_month(
     session: AsyncSession, group_id: str, month: date, w: Weights, tz: ZoneInfo
 ) -> dict[str, Any] | None:
-    """A group's attributes and month (counters 0 without a month row), its vitality, and
-    whether it is `ranked` (eligible for its province's leaderboard); None for no such group."""
+    """A seen group's attributes and month (`GROUP_MONTH_SQL`), its vitality, and whether it is
+    `ranked` (eligible for its province's leaderboard); None for a group never seen."""
     row = (await session.execute(
         text(f"""
         SELECT g.group_id, g.name, g.province, g.owner_id, g.created_at, g.dissolved_at,
-               COALESCE(gm.members, 0) AS members,
-               COALESCE(gm.active_members, 0) AS active_members,
-               COALESCE(gm.activity_points, 0) AS activity_points,
-               COALESCE(gm.points_growth, 0) AS points_growth,
-               COALESCE(gm.bonus_points, 0) AS bonus_points,
-               COALESCE(gm.group_messages, 0) AS group_messages,
-               COALESCE({VITALITY_SQL}, 0) AS vitality,
-               ({ELIGIBLE_SQL}) AS ranked
-        FROM groups g LEFT JOIN group_month gm ON gm.group_id = g.group_id AND gm.month = :m
+               {", ".join(f"gm.{c}" for c in GROUP_MONTH_COUNTERS)},
+               {VITALITY_SQL} AS vitality, ({ELIGIBLE_SQL}) AS ranked
+        FROM {PROVINCE_MONTH_SQL}
         WHERE g.group_id = :g"""),
         {"g": group_id, "m": month, **weight_params(w), "month_end": end_of_month(month, tz)},
     )).first()  # fmt: skip

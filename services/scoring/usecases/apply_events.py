@@ -28,7 +28,7 @@ from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey
 from services.scoring.domain.membership import MembershipFlip, membership_flips, pairs_of, spans_of
 from services.scoring.domain.periods import local_day, month_of
 from services.scoring.domain.sessions import update_sessions
-from services.scoring.store import groups, ledger, membership, sessions, user_metrics
+from services.scoring.store import groups, ledger, membership, sessions, user_metrics, users
 from services.scoring.store.changelog import (
     group_month_key,
     mark_changed,
@@ -71,6 +71,8 @@ async def apply_events(
         return outcome
     with _step("plan"):
         plan = plan_batch(outcome.new_events, tz)
+    with _step("users"):
+        await users.record_seen(session, plan.first_seen)
 
     if plan.sessions:
         with _step("sessions"):
@@ -100,15 +102,17 @@ async def apply_events(
     deltas = group_month_deltas(groups_of, before, current, flips, plan.group_month)
 
     with _step("group_locks"):
-        await groups.lock_groups(
-            session,
-            {g for g, _ in deltas} | {c.group_id for c in plan.created} | set(plan.dissolved),
-        )
+        await groups.lock_groups(session, {g for g, _ in deltas} | plan.groups_seen)
     with _step("group_facts"):
+        await groups.record_seen(session, plan.groups_seen)
         await groups.record_created(session, plan.created)
         await groups.record_dissolved(session, plan.dissolved)
     with _step("group_months"):
-        group_months = await groups.add_to_group_months(session, _nonzero(deltas))
+        changed = _nonzero(deltas)
+        await groups.open_group_months(
+            session, {key: delta.members for key, delta in changed.items()}, tz
+        )
+        group_months = await groups.add_to_group_months(session, changed)
 
     with _step("changelog"):
         await mark_changed(
