@@ -121,8 +121,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
             for name in SERVICES:  # all four free before anything starts
                 ensure_port_free(stack.port_of(name), name)
             stack.start_infra(fresh_database=False)
-            for name in SERVICES:
-                stack.start_service(name)  # waits for /readyz before its URL is printed
+            for name in SERVICES:  # each waits for /readyz before its URL is printed
+                env = stack.notify_segments_env() if name == "notify" else None
+                stack.start_service(name, env=env)
             for name, service in stack.services.items():
                 print(f"{name:<8} {service.url}/docs", flush=True)
             print(f"broker   {stack.kafka_bootstrap}\ndatabase {stack.database_url}")

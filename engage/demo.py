@@ -136,7 +136,7 @@ async def run_demo(
         stack.start_service("scoring")
         # Settlement on demand: last month is due at once, so it waits until it is loaded.
         stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
-        stack.start_service("notify")
+        stack.start_service("notify", env=await asyncio.to_thread(stack.notify_segments_env))
         async with observe(stack) if observe else contextlib.nullcontext():
             return await _pipeline(stack, users, groups, seed, keep_running)
     finally:

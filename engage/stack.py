@@ -256,6 +256,24 @@ class Stack:
             service.wait_ready()
         return service
 
+    def notify_segments_env(self) -> dict[str, str]:
+        """What notify needs to resolve broadcast segments through scoring (SPEC §11: every
+        segment kind works out of the box): scoring's URL and a viewer key issued for it.
+        Call after ingest (which owns the keys) and scoring have started."""
+        import asyncio
+
+        from services.ingest.admin import issue_api_key
+        from shared.auth import Role
+
+        assert self.database_url and self.kafka_bootstrap, "start_infra() first"
+        scoring = self.services["scoring"]
+        issued = asyncio.run(
+            issue_api_key(
+                self.database_url, "notify-segments", [Role.VIEWER], 1e6, self.kafka_bootstrap
+            )
+        )
+        return {"NOTIFY_SCORING_URL": scoring.url, "NOTIFY_SCORING_KEY": issued.secret}
+
     def stop(self) -> None:
         for service in self.services.values():
             service.stop()

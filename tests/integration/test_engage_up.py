@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import psutil
 import pytest
 
+from engage.progress import wait_keys_known
 from engage.runtime import free_port
+from services.ingest.admin import issue_api_key
+from shared.auth import Role
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 UP_TIMEOUT_S = 120
@@ -192,3 +196,24 @@ async def test_the_embedded_database_keeps_postgresql_durable_defaults(running: 
     finally:
         await conn.close()
     assert settings == {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
+async def test_notify_resolves_every_segment_kind_out_of_the_box(running: Up) -> None:
+    """The embedded default wires notify to scoring with a viewer key of its own: a broadcast to
+    the top groups of a month is accepted (it used to be refused: segment_unavailable)."""
+    url = running.database_url().replace("postgresql://", "postgresql+asyncpg://")
+    bootstrap = next(x for x in running.lines if x.startswith("broker ")).split()[1]
+    owner = (await issue_api_key(url, "owner", [Role.CAMPAIGN_OWNER], 1e6, bootstrap)).secret
+    notify = (
+        next(x for x in running.lines if x.startswith("notify")).split()[1].removesuffix("/docs")
+    )
+    await wait_keys_known(notify, "/v1/policies", [owner])
+    segment = {"kind": "top_groups", "month": "2026-11", "province": "BJ", "top": 3}
+    body = {"name": "top", "template": "notice", "category": "service", "segment": segment}
+    template = {"category": "service", "text": "群活动通知", "placeholders": []}
+    async with httpx.AsyncClient(
+        base_url=notify, headers={"Authorization": f"Bearer {owner}"}, timeout=30
+    ) as c:
+        assert (await c.put("/v1/templates/notice/im/zh-CN", json=template)).status_code == 200
+        r = await c.post("/v1/broadcasts", json=body)
+    assert r.status_code == 201, r.text
