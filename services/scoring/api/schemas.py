@@ -9,22 +9,35 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.pagination import Page
 
 FIRST_SEEN = "local day of the user's earliest event scoring applied (SPEC §10)"
+GLOSSARY = (
+    "docs/metrics.md"  # every metric and score, defined in words for the people who read them
+)
+
+
+def term(meaning: str, section: str) -> str:
+    """A field's description: what it means, and where the glossary says more."""
+    return f"{meaning} — glossary: {GLOSSARY}#{section}"
+
+
+DAY, MONTH, GROUP = "a-users-day", "a-users-month", "a-groups-month"
 
 
 class _UserMetrics(BaseModel):
     user_id: str
     first_seen: date = Field(description=FIRST_SEEN)
-    messages: int
-    messages_sms: int
-    online_seconds_pc: int
-    online_seconds_mobile: int
-    online_points: int
-    message_points: int
-    activity_points: int
-    points_delta: int
-    friends_added: int
-    checkins: int
-    logins: int
+    messages: int = Field(description=term("chat messages from the PC or mobile client", DAY))
+    messages_sms: int = Field(description=term("messages through the SMS bridge", DAY))
+    online_seconds_pc: int = Field(description=term("seconds online on PC", DAY))
+    online_seconds_mobile: int = Field(description=term("seconds online on mobile", DAY))
+    online_points: int = Field(
+        description=term("1 per 15 min on PC + 1 per 5 min on mobile, at most 4 a day", DAY)
+    )
+    message_points: int = Field(description=term("1 per message, at most 20 a day", DAY))
+    activity_points: int = Field(description=term("online_points + message_points", DAY))
+    points_delta: int = Field(description=term("points awarded or deducted by the platform", DAY))
+    friends_added: int = Field(description=term("friends added", DAY))
+    checkins: int = Field(description=term("check-ins", DAY))
+    logins: int = Field(description=term("logins", DAY))
 
 
 class UserDay(_UserMetrics):
@@ -34,8 +47,10 @@ class UserDay(_UserMetrics):
 
 class UserMonth(_UserMetrics):
     month: str
-    active_days: int
-    active: bool = Field(description="messages ≥ 1 this month; SMS-only users are never active")
+    active_days: int = Field(description=term("days with a PC or mobile message", MONTH))
+    active: bool = Field(
+        description=term("messages ≥ 1 this month; SMS-only users are never active", MONTH)
+    )
 
 
 class TimelineDay(BaseModel):
@@ -82,7 +97,7 @@ class Member(BaseModel):
     activity_points: int
     points_delta: int
     messages: int
-    contribution: float
+    contribution: float = Field(description=term("what the member adds to vitality", GROUP))
 
 
 class GroupMonth(BaseModel):
@@ -92,13 +107,17 @@ class GroupMonth(BaseModel):
     province: str | None
     owner_id: str | None
     dissolved: bool
-    members: int
-    active_members: int
-    activity_points: int
-    points_growth: int
-    bonus_points: int
-    group_messages: int
-    vitality: float
+    members: int = Field(description=term("members at the month's end", GROUP))
+    active_members: int = Field(description=term("members active in the month", GROUP))
+    activity_points: int = Field(description=term("members' activity points, summed", GROUP))
+    points_growth: int = Field(description=term("members' points delta, summed", GROUP))
+    bonus_points: int = Field(description=term("bonus cards played for the group", GROUP))
+    group_messages: int = Field(description=term("PC/mobile messages in the group", GROUP))
+    vitality: float = Field(
+        description=term(
+            "w_growth·points_growth + w_activity·activity_points + w_bonus·bonus_points", GROUP
+        )
+    )
     weights: WeightsBody
     profile: str
     rank: int | None = Field(
