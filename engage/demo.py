@@ -26,7 +26,12 @@ from engage.demo_campaigns import (
     print_fulfilment,
     settle_now,
 )
-from engage.demo_notify import open_reward_window, print_notices, wait_notices
+from engage.demo_notify import (
+    open_reward_window,
+    print_every_winner_told,
+    print_notices,
+    wait_notices,
+)
 from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
 from engage.simulator.client import PostReport, post_events
 from engage.simulator.world import (
@@ -236,6 +241,7 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     await print_notices(
         notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
     )
+    told = await print_every_winner_told(url)
     print("\nServices")
     for service in stack.services.values():
         print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")
@@ -243,4 +249,4 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     if keep_running:
         print("\nRunning; Ctrl-C stops everything.")
         await asyncio.Event().wait()
-    return 0 if not missing and tally.keyed_by_user and verified else 1
+    return 0 if not missing and tally.keyed_by_user and verified and told else 1

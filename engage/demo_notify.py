@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from engage.progress import wait_consumed, wait_outbox_empty
+from engage.progress import count_rows, wait_consumed, wait_outbox_empty
 
 ALWAYS_OPEN = {"window_start": "00:00", "window_end": "00:00"}
 
@@ -76,3 +76,26 @@ async def print_notices(
                 if notice is not None:
                     print(f"  {campaign} → {user} ({notice['sent_channel']}): {notice['body']}")
                     break
+
+
+async def print_every_winner_told(database_url: str) -> bool:
+    """SPEC §11: no reward notice is lost to the daily cap. Prints the digests and what waits
+    for the next day; True when no reward notice was suppressed."""
+    reward = "FROM notify.notifications WHERE category = 'reward'"
+    suppressed = await count_rows(
+        database_url, f"SELECT count(*) {reward} AND status = 'suppressed'"
+    )
+    digests = await count_rows(
+        database_url, f"SELECT count(DISTINCT digest_id) {reward} AND digest_id IS NOT NULL"
+    )
+    in_digests = await count_rows(
+        database_url, f"SELECT count(*) {reward} AND digest_id IS NOT NULL"
+    )
+    waiting = await count_rows(
+        database_url, f"SELECT count(*) {reward} AND status = 'deferred' AND reason = 'daily_cap'"
+    )
+    print(
+        f"  every winner told: {in_digests or 0:,} reward notices went out in {digests or 0:,} "
+        f"digests; {waiting or 0:,} wait for the user's next day; suppressed: {suppressed or 0}"
+    )
+    return not suppressed
