@@ -148,7 +148,7 @@ def summary(story: Story) -> list[str]:
     for service, why in story.unreachable.items():
         out.append(f"  {service}: could not be asked — {why}")
     out.append(
-        f"  {len(story.days)} active day(s) in scoring; {len(granted)} reward(s) granted, "
+        f"  {len(story.days)} day(s) with activity in scoring; {len(granted)} reward(s) granted, "
         f"{len(untold)} not yet told, {len(overdue)} overdue; {len(story.notices)} notice(s)"
     )
     for g in untold:

@@ -55,7 +55,8 @@ def story() -> Story:
 def test_the_summary_answers_i_won_but_got_no_message() -> None:
     head = summary(story())
     assert head[1] == (
-        "  1 active day(s) in scoring; 2 reward(s) granted, 1 not yet told, 1 overdue; 3 notice(s)"
+        "  1 day(s) with activity in scoring; 2 reward(s) granted, 1 not yet told, 1 overdue; "
+        "3 notice(s)"
     )
     assert head[2] == (
         "  not yet told: grant #8 — waiting (daily_cap) until 2026-11-04T08:00:00+08:00"
