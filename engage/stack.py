@@ -82,6 +82,9 @@ def stopped_by_signals() -> Iterator[None]:
     shell that starts us in the background ignores it for us."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        # One is enough: a second signal must not cut the orderly stop that follows short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -190,7 +193,9 @@ class Stack:
     def start_infra(self, fresh_database: bool = True) -> Stack:
         (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
         if self.kafka_bootstrap is None:
-            self.broker = EmbeddedBroker(log_path=self.var_dir / "logs" / "broker.log").start()
+            # Tracked before it starts: a signal while it comes up must still stop it.
+            self.broker = EmbeddedBroker(log_path=self.var_dir / "logs" / "broker.log")
+            self.broker.start()
             self.kafka_bootstrap = self.broker.bootstrap
         if self.database_url is None:
             with warnings.catch_warnings():
@@ -230,7 +235,7 @@ class Stack:
         port = port or free_port()
         label = f"{name}{instance}"
         log_path = self.var_dir / "logs" / f"{label}.log"
-        out = open(log_path, "ab")  # noqa: SIM115  (owned by the child process)
+        out = open(log_path, "ab")  # noqa: SIM115  (closed below, once the child has its copy)
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -250,6 +255,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**self.env(), **(env or {})},
         )
+        out.close()  # the child has its own copy
         service = ServiceProcess(label, port, proc, log_path)
         self.services[label] = service
         if wait:

@@ -27,9 +27,10 @@ TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
 # SQLSTATE classes: 22 data exception, 23 integrity constraint violation, 54 program limit
 # exceeded (a value too large to index): the same records fail again, whatever the retry.
 _DATA_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
-# 08 connection, 40 serialization/deadlock, 53 resources, 55 lock/object state, 57 operator
-# intervention (admin shutdown, cancel), 58 system error: another attempt may well succeed.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+# 08 connection, 25 transaction state (25P03: ended by the idle-in-transaction limit), 40
+# serialization/deadlock, 53 resources, 55 lock/object state, 57 operator intervention (admin
+# shutdown, cancel), 58 system error: another attempt may well succeed.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "25", "40", "53", "55", "57", "58"})
 DATA_EXCEPTIONS = (ValueError, ArithmeticError, TypeError, KeyError, IndexError, UnicodeError)
 UNKNOWN_RETRIES = 3
 

@@ -66,6 +66,7 @@ GRANTS_OVERDUE = Gauge(
     "Granted grants past their fulfil-by day (local) and not fulfilled (SPEC §11).",
     ["campaign"],
 )
+_overdue_reported: set[str] = set()  # campaigns this process has set the gauge for
 SETTLEMENTS_FAILING = Gauge(
     "engage_settlements_failing",
     "Periods (or whole campaigns, rule '*') of active or ended campaigns whose settlement "
@@ -284,5 +285,8 @@ async def refresh_gauges(sessions: Sessions, today: date) -> None:
         BUDGET_REMAINING.labels(b.campaign_id, b.kind).set(b.left)
         BUDGET_LIMIT.labels(b.campaign_id, b.kind).set(b.total)
     SETTLEMENTS_FAILING.set(failing)
+    for campaign_id in _overdue_reported - overdue.keys():
+        GRANTS_OVERDUE.labels(campaign_id).set(0)  # all fulfilled (or revoked) since
     for campaign_id, n in overdue.items():
         GRANTS_OVERDUE.labels(campaign_id).set(n)
+    _overdue_reported.update(overdue)
