@@ -195,16 +195,9 @@ class Dispatcher:
             async with gate:
                 return await self._deliver(send)
 
-        # Every send runs to its end: one that raises (e.g. the DLQ unreachable after a last
-        # failure) must not keep the others' accepted messages from being recorded as sent —
-        # unrecorded, they would go out again after the lease.
-        results = await asyncio.gather(*(deliver(s) for s in sends), return_exceptions=True)
-        sent = [x for x in results if isinstance(x, _Sent)]
+        sent = [x for x in await asyncio.gather(*(deliver(s) for s in sends)) if x is not None]
         if sent:
             await self._record_sent_retrying(sent)
-        for failure in results:
-            if isinstance(failure, BaseException):
-                raise failure
         return len(rows)
 
     async def _record_sent_retrying(self, sent: list[_Sent]) -> None:

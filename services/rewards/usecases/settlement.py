@@ -30,7 +30,7 @@ from services.rewards.domain.lifecycle import ACTIVE, ENDED
 from services.rewards.domain.periods import Period
 from services.rewards.domain.retry import Backoff
 from services.rewards.domain.rules.base import PeriodEndKind
-from services.rewards.domain.rules.registry import AnyRule
+from services.rewards.domain.rules.registry import KINDS, AnyRule
 from services.rewards.domain.settlement import periods_past_grace
 from services.rewards.store import settle as settlements
 from services.rewards.store.campaigns import LiveCampaign, live_campaign_rows, read_live
@@ -54,6 +54,11 @@ SETTLEMENT_SECONDS = Histogram(
     ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+# Zero series for every kind that settles, from the start: a first settlement then shows as an
+# increase to rate() (a series born with its final count shows none — the panel stayed empty).
+for _kind in KINDS.values():
+    if isinstance(_kind, PeriodEndKind):
+        SETTLEMENT_SECONDS.labels(_kind.name)
 BUDGET_REMAINING = Gauge("engage_budget_remaining", "Units of budget left.", ["campaign", "kind"])
 BUDGET_LIMIT = Gauge("engage_budget_limit", "Units of budget in all.", ["campaign", "kind"])
 SETTLEMENT_FAILURES = Counter(
