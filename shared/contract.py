@@ -48,6 +48,7 @@ EVENT_TYPES = (
     "group_join",
     "group_leave",
     "group_dissolved",
+    "group_owner_changed",
     "points",
     "bonus_card",
     "friend_added",
@@ -259,6 +260,11 @@ class GroupDissolvedEvent(_EventBase):
     group_id: EntityId
 
 
+class GroupOwnerChangedEvent(_EventBase):
+    type: Literal["group_owner_changed"]
+    group_id: EntityId = Field(description="The group whose owner changes; `user_id` = new owner.")
+
+
 class PointsEvent(_EventBase):
     type: Literal["points"]
     delta: Annotated[int, Field(ge=-100_000, le=100_000)]
@@ -296,6 +302,7 @@ EVENT_MODELS: tuple[type[_EventBase], ...] = (
     GroupJoinEvent,
     GroupLeaveEvent,
     GroupDissolvedEvent,
+    GroupOwnerChangedEvent,
     PointsEvent,
     BonusCardEvent,
     FriendAddedEvent,
@@ -309,6 +316,7 @@ Event = Annotated[
     | GroupJoinEvent
     | GroupLeaveEvent
     | GroupDissolvedEvent
+    | GroupOwnerChangedEvent
     | PointsEvent
     | BonusCardEvent
     | FriendAddedEvent
@@ -367,6 +375,15 @@ def validate_event(raw: object, context: WindowContext | None) -> Event | Reject
         return rejection_from(exc)
 
 
+# Who vouched for an event (SPEC §14), stamped by ingest, never taken from the client:
+# `user` = a user token (the event's user_id is the token's subject), `relay` = an `ingest` key
+# (server relay of client event types), `platform` = a `platform` key (every type), `import` =
+# an importer's history load. Records from before the field existed read as `platform`: they
+# were accepted when every key could post every type.
+Authority = Literal["user", "relay", "platform", "import"]
+AUTHORITIES: tuple[Authority, ...] = ("user", "relay", "platform", "import")
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """An event as it travels on `engage.events.v1`: the event plus what ingest added."""
@@ -374,11 +391,17 @@ class Envelope:
     event: Event
     received_at: datetime
     source: str
+    authority: Authority = "platform"
 
 
-def encode_envelope(raw_event: dict[str, Any], received_at: str, source: str) -> bytes:
-    """Serialise a validated event exactly as the client sent it, plus `received_at`/`source`."""
-    return orjson.dumps({**raw_event, "received_at": received_at, "source": source})
+def encode_envelope(
+    raw_event: dict[str, Any], received_at: str, source: str, authority: Authority = "platform"
+) -> bytes:
+    """Serialise a validated event exactly as the client sent it, plus what ingest adds:
+    `received_at`, `source` (the key id or `user:<sub>`) and `authority`."""
+    return orjson.dumps(
+        {**raw_event, "received_at": received_at, "source": source, "authority": authority}
+    )
 
 
 def _envelope_model(event_model: type[BaseModel]) -> type[BaseModel]:
@@ -389,6 +412,7 @@ def _envelope_model(event_model: type[BaseModel]) -> type[BaseModel]:
         occurred_at=(AwareDatetime, ...),
         received_at=(AwareDatetime, ...),
         source=(str, ...),
+        authority=(Authority, "platform"),
     )
 
 
@@ -409,4 +433,9 @@ def decode_envelope(payload: bytes) -> Envelope:
     except ValidationError as exc:
         rejection = rejection_from(exc)
         raise ValueError(f"{rejection.code}: {rejection.message}") from None
-    return Envelope(event=record, received_at=record.received_at, source=record.source)
+    return Envelope(
+        event=record,
+        received_at=record.received_at,
+        source=record.source,
+        authority=record.authority,
+    )

@@ -49,11 +49,25 @@ B = TypeVar("B", bound=_Record)
 # -- engage.metrics.v1: scoring's changelog, latest state per key ------------------------------
 
 
+FlagName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class AnomalyFlag(BaseModel):
+    """One anomaly scoring flagged on a user-day or group-month (SPEC §14): which rule, why in
+    words, and the values that tripped it (e.g. {"messages_per_minute": 41, "limit": 20})."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    name: FlagName
+    reason: Annotated[SafeText, Field(min_length=1, max_length=300)]
+    values: dict[FlagName, float | int | str] = Field(default_factory=dict, max_length=16)
+
+
 class _UserDayBase(_Record):
     entity: Literal["user"]
     grain: Literal["day"]
     id: EntityId
     period: DayLabel
+    flags: list[AnomalyFlag] = Field(default_factory=list, max_length=16)
 
 
 class _UserMonthBase(_Record):
@@ -76,6 +90,7 @@ class _GroupMonthBase(_Record):
     created_at: datetime | None
     dissolved_at: datetime | None
     member_ids: list[EntityId]
+    flags: list[AnomalyFlag] = Field(default_factory=list, max_length=16)
 
 
 def _with_counters(base: type[B], names: tuple[str, ...]) -> type[B]:
@@ -110,7 +125,7 @@ METRIC_RECORD: TypeAdapter[Any] = TypeAdapter(
 )
 
 
-_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields)  # envelope, attributes, vitality
+_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields)  # envelope, attributes, vitality, flags
 
 
 def metric_counters(record: BaseModel) -> dict[str, float]:

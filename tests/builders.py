@@ -14,6 +14,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "group_join": {"group_id": "g1"},
     "group_leave": {"group_id": "g1"},
     "group_dissolved": {"group_id": "g1"},
+    "group_owner_changed": {"group_id": "g1"},
     "points": {"delta": 10},
     "bonus_card": {"group_id": "g1", "points": 5},
     "friend_added": {"friend_user_id": "u2"},
