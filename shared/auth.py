@@ -17,7 +17,8 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
-    INGEST = "ingest"
+    INGEST = "ingest"  # a server relay of client event types (SPEC §14)
+    PLATFORM = "platform"  # the IM platform's servers: every event type, acting for any user
     IMPORTER = "importer"
     VIEWER = "viewer"
     CAMPAIGN_OWNER = "campaign_owner"
@@ -31,12 +32,14 @@ KEY_PREFIX = "eng_"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's public id, its roles, and its event rate limit."""
+    """Who is calling: the key's public id, its roles, its event rate limit and, when the key
+    is narrowed, the event types it may post (None = every type its roles allow)."""
 
     key_id: str
     name: str
     roles: frozenset[Role]
     rate_per_s: float
+    event_types: frozenset[str] | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles or Role.ADMIN in self.roles

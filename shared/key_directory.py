@@ -1,8 +1,9 @@
 """API keys for services that do not own them: a directory read from `engage.keys.v1`.
 
-Ingest owns the key table (SPEC §2) and publishes each key's hash, roles and revocation to this
-compacted topic (never a secret), and republishes every key at start-up; the other services read
-the topic from the beginning into memory, so no service reads another's tables.
+Ingest owns the key table (SPEC §2) and publishes each key's hash, roles, event types (when the
+key is narrowed) and revocation to this compacted topic (never a secret), and republishes every
+key at start-up; the other services read the topic from the beginning into memory, so no
+service reads another's tables.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def key_record(key_hash: str, principal: Principal, revoked: bool) -> bytes:
             "name": principal.name,
             "roles": sorted(principal.roles),
             "rate_per_s": principal.rate_per_s,
+            # null = every type its roles allow; a list = only these (a narrowed key).
+            "event_types": None if principal.event_types is None else sorted(principal.event_types),
             "revoked": revoked,
         }
     )
@@ -76,6 +79,9 @@ class KeyDirectory:
             name=data["name"],
             roles=frozenset(Role(r) for r in data["roles"] if r in Role._value2member_map_),
             rate_per_s=float(data["rate_per_s"]),
+            event_types=None
+            if data.get("event_types") is None
+            else frozenset(str(t) for t in data["event_types"]),
         )
 
     async def _follow(self) -> None:

@@ -34,8 +34,9 @@ async def issue_api_key(
     roles: Iterable[Role],
     rate_per_s: float | None = None,
     kafka_bootstrap: str | None = None,
+    event_types: Iterable[str] | None = None,
 ) -> IssuedKey:
-    """Create a key; the secret is returned once.
+    """Create a key; the secret is returned once. `event_types` narrows it to those types.
 
     With `kafka_bootstrap`, the key is published to the key directory at once, so the other
     services accept it within a second rather than at ingest's next periodic republish.
@@ -43,7 +44,11 @@ async def issue_api_key(
     async with _key_store(database_url) as sessions:
         async with unit_of_work(sessions) as session:
             issued = await create_key(
-                session, name, roles, rate_per_s or IngestSettings().default_rate_per_s
+                session,
+                name,
+                roles,
+                rate_per_s or IngestSettings().default_rate_per_s,
+                event_types,
             )
         if kafka_bootstrap:
             await publish_all_keys(sessions, kafka_bootstrap)

@@ -14,20 +14,26 @@ from services.ingest.publisher import EventPublisher
 from services.ingest.settings import IngestSettings
 from services.ingest.store.keys import active_principals
 from services.ingest.store.models import metadata
+from shared.api_auth import BEARER_DESCRIPTION
 from shared.auth import KeyCache, TokenBucket
 from shared.contract import EVENT_ADAPTER, MAX_AGE, MAX_BATCH_EVENTS, MAX_BODY_BYTES
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
 from shared.topics import EVENTS_TOPIC
+from shared.user_tokens import UserTokenSettings, UserTokenVerifier
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 
 
 def create_app(
-    common: CommonSettings | None = None, settings: IngestSettings | None = None
+    common: CommonSettings | None = None,
+    settings: IngestSettings | None = None,
+    user_tokens: UserTokenSettings | None = None,
 ) -> FastAPI:
     common = common or CommonSettings()
     settings = settings or IngestSettings()
+    # Read at start-up: a missing or unreadable key file stops ingest here, not per request.
+    verifier = UserTokenVerifier.from_settings(user_tokens or UserTokenSettings())
     # Ingest brings its own producer (the publisher) and reads keys from its own table.
     rt = ServiceRuntime.build(
         "ingest",
@@ -52,7 +58,9 @@ def create_app(
     rt.loop("key-sync", publish_keys)
     app = rt.app(
         title="Engage ingest",
-        description="Client apps post message, login and other engagement events here (SPEC §3).",
+        description="Client apps post their user's message, login and other engagement events "
+        "here with a user token; servers post with API keys: relays (`ingest`) client types, the "
+        "IM platform (`platform`) every type (SPEC §3, §14).",
         migrations=MIGRATIONS,
         metadata=metadata,
         topics=topics,
@@ -65,6 +73,8 @@ def create_app(
     app.state.settings = settings
     app.state.publisher = publisher
     app.state.rate_limiter = TokenBucket()
+    app.state.user_rate_limiter = TokenBucket(burst_s=1.0, min_burst=settings.user_burst)
+    app.state.user_tokens = verifier
     app.state.max_age = MAX_AGE
     _document_event_schema(app)
     return app
@@ -87,7 +97,7 @@ def _document_event_schema(app: FastAPI) -> None:
             "HTTPBearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An Engage API key: `Bearer eng_…`",
+                "description": BEARER_DESCRIPTION,
             }
         }
         components = schema["components"].setdefault("schemas", {})

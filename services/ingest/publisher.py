@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Histogram
 
 from services.ingest.domain.intake import AcceptedEvent
-from shared.contract import encode_envelope
+from shared.contract import Authority, encode_envelope
 from shared.errors import Unavailable
 from shared.kafka import ensure_topics, make_producer
 from shared.topics import EVENTS_TOPIC
@@ -132,8 +132,15 @@ class EventPublisher:
             return f"kafka: {type(exc).__name__}"
         return None
 
-    async def publish(self, events: Sequence[AcceptedEvent], received_at: str, source: str) -> None:
-        """Send every event keyed by `user_id`; return only when all are acknowledged."""
+    async def publish(
+        self,
+        events: Sequence[AcceptedEvent],
+        received_at: str,
+        source: str,
+        authority: Authority,
+    ) -> None:
+        """Send every event keyed by `user_id`, stamped with its source and the authority that
+        vouched for it; return only when all are acknowledged."""
         producer = self._producer
         if producer is None or (self._recovery is not None and not self._recovery.done()):
             raise Unavailable("the event broker is not reachable; retry with the same event_id")
@@ -145,7 +152,7 @@ class EventPublisher:
             futures = [
                 await producer.send(
                     EVENTS_TOPIC,
-                    encode_envelope(e.raw, received_at, source),
+                    encode_envelope(e.raw, received_at, source, authority),
                     key=e.event.user_id.encode(),
                 )
                 for e in events

@@ -17,3 +17,9 @@ class IngestSettings(BaseSettings):
     )
     default_rate_per_s: float = Field(default=5000.0, gt=0, description="Events/s for new keys.")
     key_cache_ttl_s: float = 30.0
+    user_rate_per_s: float = Field(
+        default=20.0, gt=0, description="Events/s each user token's user may post (SPEC §14)."
+    )
+    user_burst: float = Field(
+        default=1000.0, gt=0, description="Events a user may post at once (an offline queue)."
+    )

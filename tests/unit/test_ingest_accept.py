@@ -1,5 +1,6 @@
-"""Accepting a request's events (SPEC §3): valid events are published with when and from whom
-they came, and nothing is published over the key's rate or acknowledged unconfirmed."""
+"""Accepting a request's events (SPEC §3, §14): valid events are published with when and from
+whom they came and who vouched for them, and nothing is published over the key's (or user's)
+rate or acknowledged unconfirmed."""
 
 from __future__ import annotations
 
@@ -8,16 +9,24 @@ from datetime import timedelta
 
 import pytest
 
+from services.ingest.domain.authority import key_speaker, user_speaker
 from services.ingest.domain.intake import AcceptedEvent
 from services.ingest.usecases.accept_events import accept_events
 from shared.auth import Principal, Role, TokenBucket
-from shared.contract import MAX_AGE
+from shared.contract import MAX_AGE, Authority
 from shared.errors import RateLimited, Unavailable
 from tests.builders import NOW, make_event
 
 HOUR_AGO = NOW - timedelta(hours=1)
-CLIENT = Principal("k1", "client-app", frozenset({Role.INGEST}), rate_per_s=100.0)
-SLOW = Principal("k2", "throttled", frozenset({Role.INGEST}), rate_per_s=1.0)
+CLIENT = key_speaker(
+    Principal("k1", "platform", frozenset({Role.PLATFORM}), rate_per_s=100.0), importing=False
+)
+SLOW = key_speaker(
+    Principal("k2", "throttled", frozenset({Role.INGEST}), rate_per_s=1.0), importing=False
+)
+RELAY = key_speaker(
+    Principal("k3", "relay", frozenset({Role.INGEST}), rate_per_s=100.0), importing=False
+)
 
 
 class Broker:
@@ -25,12 +34,20 @@ class Broker:
 
     def __init__(self, fail: bool = False) -> None:
         self.published: list[tuple[list[str], str, str]] = []
+        self.authorities: list[Authority] = []
         self.fail = fail
 
-    async def publish(self, events: Sequence[AcceptedEvent], received_at: str, source: str) -> None:
+    async def publish(
+        self,
+        events: Sequence[AcceptedEvent],
+        received_at: str,
+        source: str,
+        authority: Authority,
+    ) -> None:
         if self.fail:
             raise Unavailable("the event broker did not confirm the write")
         self.published.append(([e.raw["event_id"] for e in events], received_at, source))
+        self.authorities.append(authority)
 
 
 def limiter(burst: float = 500.0) -> TokenBucket:
@@ -74,3 +91,42 @@ async def test_over_the_keys_rate_nothing_is_published_and_retry_after_is_given(
 async def test_an_unconfirmed_write_is_not_acknowledged() -> None:
     with pytest.raises(Unavailable):
         await accept_events(make_event(at=HOUR_AGO), CLIENT, NOW, MAX_AGE, limiter(), Broker(True))
+
+
+async def test_a_user_tokens_events_carry_user_authority_and_its_source() -> None:
+    own, other = make_event(at=HOUR_AGO, user_id="u7"), make_event(at=HOUR_AGO, user_id="u8")
+    broker = Broker()
+    result = await accept_events(
+        {"events": [own, other]}, user_speaker("u7", 20.0), NOW, MAX_AGE, limiter(), broker
+    )
+    assert [(r.index, r.code) for r in result.rejected] == [(1, "user_mismatch")]
+    assert broker.published == [([own["event_id"]], NOW.isoformat(), "user:u7")]
+    assert broker.authorities == ["user"]
+
+
+async def test_a_relay_key_cannot_post_points_and_its_events_are_marked_relay() -> None:
+    broker = Broker()
+    points, message = make_event("points", at=HOUR_AGO), make_event(at=HOUR_AGO)
+    result = await accept_events(
+        {"events": [points, message]}, RELAY, NOW, MAX_AGE, limiter(), broker
+    )
+    assert [(r.index, r.code) for r in result.rejected] == [(0, "type_not_allowed")]
+    assert "platform key" in result.rejected[0].message
+    assert broker.authorities == ["relay"]
+
+
+async def test_a_platform_keys_events_are_marked_platform() -> None:
+    broker = Broker()
+    await accept_events(make_event("points", at=HOUR_AGO), CLIENT, NOW, MAX_AGE, limiter(), broker)
+    assert broker.authorities == ["platform"]
+
+
+async def test_a_users_rate_is_charged_to_the_user_not_shared() -> None:
+    bucket, broker = limiter(burst=2), Broker()
+    two = {"events": [make_event(at=HOUR_AGO, user_id="u7") for _ in range(2)]}
+    await accept_events(two, user_speaker("u7", 1.0), NOW, MAX_AGE, bucket, broker)
+    with pytest.raises(RateLimited, match="this user's rate"):
+        await accept_events(two, user_speaker("u7", 1.0), NOW, MAX_AGE, bucket, broker)
+    other = {"events": [make_event(at=HOUR_AGO, user_id="u9") for _ in range(2)]}
+    await accept_events(other, user_speaker("u9", 1.0), NOW, MAX_AGE, bucket, broker)
+    assert len(broker.published) == 2

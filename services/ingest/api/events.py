@@ -1,5 +1,5 @@
-"""`POST /v1/events` and `POST /v1/events:import` (SPEC §3). Thin: authorize, read the body,
-accept its events (the use case), answer."""
+"""`POST /v1/events` and `POST /v1/events:import` (SPEC §3, §14). Thin: authenticate, read the
+body, accept its events (the use case), answer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from services.ingest.api.body import read_json_body
+from services.ingest.domain.authority import Speaker, key_speaker, user_speaker
 from services.ingest.usecases.accept_events import accept_events
-from shared.api_auth import BEARER_SECURITY, authorize
-from shared.auth import Principal, Role
+from shared.api_auth import BEARER_SECURITY, UserCaller, authenticate, authorize
+from shared.auth import Role
+from shared.errors import Forbidden
 from shared.http import PROBLEM_JSON, Problem
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -24,7 +26,9 @@ class RejectedItem(BaseModel):
     event_id: str | None
     code: str = Field(
         description="missing_field, unknown_field, invalid_field, unknown_type, "
-        "out_of_window or invalid_event"
+        "out_of_window, out_of_range or invalid_event (the event itself); type_not_allowed "
+        "(this caller may not post the type: server types need a platform key, a narrowed key "
+        "posts only its types) or user_mismatch (a user token's event for another user)"
     )
     message: str = Field(description="Names the offending field(s).")
 
@@ -58,8 +62,16 @@ _EXAMPLE = {
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": IngestResult, "description": "At least one event accepted"},
     400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Malformed body"},
-    401: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Missing/unknown key"},
-    403: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Key lacks the role"},
+    401: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Missing or unknown key; user token expired, malformed or wrongly signed",
+    },
+    403: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Key lacks the role (or a user token on the import endpoint)",
+    },
     413: {
         "model": Problem,
         "content": {PROBLEM_JSON: {}},
@@ -70,7 +82,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {
         "model": Problem,
         "content": {PROBLEM_JSON: {}},
-        "description": "Over the key's rate; see Retry-After",
+        "description": "Over the key's (or the token's user's) rate; see Retry-After",
     },
     503: {
         "model": Problem,
@@ -97,15 +109,12 @@ _BODY = {
 }
 
 
-async def _ingest(
-    request: Request, principal: Principal, max_age: timedelta | None
-) -> ORJSONResponse:
+async def _ingest(request: Request, speaker: Speaker, max_age: timedelta | None) -> ORJSONResponse:
     received = datetime.now(UTC)
     payload = await read_json_body(request)
     state = request.app.state
-    screening = await accept_events(
-        payload, principal, received, max_age, state.rate_limiter, state.publisher
-    )
+    limiter = state.user_rate_limiter if speaker.user_id is not None else state.rate_limiter
+    screening = await accept_events(payload, speaker, received, max_age, limiter, state.publisher)
     body = {
         "accepted": len(screening.accepted),
         "rejected": [r.as_dict() for r in screening.rejected],
@@ -119,14 +128,30 @@ async def _ingest(
     summary="Submit one event or a batch of up to 500",
     description="Live events, `occurred_at` within [received − 35 days, received + 5 minutes]. "
     "Valid events of a batch are accepted even if others are not. Nothing is acknowledged "
-    "before the broker acknowledged it. `Content-Encoding: gzip` accepted (1 MiB decompressed).",
+    "before the broker acknowledged it. `Content-Encoding: gzip` accepted (1 MiB decompressed)."
+    "\n\nWho may post what (SPEC §14): a **user token** (client apps) posts the client types "
+    "(message, login, logout, checkin, friend_added, group_join, group_leave) and "
+    "group_dissolved, each with `user_id` = the token's `sub` (else `user_mismatch`); an "
+    "`ingest` key (a server relay) posts the client types; a `platform` key posts every type "
+    "(points, bonus_card, group_created, group_dissolved and group_owner_changed need it); a "
+    "key narrowed to listed types posts only those. Others are rejected per item with "
+    "`type_not_allowed`.",
     responses=_RESPONSES,
     openapi_extra=_BODY,
     response_class=ORJSONResponse,
 )
 async def post_events(request: Request) -> ORJSONResponse:
-    principal = await authorize(request, Role.INGEST)
-    return await _ingest(request, principal, max_age=request.app.state.max_age)
+    caller = await authenticate(request)
+    speaker: Speaker
+    if isinstance(caller, UserCaller):
+        speaker = user_speaker(caller.sub, request.app.state.settings.user_rate_per_s)
+    elif caller.has(Role.INGEST) or caller.has(Role.PLATFORM):
+        speaker = key_speaker(caller, importing=False)
+    else:
+        raise Forbidden(
+            "this key needs the 'ingest' (relay) or 'platform' role", code="missing_role"
+        )
+    return await _ingest(request, speaker, max_age=request.app.state.max_age)
 
 
 @router.post(
@@ -134,11 +159,12 @@ async def post_events(request: Request) -> ORJSONResponse:
     status_code=202,
     summary="Historical backfill: events of any age",
     description="Same contract as `POST /v1/events` for keys with the `importer` role; events "
-    "may be of any age (not more than 5 minutes in the future).",
+    "may be of any age (not more than 5 minutes in the future), of every type (a key narrowed "
+    "to listed types, only those). User tokens are refused (403).",
     responses=_RESPONSES,
     openapi_extra=_BODY,
     response_class=ORJSONResponse,
 )
 async def import_events(request: Request) -> ORJSONResponse:
     principal = await authorize(request, Role.IMPORTER)
-    return await _ingest(request, principal, max_age=None)
+    return await _ingest(request, key_speaker(principal, importing=True), max_age=None)

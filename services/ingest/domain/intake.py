@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +71,18 @@ def _items_of(payload: object) -> list[object]:
     raise BadRequest('body must be an event object or {"events": [...]}', code="invalid_body")
 
 
-def screen(payload: object, context: WindowContext) -> Screening:
-    """Validate every event of a request; valid ones are accepted even if others are not."""
+# Whether the request's author may post a valid event: None, or why not (SPEC §14).
+Permit = Callable[[Event], Rejection | None]
+
+
+def screen(payload: object, context: WindowContext, permit: Permit | None = None) -> Screening:
+    """Validate every event of a request and check that its author may post it; valid,
+    permitted ones are accepted even if others are not."""
     result = Screening()
     for index, item in enumerate(_items_of(payload)):
         outcome = validate_event(item, context)
+        if permit is not None and not isinstance(outcome, Rejection):
+            outcome = permit(outcome) or outcome
         if isinstance(outcome, Rejection):
             event_id = item.get("event_id") if isinstance(item, dict) else None
             kind = item.get("type") if isinstance(item, dict) else None

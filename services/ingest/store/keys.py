@@ -13,8 +13,13 @@ from shared.auth import IssuedKey, Principal, Role, issue_key
 
 
 async def create_key(
-    session: AsyncSession, name: str, roles: Iterable[Role], rate_per_s: float
+    session: AsyncSession,
+    name: str,
+    roles: Iterable[Role],
+    rate_per_s: float,
+    event_types: Iterable[str] | None = None,
 ) -> IssuedKey:
+    """A new key; `event_types` narrows it to those types (None = all its roles allow)."""
     issued = issue_key()
     await session.execute(
         insert(api_keys).values(
@@ -23,6 +28,7 @@ async def create_key(
             name=name,
             roles=sorted(str(r) for r in roles),
             rate_per_s=rate_per_s,
+            event_types=None if event_types is None else sorted(set(event_types)),
         )
     )
     return issued
@@ -46,6 +52,7 @@ async def key_records(session: AsyncSession) -> list[tuple[str, Principal, bool]
             api_keys.c.name,
             api_keys.c.roles,
             api_keys.c.rate_per_s,
+            api_keys.c.event_types,
             api_keys.c.revoked_at,
         )
     )
@@ -57,6 +64,7 @@ async def key_records(session: AsyncSession) -> list[tuple[str, Principal, bool]
                 name=row.name,
                 roles=frozenset(Role(r) for r in row.roles if r in Role._value2member_map_),
                 rate_per_s=row.rate_per_s,
+                event_types=None if row.event_types is None else frozenset(row.event_types),
             ),
             row.revoked_at is not None,
         )

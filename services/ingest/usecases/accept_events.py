@@ -1,5 +1,6 @@
-"""Accepting a request's events (SPEC §3): screen them, charge the key's rate, publish the valid
-ones and return only once the broker acknowledged them all."""
+"""Accepting a request's events (SPEC §3, §14): screen them (valid, and theirs to post), charge
+the key's or user's rate, publish the accepted ones stamped with who vouched for them, and return
+only once the broker acknowledged them all."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
+from services.ingest.domain.authority import Speaker
 from services.ingest.domain.intake import AcceptedEvent, Screening, screen
-from shared.auth import Principal, TokenBucket
-from shared.contract import EVENT_TYPES, MAX_FUTURE, WindowContext
+from shared.auth import TokenBucket
+from shared.contract import EVENT_TYPES, MAX_FUTURE, Authority, WindowContext
 from shared.errors import RateLimited
 
 EVENTS = Counter(
@@ -28,29 +30,37 @@ class EventSink(Protocol):
     """Where accepted events go (the broker): returns once every one is acknowledged."""
 
     async def publish(
-        self, events: Sequence[AcceptedEvent], received_at: str, source: str
+        self,
+        events: Sequence[AcceptedEvent],
+        received_at: str,
+        source: str,
+        authority: Authority,
     ) -> None: ...
 
 
 async def accept_events(
     payload: object,
-    principal: Principal,
+    speaker: Speaker,
     received: datetime,
     max_age: timedelta | None,
     limiter: TokenBucket,
     sink: EventSink,
 ) -> Screening:
-    """Valid events of a batch are accepted even if others are not; they cost the key one rate
-    token each, and over its rate nothing is published (429 with Retry-After)."""
-    screening = screen(payload, WindowContext(received, max_age, MAX_FUTURE))
+    """Valid, permitted events of a batch are accepted even if others are not; they cost the key
+    (or the token's user) one rate token each, and over its rate nothing is published (429 with
+    Retry-After)."""
+    screening = screen(payload, WindowContext(received, max_age, MAX_FUTURE), speaker.judge)
     if screening.accepted:
-        wait_s = limiter.take(principal.key_id, principal.rate_per_s, len(screening.accepted))
+        wait_s = limiter.take(speaker.rate_key, speaker.rate_per_s, len(screening.accepted))
         if wait_s > 0:
+            whose = "this user's" if speaker.user_id is not None else "this key's"
             raise RateLimited(
-                f"over this key's rate of {principal.rate_per_s:g} events/s",
+                f"over {whose} rate of {speaker.rate_per_s:g} events/s",
                 retry_after_s=int(wait_s + 0.999),
             )
-        await sink.publish(screening.accepted, received.isoformat(), principal.key_id)
+        await sink.publish(
+            screening.accepted, received.isoformat(), speaker.source, speaker.authority
+        )
     for item in screening.accepted:
         EVENTS.labels("accepted", item.event.type).inc()
     for rej in screening.rejected:
