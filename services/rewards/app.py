@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.rewards.api import campaigns, grants, timeline
+from services.rewards.api import campaigns, grants, review, timeline
 from services.rewards.consumers.fulfilment import FulfilmentConsumer
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
@@ -80,7 +80,7 @@ def create_app(
             FULFILMENT_DLQ: 1,
         },
         compacted=frozenset({METRICS_TOPIC}),
-        routers=[campaigns.router, grants.router, timeline.router],
+        routers=[campaigns.router, grants.router, review.router, timeline.router],
     )
     app.state.settler = settler
     return app

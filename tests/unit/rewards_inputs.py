@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.rewards.domain import draws
+from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
 from services.rewards.domain.periods import Grain, Period, Window
 from services.rewards.domain.rules.base import UserKey, Values
@@ -54,6 +55,7 @@ class InMemoryInputs:
     user_days: dict[UserKey, dict[str, float]] = field(default_factory=dict)
     user_months: dict[UserKey, dict[str, float]] = field(default_factory=dict)
     enrolled_groups: set[str] | None = None
+    excluded: Exclusions = field(default_factory=Exclusions)
     active: set[str] = field(default_factory=set)  # active users, in every month
     seed: str = "seed"
     asked_members_of: list[list[str]] = field(default_factory=list)  # what `groups` was asked
@@ -61,6 +63,9 @@ class InMemoryInputs:
 
     async def enrolled(self) -> set[str] | None:
         return self.enrolled_groups
+
+    async def exclusions(self) -> Exclusions:
+        return self.excluded
 
     async def groups(
         self, period: Period, *, members: bool = True, only: Sequence[str] | None = None

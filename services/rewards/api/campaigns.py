@@ -26,7 +26,13 @@ from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.templates import TEMPLATES
 from services.rewards.store import campaigns, draws, settle
 from services.rewards.usecases import simulate
-from shared.api_auth import RequireApprover, RequireCampaignOwner, RequireCampaignReader
+from services.rewards.usecases.enroll import enroll_group
+from shared.api_auth import (
+    RequireApprover,
+    RequireCampaignOwner,
+    RequireCampaignReader,
+    RequireUserOrPlatform,
+)
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
 from shared.errors import ValidationFailed
 from shared.http import problems, reject_unknown_query_params
@@ -169,12 +175,15 @@ for _action, _summary in (
     "/campaigns/{campaign_id}/enrollments",
     response_model=Enrollment,
     status_code=201,
-    summary="Enroll a group by naming its owner",
+    summary="Enroll a group: its owner's user token, or a platform key acting for the owner",
+    description="Only the group's owner enrolls it (SPEC §14): with a user token whose `sub` "
+    "is the group's current owner (403 `not_group_owner` otherwise), or with a `platform` key "
+    "acting for them (or `admin`). `owner_id` must name the owner (422 otherwise).",
 )
 async def enroll(
-    campaign_id: CampaignId, body: Enroll, session: UnitOfWork, owner: RequireCampaignOwner
+    campaign_id: CampaignId, body: Enroll, session: UnitOfWork, caller: RequireUserOrPlatform
 ) -> dict[str, Any]:
-    return await campaigns.enroll(session, campaign_id, body.group_id, body.owner_id, owner.key_id)
+    return await enroll_group(session, campaign_id, body.group_id, body.owner_id, caller)
 
 
 @router.get(

@@ -53,7 +53,9 @@ async def list_grants(
     user_id: UserIdQuery = None,
     rule_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")] = None,
     period: Annotated[str | None, Query(pattern=r"^(\d{4}-\d{2}(-\d{2})?|campaign)$")] = None,
-    status: Annotated[str | None, Query(pattern=r"^(granted|budget_exhausted|revoked)$")] = None,
+    status: Annotated[
+        str | None, Query(pattern=r"^(granted|budget_exhausted|revoked|held|excluded)$")
+    ] = None,
     fulfilment: Annotated[
         str | None,
         Query(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.exclusions import MAX_EXCLUDED
 from services.rewards.domain.rules.base import RewardKind
 from services.rewards.domain.templates import TEMPLATES
 from shared.api_deps import ID_PATTERN
@@ -47,6 +48,60 @@ class CreateCampaign(_Body):
 class Enroll(_Body):
     group_id: str = Field(pattern=ID_PATTERN)
     owner_id: str = Field(pattern=ID_PATTERN, description="Must be the group's owner.")
+
+
+class ExclusionLists(_Body):
+    """A campaign's users and groups that never win (SPEC §10)."""
+
+    user_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED
+    )
+    group_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED
+    )
+
+
+class PutExclusions(ExclusionLists):
+    reason: str = Field(min_length=1, max_length=500, description="Why the lists change (audited).")
+
+
+class Exclusions(BaseModel):
+    campaign_id: str
+    user_ids: list[str]
+    group_ids: list[str]
+
+
+class ExcludeSubjects(ExclusionLists):
+    """Held grants of these users or groups in the period become `excluded`, never published."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> ExcludeSubjects:
+        if not self.user_ids and not self.group_ids:
+            raise ValueError("name at least one of user_ids, group_ids")
+        return self
+
+
+class Released(BaseModel):
+    campaign_id: str
+    period: str
+    released: list[int] = Field(description="Grants now granted and published (once)")
+    excluded: list[int] = Field(description="Held grants of subjects on the exclusion list")
+    revoked: list[int] = Field(description="Released, then revoked: their group was dissolved")
+
+
+class NotHeld(BaseModel):
+    user_ids: list[str]
+    group_ids: list[str]
+
+
+class Excluded(BaseModel):
+    campaign_id: str
+    period: str
+    reason: str
+    excluded: list[int]
+    not_held: NotHeld = Field(description="Named subjects with no held grant in the period")
 
 
 class Revoke(_Body):
@@ -147,7 +202,10 @@ class Grant(BaseModel):
     role: str = Field(description="owner, member or user: whose grant within the rule")
     user_id: str
     period: str = Field(description="YYYY-MM-DD, YYYY-MM, or 'campaign' (once per campaign)")
-    status: Literal["granted", "budget_exhausted", "revoked"]
+    status: Literal["granted", "budget_exhausted", "revoked", "held", "excluded"] = Field(
+        description="held: waits for an approver's review (nothing published); excluded: an "
+        "approver excluded its subject (never published)"
+    )
     items: list[GrantItem]
     fulfil_by: date
     group_id: str | None
@@ -167,6 +225,27 @@ class Grant(BaseModel):
     fulfilment_reference: str | None
     fulfilment_reason: str | None
     fulfilment_at: datetime | None
+    reviewed_by: str | None = Field(default=None, description="Who released or excluded it")
+    reviewed_at: datetime | None = None
+    review_reason: str | None = Field(default=None, description="Why it was excluded")
+
+
+class AnomalyFlag(BaseModel):
+    """A flag scoring set on the grant's group-month or its user's day (SPEC §14)."""
+
+    subject: Literal["group", "user"]
+    subject_id: str
+    period: str
+    name: str
+    reason: str
+    values: dict[str, Any]
+
+
+class HeldGrant(Grant):
+    """A held grant for the approver, with the anomaly flags of its group and user."""
+
+    flagged: bool
+    flags: list[AnomalyFlag]
 
 
 class TimelineGrant(Grant):
@@ -221,6 +300,21 @@ class Settlement(BaseModel):
     next_attempt_at: datetime | None = Field(
         default=None, description="Not retried before (unless a new version goes live)"
     )
+    held: int | None = Field(default=None, description="Grants held for review (SPEC §10)")
+    changed_after_settlement: bool | None = Field(
+        default=None,
+        description="Its inputs changed after it settled (late or imported events); its "
+        "grants did not (SPEC §14)",
+    )
+    changed_subjects: int | None = Field(
+        default=None,
+        description="Groups or users of the period new since settlement, or whose values of "
+        "a metric the rule reads moved",
+    )
+    max_abs_delta: float | None = Field(
+        default=None, description="Largest move of such a metric since settlement"
+    )
+    last_changed_at: datetime | None = None
 
 
 class SettlementFailure(BaseModel):

@@ -31,6 +31,12 @@ class CampaignDefinition(Model):
     enrollment_required: bool = Field(
         default=False, description="Group rules consider only groups enrolled by their owner."
     )
+    review: bool = Field(
+        default=False,
+        description="Period-end grants are held (nothing published or notified) until an "
+        "approver who did not author the version releases the period or excludes subjects "
+        "(SPEC §10 Review hold).",
+    )
     budgets: dict[RewardKind, int] = Field(
         default_factory=dict, description="Most units of each kind ever granted; absent = no limit."
     )

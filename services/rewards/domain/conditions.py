@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from services.rewards.domain.flags import FLAGGED, GROUP_MONTH_FLAGS, USER_DAY_FLAGS
 from shared.metric_fields import (
     DAY_POINTS,
     GROUP_MONTH_COUNTERS,
@@ -22,19 +23,23 @@ from shared.metric_fields import (
 
 # What scoring publishes (SPEC §4) plus what rewards derives; the scope decides the source:
 # user.day / user.month from the changelog, user.prev_month = the month before the period,
-# user.campaign = the day values summed over the campaign window.
+# user.campaign = the day values summed over the campaign window. Anomaly flags (domain/flags.py)
+# read as 0/1: `user.day.flagged`, `user.day.flags.<name>`, and the same of `group.month`.
 USER_DAY_FIELDS = frozenset(USER_DAY_COUNTERS + DAY_POINTS)
 USER_MONTH_FIELDS = frozenset((*USER_MONTH_COUNTERS, "active"))
 GROUP_MONTH_FIELDS = frozenset(
     (*GROUP_MONTH_COUNTERS, "vitality", "active_ratio", "effective_active_members")
 )
 SCOPES: dict[str, frozenset[str]] = {
-    "user.day": USER_DAY_FIELDS,
+    "user.day": USER_DAY_FIELDS | {FLAGGED},
+    "user.day.flags": USER_DAY_FLAGS,
     "user.month": USER_MONTH_FIELDS,
     "user.prev_month": USER_MONTH_FIELDS,
     "user.campaign": USER_DAY_FIELDS,
-    "group.month": GROUP_MONTH_FIELDS,
+    "group.month": GROUP_MONTH_FIELDS | {FLAGGED},
+    "group.month.flags": GROUP_MONTH_FLAGS,
 }
+
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     ">": operator.gt,
@@ -91,7 +96,7 @@ def parse_metric(name: Any, allowed_scopes: Iterable[str] | None = None, path: s
             path, f"unknown metric '{name}' (fields: {', '.join(sorted(SCOPES[scope]))})"
         )
     allowed = tuple(allowed_scopes) if allowed_scopes is not None else tuple(SCOPES)
-    if scope not in allowed:
+    if scope.removesuffix(".flags") not in allowed:  # flags go where their record's scope goes
         raise ConditionError(path, f"metric '{name}' is not available here (use {allowed})")
     return name
 

@@ -21,6 +21,9 @@ def my_fetion_my_group(starts_at: datetime, ends_at: datetime) -> dict[str, Any]
         "starts_at": starts_at,
         "ends_at": ends_at,
         "enrollment_required": True,
+        # Prizes for a month's leaderboard are held for an approver (SPEC §14: flagged groups
+        # are shown first, with the reason), then released or the riggers excluded.
+        "review": True,
         "budgets": {"prize": 34 * 20 * 12},
         "rules": [
             {

@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
 from services.rewards.domain.periods import Grain, Period, Window
 from services.rewards.domain.rules.base import UserKey, Values, fields_in
 from services.rewards.store import snapshots
 from services.rewards.store.campaigns import enrolled_groups
+from services.rewards.store.exclusions import exclusions_of
 
 # (rule id, period, entries, winners, repeat winners) -> the winning entries
 DrawFn = Callable[[str, Period, list[str], int, bool], Awaitable[list[str]]]
@@ -39,6 +41,7 @@ class StoredInputs:
     enrollment_required: bool
     tz: ZoneInfo
     drawer: DrawFn | None = None  # None: rules that draw are not evaluated here
+    _exclusions: Exclusions | None = None
     _day_ranges: dict[tuple[date, date], dict[UserKey, Values]] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +61,11 @@ class StoredInputs:
         if not self.enrollment_required:
             return None
         return await enrolled_groups(self.session, self.campaign_id)
+
+    async def exclusions(self) -> Exclusions:
+        if self._exclusions is None:  # read once: one batch or one settlement
+            self._exclusions = await exclusions_of(self.session, self.campaign_id)
+        return self._exclusions
 
     async def groups(
         self, period: Period, *, members: bool = True, only: Sequence[str] | None = None

@@ -15,8 +15,10 @@ from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards.domain import review
 from services.rewards.domain.budget import GRANTED, REVOKED, allocate
 from services.rewards.domain.decisions import DecisionKey, GrantDecision, distinct
+from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.fulfilment import (
     FULFILLED,
     GRANT_EVENTS,
@@ -25,6 +27,7 @@ from services.rewards.domain.fulfilment import (
     GrantFulfilment,
     initial_fulfilment,
 )
+from services.rewards.domain.review import EXCLUDED, HELD, VersionPeople
 from shared.db import jsonb
 from shared.records import GrantRecord
 
@@ -36,8 +39,10 @@ GRANTS = Counter(
 GRANT_COLUMNS = (
     "grant_id, campaign_id, version, rule_id, role, user_id, period, status, items, fulfil_by, "
     "group_id, revocable, explanation, created_at, revoked_at, revoke_reason, fulfilment_status, "
-    "fulfilment_reference, fulfilment_reason, fulfilment_at"
+    "fulfilment_reference, fulfilment_reason, fulfilment_at, reviewed_by, reviewed_at, "
+    "review_reason"
 )
+_PUBLISHED = frozenset(GrantRecord.model_fields)  # the review columns stay in the ledger
 # domain/fulfilment.py `fulfilment_view` in SQL (for filters and counts; :today = the local date).
 FULFILMENT_VIEW_SQL = (
     f"(CASE WHEN status <> '{GRANTED}' THEN NULL "
@@ -80,9 +85,12 @@ async def record_grants(
     version: int,
     decisions: Sequence[GrantDecision],
     campaign_name: str = "",
+    hold: bool = False,
 ) -> Recorded:
     """Record the decisions that are new (domain/decisions.py `distinct`, then what the ledger
-    does not hold yet); spend budgets in decision order. Only flushes."""
+    does not hold yet); spend budgets in decision order. With `hold` (a reviewed campaign's
+    period end, domain/review.py) what would be granted is held — its budget reserved — and
+    nothing is published. Only flushes."""
     candidates = distinct(decisions)
     if not candidates:
         return Recorded()
@@ -93,9 +101,12 @@ async def record_grants(
         return Recorded()
     remaining = await _remaining_budgets(session, campaign_id)
     statuses, spent = allocate([d.demand() for d in new], remaining)
+    if hold:
+        statuses = review.held(statuses)
     recorded = Recorded(await _insert_grants(session, campaign_id, version, new, statuses))
     await _spend(session, campaign_id, {k: n for k, n in spent.items() if k in remaining})
-    await publish(session, recorded.rows, "recorded", campaign_name)
+    if not hold:
+        await publish(session, recorded.rows, "recorded", campaign_name)
     return recorded
 
 
@@ -198,7 +209,11 @@ async def publish(
                 "k": [r["user_id"] for r in rows],
                 "v": [
                     GrantRecord.model_validate(
-                        {"event": event, "campaign_name": campaign_name, **r}
+                        {
+                            "event": event,
+                            "campaign_name": campaign_name,
+                            **{k: v for k, v in r.items() if k in _PUBLISHED},
+                        }
                     )
                     .model_dump_json(exclude_defaults=False)
                     .encode()
@@ -249,8 +264,15 @@ async def _revoke(
         {**params, "now": now, "reason": reason},
     )
     revoked = [grant_document(dict(r._mapping)) for r in rows]
+    await _release_budget(session, revoked)
+    await publish(session, revoked, "revoked")
+    return revoked
+
+
+async def _release_budget(session: AsyncSession, grants: Sequence[dict[str, Any]]) -> None:
+    """Give back to their campaigns' budgets what these grants had spent (or reserved)."""
     release: dict[tuple[str, str], int] = {}
-    for r in revoked:
+    for r in grants:
         for item in r["items"]:
             key = (r["campaign_id"], item["kind"])
             release[key] = release.get(key, 0) + int(item["amount"])
@@ -264,8 +286,142 @@ async def _revoke(
             ),
             {"c": [k[0] for k in ks], "k": [k[1] for k in ks], "n": [release[k] for k in ks]},
         )
-    await publish(session, revoked, "revoked")
-    return revoked
+
+
+# -- review hold (domain/review.py) ---------------------------------------------------------
+
+
+async def period_versions(
+    session: AsyncSession, campaign_id: str, period: str
+) -> list[VersionPeople]:
+    """Who wrote and submitted the versions a period's grants come from, and the live one."""
+    rows = await session.execute(
+        text(
+            "SELECT v.version, v.author, v.submitted_by FROM campaign_versions v "
+            "WHERE v.campaign_id = :c AND (v.version IN (SELECT DISTINCT g.version FROM grants g "
+            "WHERE g.campaign_id = :c AND g.period = :p) OR v.version = (SELECT live_version "
+            "FROM campaigns WHERE campaign_id = :c)) ORDER BY v.version"
+        ),
+        {"c": campaign_id, "p": period},
+    )
+    return [VersionPeople(r.version, r.author, r.submitted_by) for r in rows]
+
+
+async def exclude_held(
+    session: AsyncSession,
+    campaign_id: str,
+    period: str,
+    excluded: Exclusions,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The period's held grants of these users or groups become `excluded`: never published,
+    their reserved budget released. Only flushes."""
+    if not excluded:
+        return []
+    await lock_campaign_grants(session, campaign_id)
+    rows = await session.execute(
+        text(f"""
+        UPDATE grants SET status = '{EXCLUDED}', reviewed_by = :by, reviewed_at = :now,
+            review_reason = :reason
+        WHERE campaign_id = :c AND period = :p AND status = '{HELD}'
+            AND (user_id = ANY(:u) OR group_id = ANY(:g))
+        RETURNING {GRANT_COLUMNS}"""),
+        {
+            "c": campaign_id,
+            "p": period,
+            "u": sorted(excluded.users),
+            "g": sorted(excluded.groups),
+            "by": actor,
+            "now": now,
+            "reason": reason,
+        },
+    )
+    out = [grant_document(dict(r._mapping)) for r in rows]
+    await _release_budget(session, out)
+    return out
+
+
+async def release_held(
+    session: AsyncSession,
+    campaign_id: str,
+    period: str,
+    actor: str,
+    now: datetime,
+    campaign_name: str = "",
+) -> list[dict[str, Any]]:
+    """The period's held grants become `granted` and are published, once: a second release
+    finds none held. Only flushes."""
+    await lock_campaign_grants(session, campaign_id)
+    rows = await session.execute(
+        text(f"""
+        UPDATE grants SET status = '{GRANTED}', fulfilment_status = 'pending',
+            reviewed_by = :by, reviewed_at = :now, review_reason = NULL
+        WHERE campaign_id = :c AND period = :p AND status = '{HELD}'
+        RETURNING {GRANT_COLUMNS}"""),
+        {"c": campaign_id, "p": period, "by": actor, "now": now},
+    )
+    released = sorted((grant_document(dict(r._mapping)) for r in rows), key=lambda g: g["grant_id"])
+    await publish(session, released, "recorded", campaign_name)
+    return released
+
+
+# A held grant's flags: its group's month and its user's days within the period (both from
+# what scoring published, domain/flags.py), each with whose and which period they are.
+_HELD_FLAGS = """
+    SELECT coalesce(jsonb_agg(x.flag ORDER BY x.subject, x.at, x.flag->>'name'), '[]') AS flags
+    FROM (
+        SELECT 'group' AS subject, gm.month AS at,
+            jsonb_build_object('subject', 'group', 'subject_id', gm.group_id,
+                               'period', to_char(gm.month, 'YYYY-MM')) || f AS flag
+        FROM group_month gm CROSS JOIN LATERAL jsonb_array_elements(gm.flags) AS f
+        WHERE gm.group_id = g.group_id AND gm.month = :month
+        UNION ALL
+        SELECT 'user', ud.day,
+            jsonb_build_object('subject', 'user', 'subject_id', ud.user_id,
+                               'period', to_char(ud.day, 'YYYY-MM-DD')) || f
+        FROM user_day ud CROSS JOIN LATERAL jsonb_array_elements(ud.flags) AS f
+        WHERE ud.user_id = g.user_id AND ud.day BETWEEN :first AND :last
+    ) x"""
+
+
+async def held_page(
+    session: AsyncSession,
+    campaign_id: str,
+    period: str,
+    days: tuple[date, date],
+    limit: int,
+    after: tuple[int, int] | None,
+) -> list[dict[str, Any]]:
+    """A period's held grants with their flags: flagged first, then by id. `days`: the
+    period's first and last day; the key is (0 flagged / 1 not, grant id)."""
+    first, last = days
+    rows = await session.execute(
+        text(f"""
+        SELECT * FROM (
+            SELECT {GRANT_COLUMNS}, f.flags,
+                CASE WHEN jsonb_array_length(f.flags) > 0 THEN 0 ELSE 1 END AS flag_rank
+            FROM grants g CROSS JOIN LATERAL ({_HELD_FLAGS}) f
+            WHERE g.campaign_id = :c AND g.period = :p AND g.status = '{HELD}'
+        ) h
+        WHERE CAST(:ar AS int) IS NULL OR (flag_rank, grant_id) > (:ar, :ag)
+        ORDER BY flag_rank, grant_id LIMIT :n"""),
+        {
+            "c": campaign_id,
+            "p": period,
+            "month": first.replace(day=1),
+            "first": first,
+            "last": last,
+            "ar": None if after is None else after[0],
+            "ag": None if after is None else after[1],
+            "n": limit,
+        },
+    )
+    return [
+        {**grant_document(dict(r._mapping)), "flags": jsonb(r.flags), "flag_rank": r.flag_rank}
+        for r in rows
+    ]
 
 
 async def dissolutions(session: AsyncSession, group_ids: Iterable[str]) -> dict[str, datetime]:

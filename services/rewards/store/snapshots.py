@@ -3,6 +3,7 @@ simulation read rewards' own tables (SPEC §2: no service reads another's)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards.domain.flags import GROUP_MONTH_FLAGS, USER_DAY_FLAGS, flag_values
 from services.rewards.domain.groups import GroupMonth
 from shared.db import jsonb, lock_keys
 from shared.records import METRIC_RECORD, UserDayRecord, UserMonthRecord, metric_counters
@@ -29,23 +31,30 @@ class MetricValue:
     grain: Literal["user_day", "user_month", "group_month"]
     entity_id: str
     period: date  # the day, or the month's first day
-    counters: dict[str, float]
+    counters: dict[str, float]  # with a user-day's or group-month's flags as 0/1 values
     group: GroupMonth | None = None
+    flags: tuple[dict[str, Any], ...] = ()  # as published: name, reason, values
 
 
 def parse(value: bytes) -> MetricValue:
     """Decode a record of engage.metrics.v1 (shared/records.py); MalformedMetric if it is not
-    one."""
+    one. A user-day's or group-month's flags become values a condition can name
+    (domain/flags.py) and are kept, with their reasons, for the reviewer."""
     try:
         record = METRIC_RECORD.validate_json(value)
     except ValidationError as exc:
         raise MalformedMetric(f"not a metric record: {exc}"[:500]) from None
     counters = metric_counters(record)
     if isinstance(record, UserDayRecord):
-        return MetricValue("user_day", record.id, date.fromisoformat(record.period), counters)
+        flags = tuple(f.model_dump() for f in record.flags)
+        counters |= flag_values(flags, USER_DAY_FLAGS)
+        day = date.fromisoformat(record.period)
+        return MetricValue("user_day", record.id, day, counters, flags=flags)
     month = date.fromisoformat(f"{record.period}-01")
     if isinstance(record, UserMonthRecord):
         return MetricValue("user_month", record.id, month, counters)
+    flags = tuple(f.model_dump() for f in record.flags)
+    counters |= flag_values(flags, GROUP_MONTH_FLAGS)
     group = GroupMonth(
         group_id=record.id,
         owner_id=record.owner_id,
@@ -56,7 +65,7 @@ def parse(value: bytes) -> MetricValue:
         counters=counters,
         month=month,
     )
-    return MetricValue("group_month", record.id, month, counters, group)
+    return MetricValue("group_month", record.id, month, counters, group, flags)
 
 
 @dataclass(slots=True)
@@ -66,6 +75,7 @@ class SnapshotBatch:
     user_days: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
     user_months: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
     groups: dict[tuple[str, date], GroupMonth] = field(default_factory=dict)
+    flags: dict[tuple[str, str, date], tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, values: Iterable[MetricValue]) -> SnapshotBatch:
@@ -73,6 +83,8 @@ class SnapshotBatch:
         batch = cls()
         for m in values:
             key = (m.entity_id, m.period)
+            if m.grain != "user_month":
+                batch.flags[(m.grain, *key)] = m.flags
             if m.grain == "user_day":
                 batch.user_days[key] = m.counters
             elif m.grain == "user_month":
@@ -97,39 +109,52 @@ async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
     await lock_keys(
         session, (f"rewards.user:{u}" for u, _ in (*batch.user_days, *batch.user_months))
     )
-    for table, id_col, period_col, rows in (
-        ("user_day", "user_id", "day", batch.user_days),
-        ("user_month", "user_id", "month", batch.user_months),
-    ):
-        keys = sorted(rows)
-        if keys:
-            await session.execute(
-                text(
-                    f"INSERT INTO {table} ({id_col}, {period_col}, metrics) "
-                    "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:p AS date[]), "
-                    "CAST(:m AS jsonb[])) "
-                    f"ON CONFLICT ({id_col}, {period_col}) DO UPDATE SET metrics = excluded.metrics"
-                ),
-                {
-                    "i": [k[0] for k in keys],
-                    "p": [k[1] for k in keys],
-                    "m": _json(rows[k] for k in keys),
-                },
-            )
+    keys = sorted(batch.user_days)
+    if keys:
+        await session.execute(
+            text(
+                "INSERT INTO user_day (user_id, day, metrics, flags) "
+                "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:p AS date[]), "
+                "CAST(:m AS jsonb[]), CAST(:f AS jsonb[])) "
+                "ON CONFLICT (user_id, day) DO UPDATE SET metrics = excluded.metrics, "
+                "flags = excluded.flags"
+            ),
+            {
+                "i": [k[0] for k in keys],
+                "p": [k[1] for k in keys],
+                "m": _json(batch.user_days[k] for k in keys),
+                "f": [_flags_json(batch, "user_day", k) for k in keys],
+            },
+        )
+    keys = sorted(batch.user_months)
+    if keys:
+        await session.execute(
+            text(
+                "INSERT INTO user_month (user_id, month, metrics) "
+                "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:p AS date[]), "
+                "CAST(:m AS jsonb[])) "
+                "ON CONFLICT (user_id, month) DO UPDATE SET metrics = excluded.metrics"
+            ),
+            {
+                "i": [k[0] for k in keys],
+                "p": [k[1] for k in keys],
+                "m": _json(batch.user_months[k] for k in keys),
+            },
+        )
     keys = sorted(batch.groups)
     if keys:
         gs = [batch.groups[k] for k in keys]
         await session.execute(
             text("""
             INSERT INTO group_month (group_id, month, metrics, owner_id, province, created_at,
-                                     dissolved_at, member_ids)
+                                     dissolved_at, member_ids, flags)
             SELECT * FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), CAST(:v AS jsonb[]),
                 CAST(:o AS text[]), CAST(:p AS text[]), CAST(:c AS timestamptz[]),
-                CAST(:d AS timestamptz[]), CAST(:members AS jsonb[]))
+                CAST(:d AS timestamptz[]), CAST(:members AS jsonb[]), CAST(:f AS jsonb[]))
             ON CONFLICT (group_id, month) DO UPDATE SET metrics = excluded.metrics,
                 owner_id = excluded.owner_id, province = excluded.province,
                 created_at = excluded.created_at, dissolved_at = excluded.dissolved_at,
-                member_ids = excluded.member_ids"""),
+                member_ids = excluded.member_ids, flags = excluded.flags"""),
             {
                 "g": [k[0] for k in keys],
                 "m": [k[1] for k in keys],
@@ -139,12 +164,20 @@ async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
                 "c": [g.created_at for g in gs],
                 "d": [g.dissolved_at for g in gs],
                 "members": [orjson.dumps(list(g.member_ids)).decode() for g in gs],
+                "f": [_flags_json(batch, "group_month", k) for k in keys],
             },
         )
 
 
+def _flags_json(batch: SnapshotBatch, grain: str, key: tuple[str, date]) -> str:
+    return orjson.dumps(list(batch.flags.get((grain, *key), ()))).decode()
+
+
 def _float_values(doc: Any) -> dict[str, float]:
     return {k: float(v) for k, v in jsonb(doc).items()}
+
+
+_FIELD = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)?")  # `checkins`, `flags.lockstep`
 
 
 def _projection(fields: Iterable[str] | None) -> tuple[str, list[str] | None]:
@@ -155,15 +188,16 @@ def _projection(fields: Iterable[str] | None) -> tuple[str, list[str] | None]:
     if not names:
         return "NULL AS none", []
     for f in names:  # field names come from validated rules; keep it that way
-        if not f.replace("_", "").isalnum():
+        if not _FIELD.fullmatch(f):
             raise ValueError(f"not a metric field: {f!r}")
-    return ", ".join(f"COALESCE(CAST(metrics->>'{f}' AS float8), 0) AS m_{f}" for f in names), names
+    cols = (f"COALESCE(CAST(metrics->>'{f}' AS float8), 0) AS m_{i}" for i, f in enumerate(names))
+    return ", ".join(cols), names
 
 
 def _values(row: Any, names: list[str] | None) -> dict[str, float]:
     if names is None:
         return _float_values(row.metrics)
-    return {f: float(getattr(row, f"m_{f}")) for f in names}
+    return {f: float(getattr(row, f"m_{i}")) for i, f in enumerate(names)}
 
 
 async def _users_in(
@@ -219,6 +253,24 @@ async def user_months_of(
         {"u": [k[0] for k in keys], "m": [k[1] for k in keys]},
     )
     return {(r.user_id, r.month): _values(r, names) for r in rows}
+
+
+async def user_days_of(
+    session: AsyncSession, pairs: Iterable[tuple[str, date]]
+) -> dict[tuple[str, date], dict[str, float]]:
+    """The stored values of these (user, day) keys, all fields."""
+    keys = sorted(set(pairs))
+    if not keys:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT ud.user_id, ud.day, ud.metrics FROM user_day ud "
+            "JOIN unnest(CAST(:u AS text[]), CAST(:d AS date[])) AS k(u, d) "
+            "ON ud.user_id = k.u AND ud.day = k.d"
+        ),
+        {"u": [k[0] for k in keys], "d": [k[1] for k in keys]},
+    )
+    return {(r.user_id, r.day): _float_values(r.metrics) for r in rows}
 
 
 async def active_members(session: AsyncSession, month: date, group_ids: Iterable[str]) -> set[str]:

@@ -1,5 +1,6 @@
 """Apply a batch of engage.metrics.v1 (SPEC §5): store the latest values, fire the real-time
-rules of active campaigns, revoke the revocable grants of groups dissolved.
+rules of active campaigns (never for an excluded subject, SPEC §10), revoke the revocable grants
+of groups dissolved, and mark the settled periods whose inputs the batch changed (SPEC §14).
 
 Runs in the metrics consumer's transaction, so the values, grants, revocations and offsets
 commit together. A redelivered record re-evaluates the same values; the ledger's unique key
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards.domain.exclusions import without_excluded
 from services.rewards.domain.lifecycle import ACTIVE
 from services.rewards.domain.rules.base import NewValues
 from services.rewards.domain.rules.registry import real_time
@@ -21,6 +23,8 @@ from services.rewards.store import snapshots
 from services.rewards.store.campaigns import live_campaigns
 from services.rewards.store.inputs import StoredInputs
 from services.rewards.store.ledger import Recorded, record_grants, revoke_for_dissolved_groups
+from services.rewards.store.settle import SettlementKey
+from services.rewards.usecases.after_settlement import count_changes, mark_changed_settlements
 
 
 @dataclass(slots=True)
@@ -30,12 +34,14 @@ class Applied:
     values: snapshots.SnapshotBatch
     recorded: list[Recorded]
     revoked: Recorded
+    changed_settlements: list[SettlementKey]
 
     def count(self) -> None:
         """Once the batch committed."""
         for r in self.recorded:
             r.count()
         self.revoked.count()
+        count_changes(self.changed_settlements)
 
 
 async def apply_metrics(
@@ -43,16 +49,20 @@ async def apply_metrics(
 ) -> Applied:
     """Only flushes: the consumer commits."""
     fresh = snapshots.SnapshotBatch.of(values)
+    live = await live_campaigns(session)
+    changed = await mark_changed_settlements(session, live, fresh, now)
     await snapshots.store(session, fresh)
     new = NewValues(fresh.user_days, fresh.user_months, list(fresh.groups.values()))
     recorded: list[Recorded] = []
-    for campaign in await live_campaigns(session):
+    for campaign in live:
         if campaign.state != ACTIVE:
             continue
         d = campaign.definition
         inputs = StoredInputs.of(session, campaign.campaign_id, d, tz)
         for rule, kind in real_time(d.rules):
-            decisions = await kind.evaluate(rule, new, inputs)
+            decisions, _ = without_excluded(
+                await kind.evaluate(rule, new, inputs), await inputs.exclusions()
+            )
             recorded.append(
                 await record_grants(
                     session, campaign.campaign_id, campaign.version, decisions, d.name
@@ -62,4 +72,4 @@ async def apply_metrics(
         g.group_id: g.dissolved_at for g in fresh.groups.values() if g.dissolved_at is not None
     }
     revoked = await revoke_for_dissolved_groups(session, dissolved, now, tz)
-    return Applied(fresh, recorded, Recorded(rows=revoked))
+    return Applied(fresh, recorded, Recorded(rows=revoked), changed)

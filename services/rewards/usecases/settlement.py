@@ -4,7 +4,9 @@ Period-end rules settle once per period after the grace, on exactly one replica,
 after downtime. A pass lists the due periods, waits until rewards has applied the metrics
 published so far, then settles each period in a transaction of its own: the settlement row is
 claimed first in the transaction that records the grants, so a second replica finds it and
-skips (store/settle.py `claim`).
+skips (store/settle.py `claim`). Excluded subjects never get a grant (SPEC §10); a campaign
+with `review: true` records its grants `held`, published only when an approver releases the
+period (usecases/review.py).
 
 Fault isolation (SPEC §16): a campaign whose periods cannot be listed, or a period whose
 settlement raises — a bug, a data error — is recorded as failed with its reason (rule and
@@ -26,6 +28,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.rewards.domain.exclusions import without_excluded
 from services.rewards.domain.lifecycle import ACTIVE, ENDED
 from services.rewards.domain.periods import Period
 from services.rewards.domain.retry import Backoff
@@ -72,6 +75,11 @@ GRANTS_OVERDUE = Gauge(
     ["campaign"],
 )
 _overdue_reported: set[str] = set()  # campaigns this process has set the gauge for
+SETTLEMENTS_CHANGED = Gauge(
+    "engage_settlements_changed",
+    "Settled periods of active or ended campaigns whose inputs changed after they settled "
+    "(SPEC §14); their grants stay as settled.",
+)
 SETTLEMENTS_FAILING = Gauge(
     "engage_settlements_failing",
     "Periods (or whole campaigns, rule '*') of active or ended campaigns whose settlement "
@@ -219,9 +227,12 @@ async def settle_period(
             return None
         draws = FrozenDraws(session, c.campaign_id, c.version, now)
         inputs = StoredInputs.of(session, c.campaign_id, c.definition, tz, draws)
-        decisions = await due.kind.settle(rule, period, inputs)
+        # The rules pass over excluded subjects; this is the settlement's own check (SPEC §10).
+        decisions, _ = without_excluded(
+            await due.kind.settle(rule, period, inputs), await inputs.exclusions()
+        )
         recorded = await record_grants(
-            session, c.campaign_id, c.version, decisions, c.definition.name
+            session, c.campaign_id, c.version, decisions, c.definition.name, c.definition.review
         )
         # A group dissolved before this settlement (its record may have come first) still
         # loses its revocable grants: recorded, then revoked, so the ledger shows both.
@@ -285,11 +296,13 @@ async def refresh_gauges(sessions: Sessions, today: date) -> None:
     async with sessions() as session:
         levels = await settlements.budget_levels(session)
         failing = await settlements.failing_count(session)
+        changed = await settlements.changed_count(session)
         overdue = await overdue_by_campaign(session, today)
     for b in levels:
         BUDGET_REMAINING.labels(b.campaign_id, b.kind).set(b.left)
         BUDGET_LIMIT.labels(b.campaign_id, b.kind).set(b.total)
     SETTLEMENTS_FAILING.set(failing)
+    SETTLEMENTS_CHANGED.set(changed)
     for campaign_id in _overdue_reported - overdue.keys():
         GRANTS_OVERDUE.labels(campaign_id).set(0)  # all fulfilled (or revoked) since
     for campaign_id, n in overdue.items():

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, WithJs
 from services.rewards.domain import conditions
 from services.rewards.domain.conditions import ConditionError, Node
 from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
 from services.rewards.domain.periods import Grain, Period, Window, fulfil_by
 from shared.text import SafeTextModel
@@ -126,6 +127,10 @@ class RuleInputs(Protocol):
         """The campaign's enrolled groups; None when it does not require enrollment."""
         ...
 
+    async def exclusions(self) -> Exclusions:
+        """The campaign's users and groups that never win (domain/exclusions.py)."""
+        ...
+
     async def groups(
         self, period: Period, *, members: bool = True, only: Sequence[str] | None = None
     ) -> list[GroupMonth]:
@@ -162,8 +167,10 @@ class RuleInputs(Protocol):
 
 
 def fields_in(metrics: Iterable[str], scope: str) -> set[str]:
-    """The fields of `scope` among `metrics` (`user.day.checkins` → `checkins`)."""
-    return {m.rpartition(".")[2] for m in metrics if m.rpartition(".")[0] == scope}
+    """The fields of `scope` among `metrics` (`user.day.checkins` → `checkins`,
+    `user.day.flags.lockstep` → `flags.lockstep`)."""
+    prefix = f"{scope}."
+    return {m.removeprefix(prefix) for m in metrics if m.startswith(prefix)}
 
 
 async def period_users(inputs: RuleInputs, period: Period, metrics: Set[str]) -> dict[str, Values]:

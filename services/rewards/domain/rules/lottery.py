@@ -2,7 +2,9 @@
 users' tickets, by smallest HMAC of the seed committed before the period.
 
 Reads what its eligibility names and its tickets metric (one ticket each without one); settles
-at period end, with a draw whose seed is committed at activation.
+at period end, with a draw whose seed is committed at activation. An excluded user's tickets
+are not entered (the frozen entries stay what was drawn from); the winners' explanation names
+the eligible users left out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import Field, model_validator
 from services.rewards.domain import conditions, draws
 from services.rewards.domain.conditions import ConditionError
 from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.exclusions import NONE, Exclusions
 from services.rewards.domain.periods import Period
 from services.rewards.domain.rules.base import (
     Condition,
@@ -63,11 +66,24 @@ def reads(rule: LotteryRule) -> frozenset[str]:
     return frozenset(conditions.metrics_of(rule.eligibility) | tickets)
 
 
-def entries(rule: LotteryRule, users: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """The frozen entries: a ticket per eligible user, or as many as the tickets metric says."""
+def eligible(rule: LotteryRule, users: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The users whose values meet the eligibility, in the order given."""
+    return [
+        u
+        for u, values in users.items()
+        if rule.eligibility is None or conditions.evaluate(rule.eligibility, values)
+    ]
+
+
+def entries(
+    rule: LotteryRule, users: Mapping[str, Mapping[str, float]], excluded: Exclusions = NONE
+) -> list[str]:
+    """The frozen entries: a ticket per eligible user, or as many as the tickets metric says;
+    none for an excluded user."""
     out: list[str] = []
-    for user_id, values in users.items():
-        if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
+    for user_id in eligible(rule, users):
+        values = users[user_id]
+        if excluded.user(user_id):
             continue
         if rule.tickets is None:
             out.append(user_id)
@@ -76,11 +92,15 @@ def entries(rule: LotteryRule, users: Mapping[str, Mapping[str, float]]) -> list
     return draws.frozen(out)
 
 
-def grants(rule: LotteryRule, period: Period, winners: Sequence[str]) -> list[GrantDecision]:
-    """One grant per winning user; with repeat winners its amount counts every winning ticket."""
+def grants(
+    rule: LotteryRule, period: Period, winners: Sequence[str], left_out: Sequence[str] = ()
+) -> list[GrantDecision]:
+    """One grant per winning user; with repeat winners its amount counts every winning ticket.
+    `left_out`: eligible users not entered because they are excluded."""
     tickets: dict[str, list[str]] = defaultdict(list)
     for entry in winners:
         tickets[draws.entrant(entry)].append(entry)
+    why: dict[str, object] = {"excluded_entrants": sorted(left_out)} if left_out else {}
     return [
         GrantDecision(
             rule.id,
@@ -90,7 +110,7 @@ def grants(rule: LotteryRule, period: Period, winners: Sequence[str]) -> list[Gr
             reward_items(rule.rewards, len(won)),
             fulfilment(rule.rewards, period.first_day),
             None,
-            {"winning_entries": won},
+            {"winning_entries": won, **why},
         )
         for user_id, won in tickets.items()
     ]
@@ -98,10 +118,12 @@ def grants(rule: LotteryRule, period: Period, winners: Sequence[str]) -> list[Gr
 
 async def settle(rule: LotteryRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
     users = await period_users(inputs, period, reads(rule))
+    excluded = await inputs.exclusions()
     won = await inputs.draw(
-        rule.id, period, entries(rule, users), rule.winners, rule.repeat_winners
+        rule.id, period, entries(rule, users, excluded), rule.winners, rule.repeat_winners
     )
-    return grants(rule, period, won)
+    left_out = [u for u in eligible(rule, users) if excluded.user(u)]
+    return grants(rule, period, won, left_out)
 
 
 KIND = PeriodEndKind(name="lottery", model=LotteryRule, reads=reads, settle=settle, draws=True)

@@ -2,7 +2,8 @@
 under the rule's weights; a prize to each winner's owner, a reward to each of its members.
 
 Reads `group.month.*` (vitality, active members for ties, what the eligibility names); settles
-at period end.
+at period end. An excluded group (domain/exclusions.py) is passed over and the next one wins;
+an excluded owner or member gets nothing. The winners' explanation names both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import Field, model_validator
 
 from services.rewards.domain import conditions
 from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.exclusions import NONE, Exclusions
 from services.rewards.domain.groups import GroupMonth, Weights, considered
 from services.rewards.domain.periods import Period
 from services.rewards.domain.rules.base import (
@@ -65,12 +67,18 @@ class RankedGroup:
     partition: str
     group: GroupMonth
     vitality: float
+    passed_over: tuple[str, ...] = ()  # excluded groups that ranked above it
 
 
 def winners(
-    rule: RankRule, period: Period, groups: Iterable[GroupMonth], enrolled: set[str] | None
+    rule: RankRule,
+    period: Period,
+    groups: Iterable[GroupMonth],
+    enrolled: set[str] | None,
+    excluded: Exclusions = NONE,
 ) -> list[RankedGroup]:
-    """Top `rule.top` eligible groups per partition (SPEC §4 order), best ranks first."""
+    """Top `rule.top` eligible groups per partition (SPEC §4 order), best ranks first; an
+    excluded group is passed over and the next one takes its place."""
     by_partition: dict[str, list[tuple[float, float, str, GroupMonth]]] = defaultdict(list)
     for g in considered(groups, period, enrolled):
         values = g.values(rule.weights)
@@ -84,9 +92,16 @@ def winners(
     ranked: list[RankedGroup] = []
     for part, rows in by_partition.items():
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
-        ranked.extend(
-            RankedGroup(i + 1, part, row[3], -row[0]) for i, row in enumerate(rows[: rule.top])
-        )
+        passed: list[str] = []
+        rank = 0
+        for row in rows:
+            if rank == rule.top:
+                break
+            if excluded.group(row[2]):
+                passed.append(row[2])
+                continue
+            rank += 1
+            ranked.append(RankedGroup(rank, part, row[3], -row[0], tuple(passed)))
     ranked.sort(key=lambda r: (r.rank, r.partition))
     return ranked
 
@@ -96,13 +111,15 @@ def grants(
     period: Period,
     ranked: Sequence[RankedGroup],
     members: Mapping[str, Sequence[str]],
+    excluded: Exclusions = NONE,
 ) -> list[GrantDecision]:
     """Prizes to the winners' owners and rewards to their members, best ranks first (a member
-    of two winning groups is decided twice; the ledger grants the first, domain/decisions.py)."""
+    of two winning groups is decided twice; the ledger grants the first, domain/decisions.py);
+    excluded users get nothing."""
     out: list[GrantDecision] = []
     for w in ranked:
         g = w.group
-        why = {
+        why: dict[str, object] = {
             "group_id": g.group_id,
             "partition": w.partition,
             "rank": w.rank,
@@ -110,7 +127,14 @@ def grants(
             "weights": rule.weights.model_dump(),
             "active_members": g.counters.get("active_members", 0),
         }
-        if rule.owner_reward is not None and g.owner_id:
+        if w.passed_over:
+            why["passed_over_excluded"] = list(w.passed_over)
+        left_out = sorted(
+            u for u in {g.owner_id, *members.get(g.group_id, ())} if u and excluded.user(u)
+        )
+        if left_out:
+            why["excluded_users"] = left_out
+        if rule.owner_reward is not None and g.owner_id and not excluded.user(g.owner_id):
             rewards = [rule.owner_reward]
             out.append(
                 GrantDecision(
@@ -126,7 +150,7 @@ def grants(
             )
         if rule.member_reward is not None:
             rewards = [rule.member_reward]
-            for member in sorted(set(members.get(g.group_id, ()))):
+            for member in sorted(set(members.get(g.group_id, ())) - excluded.users):
                 out.append(
                     GrantDecision(
                         rule.id,
@@ -145,13 +169,13 @@ def grants(
 async def settle(rule: RankRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
     """Rank the month's groups; fetch member lists only of the winners (a month has 100k
     groups, its winners a few hundred)."""
-    enrolled = await inputs.enrolled()
-    ranked = winners(rule, period, await inputs.groups(period, members=False), enrolled)
+    enrolled, excluded = await inputs.enrolled(), await inputs.exclusions()
+    ranked = winners(rule, period, await inputs.groups(period, members=False), enrolled, excluded)
     members: dict[str, tuple[str, ...]] = {}
     if rule.member_reward is not None and ranked:
         with_members = await inputs.groups(period, only=[w.group.group_id for w in ranked])
         members = {g.group_id: g.member_ids for g in with_members}
-    return grants(rule, period, ranked, members)
+    return grants(rule, period, ranked, members, excluded)
 
 
 KIND = PeriodEndKind(name="rank", model=RankRule, reads=reads, settle=settle)

@@ -3,6 +3,8 @@ minimum, capped — to the user, or to the group's owner.
 
 Reads its metric and what its eligibility names (`group.month.*` for groups, where
 `effective_active_members` exists only here; the user scopes otherwise); settles at period end.
+An excluded user, group or group owner gets nothing (an excluded group still counts when
+members of several groups are told apart: it exists).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import Field, model_validator
 
 from services.rewards.domain import conditions
 from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.exclusions import NONE, Exclusions
 from services.rewards.domain.groups import GroupMonth, considered, effective_active_members
 from services.rewards.domain.periods import Period, fulfil_by
 from services.rewards.domain.rules.base import (
@@ -74,7 +77,11 @@ def amount(rule: ScaledRule, units: float) -> int:
 
 
 def group_grants(
-    rule: ScaledRule, period: Period, groups: Iterable[GroupMonth], active_users: set[str]
+    rule: ScaledRule,
+    period: Period,
+    groups: Iterable[GroupMonth],
+    active_users: set[str],
+    excluded: Exclusions = NONE,
 ) -> list[GrantDecision]:
     """Credit to the owners of the considered `groups`; a member counts as effective in one of
     them only (SPEC §1)."""
@@ -82,6 +89,8 @@ def group_grants(
     effective = effective_active_members(groups, active_users)
     out: list[GrantDecision] = []
     for g in sorted(groups, key=lambda x: x.group_id):
+        if excluded.group(g.group_id) or excluded.user(g.owner_id):
+            continue
         values = g.values(effective=effective[g.group_id])
         if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
             continue
@@ -114,10 +123,15 @@ def group_grants(
 
 
 def user_grants(
-    rule: ScaledRule, period: Period, users: Mapping[str, Mapping[str, float]]
+    rule: ScaledRule,
+    period: Period,
+    users: Mapping[str, Mapping[str, float]],
+    excluded: Exclusions = NONE,
 ) -> list[GrantDecision]:
     out: list[GrantDecision] = []
     for user_id in sorted(users):
+        if excluded.user(user_id):
+            continue
         values = users[user_id]
         if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
             continue
@@ -140,11 +154,13 @@ def user_grants(
 
 
 async def settle(rule: ScaledRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
+    excluded = await inputs.exclusions()
     if rule.entity == "user":
-        return user_grants(rule, period, await period_users(inputs, period, reads(rule)))
+        users = await period_users(inputs, period, reads(rule))
+        return user_grants(rule, period, users, excluded)
     groups = considered(await inputs.groups(period), period, await inputs.enrolled())
     active = await inputs.active_users(period, (g.group_id for g in groups))
-    return group_grants(rule, period, groups, active)
+    return group_grants(rule, period, groups, active, excluded)
 
 
 KIND = PeriodEndKind(name="scaled", model=ScaledRule, reads=reads, settle=settle)

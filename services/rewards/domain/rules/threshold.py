@@ -2,7 +2,8 @@
 or a group's month — once per period, or once per campaign.
 
 Reads what its condition names; never settles at period end: it is evaluated on every batch
-of new metric values, and a simulation replays a past range's stored values.
+of new metric values, and a simulation replays a past range's stored values. An excluded user,
+group or group owner never fires it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field, model_validator
 
 from services.rewards.domain import conditions
 from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
 from services.rewards.domain.periods import (
     CAMPAIGN_PERIOD,
@@ -103,10 +105,10 @@ def _label(rule: ThresholdRule, period: Period) -> str:
 async def _group_decisions(
     rule: ThresholdRule, groups: list[GroupMonth], inputs: RuleInputs
 ) -> list[GrantDecision]:
-    enrolled = await inputs.enrolled()
+    enrolled, excluded = await inputs.enrolled(), await inputs.exclusions()
     out: list[GrantDecision] = []
     for g in sorted(groups, key=lambda x: (x.month or date.min, x.group_id)):
-        if g.month is None:
+        if g.month is None or excluded.group(g.group_id) or excluded.user(g.owner_id):
             continue
         period = month_period(g.month, inputs.tz)
         if not inputs.window.overlaps(period) or not g.owner_id:
@@ -125,8 +127,11 @@ async def evaluate(rule: ThresholdRule, new: NewValues, inputs: RuleInputs) -> l
         return await _group_decisions(rule, list(new.groups), inputs) if new.groups else []
     base = new.user_days if rule.period == "day" else new.user_months
     periods = {k: period_on(k[1], rule.period, inputs.tz) for k in base}
+    excluded: Exclusions = await inputs.exclusions()
     inside: dict[UserKey, Mapping[str, float]] = {
-        k: v for k, v in base.items() if inputs.window.overlaps(periods[k])
+        k: v
+        for k, v in base.items()
+        if inputs.window.overlaps(periods[k]) and not excluded.user(k[0])
     }
     if not inside:
         return []
