@@ -234,6 +234,10 @@ class TransactionalConsumer(Generic[T, R]):
         """After the transaction committed: count what happened (metrics only)."""
         return None
 
+    async def prepare(self, values: list[T]) -> None:
+        """Before a chunk's transaction, outside it (e.g. DDL the chunk needs); idempotent."""
+        return None
+
     # -- the template ------------------------------------------------------------------------
 
     async def process(self, batch: Batch) -> None:
@@ -275,6 +279,7 @@ class TransactionalConsumer(Generic[T, R]):
             first.setdefault(p, record.offset)
             last[p] = record.offset
         started = time.perf_counter()
+        await self.prepare([value for _, _, value, _ in items if value is not None])
         async with self._sessions() as session, session.begin():
             stored = await claim_offsets(session, self.topic, first)
             replayed = self._count_replayed(items, stored)

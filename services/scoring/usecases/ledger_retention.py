@@ -1,0 +1,109 @@
+"""Keeping the processed-event ledger bounded (services/scoring/domain/retention.py): partitions
+made before their days' events arrive, expired days dropped whole and sealed; the per-minute
+message counts behind the `message_rate` flag forgotten on the same horizon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.scoring.domain.retention import Retention, days_to_prepare, ledger_day
+from services.scoring.store import anomalies, ledger
+from shared.contract import Envelope
+
+log = logging.getLogger(__name__)
+
+PARTITIONS = Gauge(
+    "engage_scoring_ledger_partitions", "Open days (partitions) of the processed-event ledger."
+)
+LEDGER_BYTES = Gauge(
+    "engage_scoring_ledger_bytes",
+    "Storage of the processed-event ledger, indexes included (pg_total_relation_size).",
+)
+SEALED_DAYS = Counter(
+    "engage_scoring_ledger_sealed_days_total",
+    "Ledger days dropped after their horizon; their later events are refused.",
+)
+SEALED_EVENTS = Counter(
+    "engage_scoring_sealed_day_events_total",
+    "Events refused because their UTC day's ledger was already dropped (docs/operations.md).",
+)
+
+
+class LedgerDays:
+    """Makes sure the days of a batch have their partitions (DDL outside the batch's
+    transaction). Remembers the days it saw, so live traffic costs one set lookup per batch."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._seen: set[date] = set()
+
+    async def prepare(self, days: Iterable[date]) -> None:
+        missing = set(days) - self._seen
+        if not missing:
+            return
+        async with self._sessions() as session, session.begin():
+            await ledger.open_days(session, missing)
+        self._seen |= missing  # sealed ones too: the batch refuses their events itself
+
+    async def prepare_events(self, envelopes: Iterable[Envelope]) -> None:
+        await self.prepare({ledger_day(env.event.occurred_at) for env in envelopes})
+
+
+def refused_sealed(envelopes: list[Envelope]) -> None:
+    """Count (and log once per batch) events refused because their day was sealed."""
+    if envelopes:
+        SEALED_EVENTS.inc(len(envelopes))
+        days = sorted({ledger_day(e.event.occurred_at).isoformat() for e in envelopes})
+        log.warning(
+            "refused %d events of sealed ledger days %s (older than the ledger's horizon; "
+            "see docs/operations.md, 'Retention')",
+            len(envelopes),
+            ", ".join(days[:5]) + (" …" if len(days) > 5 else ""),
+        )
+
+
+async def maintain_once(
+    sessions: async_sessionmaker[AsyncSession], retention: Retention, now: datetime
+) -> list[ledger.Sealed]:
+    """One pass: partitions for the coming days, expired days sealed, gauges updated."""
+    async with sessions() as session, session.begin():
+        await ledger.open_days(session, days_to_prepare(now, retention))
+    async with sessions() as session:
+        sealed = await ledger.seal_expired(session, now, retention)
+    # Per-minute message counts (message_rate) are kept as long as the ledger's live days.
+    before = int((now - retention.live_horizon - timedelta(days=1)).timestamp()) // 60
+    while True:
+        async with sessions() as session, session.begin():
+            if await anomalies.prune_minutes(session, before) == 0:
+                break
+    async with sessions() as session:
+        partitions, size = await ledger.storage(session)
+    for day in sealed:
+        log.info("ledger day %s sealed: %d rows, %d bytes dropped", day.day, day.rows, day.bytes)
+    SEALED_DAYS.inc(len(sealed))
+    PARTITIONS.set(partitions)
+    LEDGER_BYTES.set(size)
+    return sealed
+
+
+def retention_loop(
+    sessions: async_sessionmaker[AsyncSession],
+    retention: Retention,
+    interval_s: float,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The background loop (every replica; passes are idempotent and lock day by day)."""
+
+    async def run() -> None:
+        while True:
+            await maintain_once(sessions, retention, clock())
+            await asyncio.sleep(interval_s)
+
+    return run
