@@ -123,7 +123,7 @@ ENV = {
 async def keys_and_campaigns(s: Setup, now: datetime) -> None:
     """Keys, the open reward window and the two live campaigns (rewards and notify running)."""
     roles = {
-        "live": [Role.INGEST], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
+        "live": [Role.PLATFORM], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
         "approver": [Role.APPROVER], "admin": [Role.ADMIN], "viewer": [Role.VIEWER],
     }  # fmt: skip
     for name, rs in roles.items():

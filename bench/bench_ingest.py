@@ -106,7 +106,7 @@ async def main(scale: float) -> dict[str, Any]:
         ingest = stack.start_service("ingest")
         minimal = stack.start_service("minimal", factory="bench.minimal_app:create_app")
         assert stack.database_url and stack.kafka_bootstrap
-        key = (await issue_api_key(stack.database_url, "bench", [Role.INGEST], 1e9)).secret
+        key = (await issue_api_key(stack.database_url, "bench", [Role.PLATFORM], 1e9)).secret
         n_batch, n_single = int(200_000 * scale), int(20_000 * scale)
 
         raw = await raw_producer_rate(stack.kafka_bootstrap, synthetic_events(n_batch, seed=1))

@@ -254,7 +254,7 @@ async def freshness(results: dict[str, Any], seconds: float = 30.0, rate: int = 
         issue = partial(
             issue_api_key, stack.database_url, rate_per_s=1e9, kafka_bootstrap=stack.kafka_bootstrap
         )
-        writer = (await issue("load", [Role.INGEST])).secret
+        writer = (await issue("load", [Role.PLATFORM])).secret
         viewer = (await issue("probe", [Role.VIEWER])).secret
         await wait_processed(stack.database_url, 0)
         batches = int(seconds * rate / 100)

@@ -1,4 +1,4 @@
-"""The `engage` command: demo, serve, up, simulate, keys, ops."""
+"""The `engage` command: demo, serve, up, simulate, keys, tokens, ops."""
 
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "ENGAGE_DATABASE_URL": stack.database_url or "",
         }
     )
+    # User tokens from `engage tokens` verify unless the platform's keys are configured.
+    os.environ.setdefault("ENGAGE_USER_TOKEN_PUBLIC_KEYS", str(stack.user_token_issuer().jwks_path))
     factory, port = SERVICES[args.service]
     try:
         uvicorn.run(factory, factory=True, host=args.host, port=args.port or port, access_log=False)
@@ -159,8 +161,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     bootstrap = os.environ.get("ENGAGE_KAFKA_BOOTSTRAP") or None
     if args.keys_command == "create":
         roles = [Role(r) for r in args.role]
-        issued = asyncio.run(issue_api_key(url, args.name, roles, args.rate, bootstrap))
+        types = _event_types(args.types)
+        if isinstance(types, str):
+            print(types, file=sys.stderr)
+            return 2
+        issued = asyncio.run(issue_api_key(url, args.name, roles, args.rate, bootstrap, types))
         print(f"key id {issued.key_id}\nsecret {issued.secret}  (shown once; store it now)")
+        if types is not None:
+            print(f"types  {','.join(sorted(types))} only")
         return 0
     if args.keys_command == "revoke":
         if asyncio.run(revoke_api_key(url, args.key_id, bootstrap)):
@@ -171,7 +179,46 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     for principal, revoked in asyncio.run(list_api_keys(url)):
         state = "revoked" if revoked else "active"
         role_names = ",".join(sorted(principal.roles))
-        print(f"{principal.key_id}  {state:<8} {principal.name:<24} {role_names}")
+        types = principal.event_types
+        narrowed = "" if types is None else f"  types={','.join(sorted(types))}"
+        print(f"{principal.key_id}  {state:<8} {principal.name:<24} {role_names}{narrowed}")
+    return 0
+
+
+def _event_types(option: str | None) -> frozenset[str] | str | None:
+    """`--types message,login` as a set of event types; None without it; an error message if
+    a name is no event type."""
+    from shared.contract import EVENT_TYPES
+
+    if option is None:
+        return None
+    types = frozenset(t.strip() for t in option.split(",") if t.strip())
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown or not types:
+        return f"--types: unknown event type(s) {', '.join(unknown) or '(none given)'}; " + (
+            f"choose from {', '.join(EVENT_TYPES)}"
+        )
+    return types
+
+
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    """A local signing key (created if absent) and user tokens minted with it (SPEC §14)."""
+    from pathlib import Path
+
+    from engage.tokens import LocalIssuer
+
+    directory = Path(args.key_dir) if args.key_dir else Stack.from_env().user_token_dir
+    issuer = LocalIssuer.open(directory.resolve())
+    if args.user is None:
+        print(f"signing key {issuer.directory / 'signing-key.pem'} (kid {issuer.kid})")
+        print(f"configure ingest and rewards with ENGAGE_USER_TOKEN_PUBLIC_KEYS={issuer.jwks_path}")
+        return 0
+    print(issuer.mint(args.user, args.ttl))
+    print(
+        f"user token for {args.user}, valid {args.ttl:g}s; verify with "
+        f"ENGAGE_USER_TOKEN_PUBLIC_KEYS={issuer.jwks_path}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -219,8 +266,14 @@ def _cmd_care(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from engage.demo import simulate_through_ingest
+    from pathlib import Path
+
+    if args.rigging:
+        return _cmd_rigging(args)
+
+    from engage.demo import ClientCredential, simulate_through_ingest, user_tokens
     from engage.simulator.world import SimConfig
+    from engage.tokens import LocalIssuer
 
     config = SimConfig(
         seed=args.seed,
@@ -229,9 +282,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         duplicate_rate=args.duplicates,
         shuffle_window=args.shuffle_window,
     )
+    client: ClientCredential | None = None
+    if args.user_tokens:
+        directory = Path(args.token_key_dir) if args.token_key_dir else None
+        issuer = LocalIssuer.open(directory or Stack.from_env().user_token_dir)
+        client = user_tokens(issuer.mint)
+    elif args.relay_key:
+        relay: str = args.relay_key
+        client = lambda _user_id: relay  # noqa: E731
     imported, posted = asyncio.run(
         simulate_through_ingest(
-            args.url, args.key, args.import_key or args.key, config, datetime.now(UTC)
+            args.url, args.key, args.import_key or args.key, config, datetime.now(UTC), client
         )
     )
     for label, report in (("last month", imported), ("this month", posted)):
@@ -241,6 +302,39 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"{report.sent / max(report.seconds, 1e-9):,.0f} events/s"
         )
     return 0
+
+
+def _cmd_rigging(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from urllib.parse import urlsplit
+    from zoneinfo import ZoneInfo
+
+    from engage.simulator.rigging import Drill, pick_target, render, run_drill
+    from engage.simulator.world import SimConfig, World
+    from engage.tokens import LocalIssuer
+    from shared.settings import CommonSettings
+
+    if not (args.relay_key and args.viewer_key):
+        print("--rigging needs --relay-key (an ingest key) and --viewer-key", file=sys.stderr)
+        return 2
+    port = urlsplit(args.url).port or 8001
+    host = args.url.rsplit(":", 1)[0]
+    urls = {"ingest": args.url, "scoring": f"{host}:{port + 1}", "rewards": f"{host}:{port + 2}"}
+    directory = Path(args.token_key_dir) if args.token_key_dir else Stack.from_env().user_token_dir
+    issuer = LocalIssuer.open(directory)
+    world = World.build(SimConfig(seed=args.seed, users=args.users, groups=args.groups))
+    target = pick_target(world.groups, world.users)
+    drill = Drill(
+        urls,
+        args.key,
+        args.viewer_key,
+        args.relay_key,
+        lambda user: issuer.mint(user),
+        ZoneInfo(CommonSettings().timezone),
+    )
+    result = asyncio.run(run_drill(drill, target, args.campaign))
+    print(render(result.attempts))
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         choices=[
             "ingest",
+            "platform",
             "importer",
             "viewer",
             "campaign_owner",
@@ -305,11 +400,32 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     create.add_argument("--rate", type=float, default=None, help="events/s (default 5000)")
+    create.add_argument(
+        "--types",
+        help="narrow the key to these event types, comma-separated (e.g. message,login); "
+        "default: every type its roles allow",
+    )
     revoke = keys.add_parser("revoke", help="revoke a key by its id (every service drops it)")
     revoke.add_argument("key_id")
     keys.add_parser("list", help="ids, names, roles and state of every key (no secrets)")
     for command in keys.choices.values():
         command.set_defaults(func=_cmd_keys)
+
+    tokens = sub.add_parser(
+        "tokens",
+        help="a local user-token signing key (created if absent) and tokens minted with it",
+        description="Stands in for the IM platform's token issuer on a local stack: prints the "
+        "public key (JWKS) path to configure as ENGAGE_USER_TOKEN_PUBLIC_KEYS, or with --user "
+        "prints a user token for that user on stdout.",
+    )
+    tokens.add_argument("--user", help="mint a token whose sub is this user id")
+    tokens.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    tokens.add_argument(
+        "--key-dir",
+        help="where the signing key lives (default: the stack's state directory, "
+        "<ENGAGE_VAR_DIR or var>/user-tokens)",
+    )
+    tokens.set_defaults(func=_cmd_tokens)
 
     dlq = sub.add_parser(
         "dlq", help="records a consumer could not apply: list them, replay one after a fix"
@@ -339,13 +455,35 @@ def main(argv: list[str] | None = None) -> int:
 
     sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
     sim.add_argument("--url", default="http://127.0.0.1:8001")
-    sim.add_argument("--key", required=True, help="key with the ingest role")
+    sim.add_argument(
+        "--key",
+        required=True,
+        help="key with the platform role: the IM platform's events (points, bonus cards, "
+        "group facts), and the users' own too unless --user-tokens or --relay-key",
+    )
     sim.add_argument("--import-key", help="key with the importer role (default: --key)")
+    sim.add_argument(
+        "--user-tokens",
+        action="store_true",
+        help="post each user's events with their own user token, minted with the local "
+        "signing key (see `engage tokens`)",
+    )
+    sim.add_argument("--relay-key", help="post the users' events through this ingest (relay) key")
+    sim.add_argument("--token-key-dir", help="the local signing key's directory (engage tokens)")
     sim.add_argument("--users", type=int, default=2000)
     sim.add_argument("--groups", type=int, default=120)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--duplicates", type=float, default=0.02)
     sim.add_argument("--shuffle-window", type=int, default=500)
+    sim.add_argument(
+        "--rigging",
+        action="store_true",
+        help="instead of traffic, the rigging drill (SPEC §14): hijacks with a user token and "
+        "an extracted relay key, and riggers that must come out flagged; needs --relay-key "
+        "and --viewer-key; scoring and rewards are taken on the next ports after --url",
+    )
+    sim.add_argument("--viewer-key", help="a viewer key, to read the outcome (--rigging)")
+    sim.add_argument("--campaign", help="a campaign whose enrollment the drill tries (--rigging)")
     sim.set_defaults(func=_cmd_simulate)
 
     ops = sub.add_parser("ops", help="operations: dashboards and their proof").add_subparsers(

@@ -33,7 +33,7 @@ from engage.demo_notify import (
     wait_notices,
 )
 from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
-from engage.simulator.client import PostReport, post_events
+from engage.simulator.client import PostReport, post_as_clients, post_events
 from engage.simulator.world import (
     SimConfig,
     World,
@@ -45,6 +45,7 @@ from engage.simulator.world import (
 from engage.stack import Stack
 from engage.topic_audit import tally_topic
 from services.ingest.admin import issue_api_key
+from services.ingest.domain.authority import USER_TOKEN_EVENT_TYPES
 from shared.auth import Role
 from shared.contract import PROVINCES
 from shared.topics import EVENTS_TOPIC, FULFILMENT_TOPIC
@@ -65,11 +66,40 @@ def split_months(config: SimConfig, now: datetime) -> tuple[list[Event], list[Ev
     return history, live
 
 
+ClientCredential = Callable[[str], str]
+
+
+def user_tokens(mint: Callable[[str], str]) -> ClientCredential:
+    """Each user's token, minted once (a client app holds one for its session)."""
+    tokens: dict[str, str] = {}
+
+    def credential(user_id: str) -> str:
+        if user_id not in tokens:
+            tokens[user_id] = mint(user_id)
+        return tokens[user_id]
+
+    return credential
+
+
 async def simulate_through_ingest(
-    ingest_url: str, live_key: str, import_key: str, config: SimConfig, now: datetime
+    ingest_url: str,
+    platform_key: str,
+    import_key: str,
+    config: SimConfig,
+    now: datetime,
+    client_credential: ClientCredential | None = None,
 ) -> tuple[PostReport, PostReport]:
-    """Last month in full through the import endpoint, then this month to date live."""
+    """Last month in full through the import endpoint, then this month to date live: the
+    users' own events with `client_credential(user_id)` (their user token, or a relay key),
+    the IM platform's (points, bonus cards, group facts) with the platform key (SPEC §14).
+    Without `client_credential` the platform key posts everything."""
     history, live = split_months(config, now)
+
+    def credential(event: Event) -> str:
+        if client_credential is not None and event["type"] in USER_TOKEN_EVENT_TYPES:
+            return client_credential(event["user_id"])
+        return platform_key
+
     imported = await post_events(
         ingest_url,
         import_key,
@@ -78,8 +108,8 @@ async def simulate_through_ingest(
         batch_size=500,
         label="last month",
     )
-    posted = await post_events(
-        ingest_url, live_key, deliveries(live, config), batch_size=100, label="this month"
+    posted = await post_as_clients(
+        ingest_url, credential, deliveries(live, config), batch_size=100, label="this month"
     )
     return imported, posted
 
@@ -157,8 +187,10 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     async def key(name: str, *roles: Role) -> str:
         return (await issue_api_key(url, name, list(roles), 1e6, bootstrap)).secret
 
-    live_key = await key("simulator", Role.INGEST)
+    platform_key = await key("im-platform", Role.PLATFORM)
     import_key = await key("backfill", Role.IMPORTER)
+    issuer = stack.user_token_issuer()
+    client_tokens = user_tokens(issuer.mint)
     viewer = await key("demo-viewer", Role.VIEWER)
     campaign_keys = CampaignKeys(
         owner=await key("marketing", Role.CAMPAIGN_OWNER),
@@ -179,9 +211,13 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     )
     print(
         f"Simulating {users:,} users in {groups:,} groups (seed {seed}): last month in full "
-        "through POST /v1/events:import, this month to date through POST /v1/events"
+        "through POST /v1/events:import, this month to date through POST /v1/events — each "
+        "user's events with their own user token (minted by the local issuer, "
+        f"{issuer.jwks_path}), the platform's with a platform key"
     )
-    imported, posted = await simulate_through_ingest(ingest.url, live_key, import_key, config, now)
+    imported, posted = await simulate_through_ingest(
+        ingest.url, platform_key, import_key, config, now, client_tokens
+    )
     total = PostReport()
     total.merge(imported)
     total.merge(posted)
@@ -227,11 +263,14 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     history, current = split_months(config, now)
     enrolled = await enroll_groups(
         rewards.url,
-        campaign_keys.owner,
+        client_tokens,
         [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
         group_owners(history + current),
     )
-    print(f"\nGroups enrolled by their owners (HTTP status: count; 409 = dissolved): {enrolled}")
+    print(
+        "\nGroups enrolled by their owners, each with their own user token "
+        f"(HTTP status: count; 409 = dissolved): {enrolled}"
+    )
     settled = await settle_now(rewards.url, campaign_keys.admin)
     verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
     plan = await fulfil_through_topic(rewards.url, viewer, bootstrap, campaigns)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,16 +82,21 @@ async def launch_campaigns(
 
 
 async def enroll_groups(
-    rewards_url: str, key: str, campaign_ids: list[str], owners: dict[str, str]
+    rewards_url: str,
+    credential: Callable[[str], str],
+    campaign_ids: list[str],
+    owners: dict[str, str],
 ) -> dict[str, int]:
-    """Each group enrolled by naming its owner; dissolved groups are refused (409)."""
+    """Each group enrolled by its owner, with `credential(owner_id)` (the owner's user token,
+    SPEC §14); dissolved groups are refused (409)."""
     statuses: Counter[int] = Counter()
-    async with _client(rewards_url, key) as owner:
+    async with httpx.AsyncClient(base_url=rewards_url, timeout=300) as client:
         for cid in campaign_ids:
             for group_id, owner_id in sorted(owners.items()):
-                r = await owner.post(
+                r = await client.post(
                     f"/v1/campaigns/{cid}/enrollments",
                     json={"group_id": group_id, "owner_id": owner_id},
+                    headers={"Authorization": f"Bearer {credential(owner_id)}"},
                 )
                 statuses[r.status_code] += 1
     return {str(k): v for k, v in statuses.items()}

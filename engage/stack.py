@@ -22,6 +22,7 @@ from types import FrameType
 import httpx
 
 from engage.runtime import EmbeddedBroker, EmbeddedPostgres, free_port
+from engage.tokens import JWKS_FILE, LocalIssuer
 
 # name → (ASGI app factory, default port); later services join this table.
 SERVICES: dict[str, tuple[str, int]] = {
@@ -190,8 +191,23 @@ class Stack:
             return default
         return self.base_port + list(SERVICES).index(name)
 
+    @property
+    def user_token_dir(self) -> Path:
+        """Where the local user-token signing key lives (`engage tokens`)."""
+        return self.var_dir / "user-tokens"
+
+    def user_token_issuer(self) -> LocalIssuer:
+        """The local stand-in for the IM platform's token issuer; unless
+        ENGAGE_USER_TOKEN_PUBLIC_KEYS names other keys, ingest and rewards verify its tokens."""
+        return LocalIssuer.open(self.user_token_dir)
+
+    def user_token(self, user_id: str, ttl_s: float = 3600.0) -> str:
+        """A user token for `user_id`, as a client app of this stack would hold."""
+        return self.user_token_issuer().mint(user_id, ttl_s)
+
     def start_infra(self, fresh_database: bool = True) -> Stack:
         (self.var_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.user_token_issuer()  # the key (and its JWKS) exist before any service starts
         if self.kafka_bootstrap is None:
             # Tracked before it starts: a signal while it comes up must still stop it.
             self.broker = EmbeddedBroker(log_path=self.var_dir / "logs" / "broker.log")
@@ -211,6 +227,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         assert self.kafka_bootstrap and self.database_url, "start_infra() first"
         return {
+            # User tokens minted by the stack's local issuer verify out of the box.
+            "ENGAGE_USER_TOKEN_PUBLIC_KEYS": str(self.user_token_dir / JWKS_FILE),
             **os.environ,
             "ENGAGE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "ENGAGE_DATABASE_URL": self.database_url,

@@ -62,12 +62,17 @@ class AnomalyFlag(BaseModel):
     values: dict[FlagName, float | int | str] = Field(default_factory=dict, max_length=16)
 
 
+LifecycleStage = Literal["new", "returning", "resurrecting", "dormant"]
+
+
 class _UserDayBase(_Record):
     entity: Literal["user"]
     grain: Literal["day"]
     id: EntityId
     period: DayLabel
     flags: list[AnomalyFlag] = Field(default_factory=list, max_length=16)
+    # The local day of the user's earliest event (absent in records published before it).
+    first_seen: date | None = None
 
 
 class _UserMonthBase(_Record):
@@ -76,6 +81,10 @@ class _UserMonthBase(_Record):
     id: EntityId
     period: MonthLabel
     active: bool
+    # SPEC §12 (absent in records published before them: no stage, not loyal).
+    lifecycle: LifecycleStage | None = None
+    loyal: bool = False
+    first_seen: date | None = None
 
 
 class _GroupMonthBase(_Record):
@@ -125,11 +134,12 @@ METRIC_RECORD: TypeAdapter[Any] = TypeAdapter(
 )
 
 
-_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields)  # envelope, attributes, vitality, flags
+# envelope, attributes, vitality, flags; a user's stage and first day are not numbers
+_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields) | {"lifecycle", "first_seen"}
 
 
 def metric_counters(record: BaseModel) -> dict[str, float]:
-    """A metric record's counters (`active` as 0/1): the values a condition can name."""
+    """A metric record's counters (`active`, `loyal` as 0/1): the values a condition can name."""
     return {k: float(v) for k, v in record if k not in _NOT_COUNTERS}
 
 

@@ -298,6 +298,24 @@ SCORING_DASHBOARD = Dashboard(
             "s",
             "Where a batch's time goes (decode, ledger, aggregates, changelog).",
         ),
+        Panel(
+            "Anomaly flags raised (per hour)",
+            (q("sum by (flag) (increase(engage_anomaly_flags_total[1h]))", "{{flag}}"),),
+            "short",
+            "New (record, flag) pairs scoring published: message_rate, points_spike, lockstep, "
+            "late_joins, dominant_member (docs/metrics.md#anomaly-flags). Any rise: review.",
+        ),
+        Panel(
+            "Events refused by group-fact and authority rules",
+            (
+                q(
+                    "sum by (reason) (rate(engage_scoring_refused_events_total[5m]))",
+                    "{{reason}}",
+                ),
+            ),
+            "ops",
+            "Valid events scoring refused (SPEC §14): audited in scoring.refused_events.",
+        ),
         outbox_panel("scoring"),
         *http_panels("scoring"),
     ),

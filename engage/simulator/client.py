@@ -1,4 +1,7 @@
-"""Posts simulated events through ingest like real clients: batches, gzip, retries, same ids."""
+"""Posts simulated events through ingest like real clients: batches, gzip, retries, same ids.
+
+Client event types go as their user's client app would send them (with that user's token) or
+through a server relay key; the IM platform's events go with a platform key (SPEC §14)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import gzip
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,23 +82,77 @@ async def post_events(
     max_attempts: int = 30,
     report: PostReport | None = None,
 ) -> PostReport:
-    """Post `events` in batches; 503/429/connection errors are retried with the same event_id.
+    """Post `events` in batches with one credential; 503/429/connection errors are retried with
+    the same event_id.
 
     Pass `report` to watch it fill while the posting runs."""
     report = report if report is not None else PostReport()
     bar = Progress(label, len(events), progress)
-    batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
-    queue: asyncio.Queue[Sequence[dict[str, Any]]] = asyncio.Queue()
-    for batch in batches:
-        queue.put_nowait(batch)
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    if use_gzip:
-        headers["Content-Encoding"] = "gzip"
+    jobs = [(api_key, events[i : i + batch_size]) for i in range(0, len(events), batch_size)]
     start = time.perf_counter()
+    await _post_jobs(base_url, jobs, path, concurrency, use_gzip, max_attempts, report, bar)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+Credential = Callable[[dict[str, Any]], str]
+
+
+async def post_as_clients(
+    base_url: str,
+    credential: Credential,
+    events: Sequence[dict[str, Any]],
+    *,
+    window: int = 10_000,
+    batch_size: int = 100,
+    concurrency: int = 8,
+    label: str = "events",
+    progress: bool | None = None,
+    max_attempts: int = 30,
+    report: PostReport | None = None,
+) -> PostReport:
+    """Post `events` each with `credential(event)` (its user's token, a relay or a platform
+    key): in windows of `window` events, in order, each window's events batched per
+    credential — as each user's app flushes its own queue."""
+    report = report if report is not None else PostReport()
+    bar = Progress(label, len(events), progress)
+    start = time.perf_counter()
+    for w in range(0, len(events), window):
+        by_credential: dict[str, list[dict[str, Any]]] = {}
+        for event in events[w : w + window]:
+            by_credential.setdefault(credential(event), []).append(event)
+        jobs = [
+            (cred, batch[i : i + batch_size])
+            for cred, batch in by_credential.items()
+            for i in range(0, len(batch), batch_size)
+        ]
+        await _post_jobs(
+            base_url, jobs, "/v1/events", concurrency, False, max_attempts, report, bar
+        )
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+async def _post_jobs(
+    base_url: str,
+    jobs: Sequence[tuple[str, Sequence[dict[str, Any]]]],
+    path: str,
+    concurrency: int,
+    use_gzip: bool,
+    max_attempts: int,
+    report: PostReport,
+    bar: Progress,
+) -> None:
+    queue: asyncio.Queue[tuple[str, Sequence[dict[str, Any]]]] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
 
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
-            batch = queue.get_nowait()
+            credential, batch = queue.get_nowait()
+            headers = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json"}
+            if use_gzip:
+                headers["Content-Encoding"] = "gzip"
             body = orjson.dumps({"events": list(batch)})
             if use_gzip:
                 body = gzip.compress(body, compresslevel=1)
@@ -129,5 +186,3 @@ async def post_events(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    report.seconds = time.perf_counter() - start
-    return report

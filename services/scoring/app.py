@@ -7,10 +7,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.scoring.api import profiles, reads
+from services.scoring.api import profiles, reads, stats
 from services.scoring.consumers.events import EventsConsumer
 from services.scoring.settings import ScoringSettings
 from services.scoring.usecases import changelog
+from services.scoring.usecases.ledger_retention import retention_loop
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
@@ -35,7 +36,7 @@ def create_app(
         METRICS_TOPIC,
         "scoring",
         interval_s=settings.changelog_interval_s,
-        render=partial(changelog.render, tz=rt.tz),
+        render=partial(changelog.render, tz=rt.tz, thresholds=settings.anomaly_thresholds()),
     )
     consumer = EventsConsumer(
         rt.bootstrap,
@@ -44,8 +45,14 @@ def create_app(
         rt.tz,
         settings.consumer_group,
         settings.max_batch_records,
+        retention=settings.retention(),
+        thresholds=settings.anomaly_thresholds(),
     )
     rt.loop("outbox-relay", relay.run)
+    rt.loop(
+        "ledger-retention",
+        retention_loop(rt.sessions, settings.retention(), settings.ledger_maintenance_interval_s),
+    )
     if settings.consume:
         rt.loop("consumer", consumer.run)
     app = rt.app(
@@ -59,7 +66,8 @@ def create_app(
             EVENTS_DLQ: 1,
         },
         compacted=frozenset({METRICS_TOPIC}),
-        routers=[reads.router, profiles.router],
+        routers=[reads.router, profiles.router, stats.router],
     )
     app.state.consumer = consumer
+    app.state.anomaly_thresholds = settings.anomaly_thresholds()
     return app

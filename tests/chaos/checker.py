@@ -6,6 +6,8 @@ services). Every comparison is a set or multiset difference, reported as counts:
   the user-day counters (an event counted twice shows as a counter above the reference);
   records forced onto the topic past intake (poison) each in scoring's DLQ, none applied;
 - scores:  every user-day and user-month row, every group-month and every leaderboard, exactly;
+- flags:   message_rate, points_spike and late_joins on the latest published records, against
+  an independent model, with a planted rigger for each;
 - grants:  one per (campaign, user) the reference says qualifies, none other;
 - notices: one per granted grant; each in exactly one message handed to the IM platform (a
   digest or alone) or still waiting with a reason (the user's cap for the day is used up), none
@@ -23,11 +25,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 
 from engage.demo_campaigns import campaign_window
-from engage.topic_audit import tally_topic
-from shared.topics import EVENTS_TOPIC
+from engage.topic_audit import read_topic, tally_topic
+from shared.topics import EVENTS_TOPIC, METRICS_TOPIC
 from tests.chaos.harness import DAILY_CAP, Pipeline
+from tests.reference import anomaly_model as anomalies
 from tests.reference import rewards_model as model
 from tests.reference import scoring_model as ref
 
@@ -110,6 +114,7 @@ async def check(pipe: Pipeline, scenario: str, faults: dict[str, Any]) -> Report
     try:
         await _events(pipe, conn, report, accepted, exp)
         await _scores(pipe, conn, report, exp, months)
+        await _flags(pipe, report, events)
         granted = await _grants(pipe, conn, report, events, exp)
         await _notices(pipe, conn, report, granted)
     finally:
@@ -175,6 +180,28 @@ async def _scores(
                 if board != ref.leaderboard(exp, month, province):
                     report.mismatches.append(f"leaderboard {month} {province}: {board}")
                 report.compared["leaderboards"] += 1
+
+
+async def _flags(pipe: Pipeline, report: Report, events: list[dict[str, Any]]) -> None:
+    """The anomaly flags on the latest published record of every user-day and group-month
+    (scoring's changelog is the state rewards sees) against the independent model, for the
+    flags it models; the harness plants a rigger for each."""
+    latest: dict[tuple[str, str, str], list[str]] = {}
+
+    def on_record(record: Any) -> None:
+        if record.value is None:
+            return
+        doc = orjson.loads(record.value)
+        key = (doc["entity"], doc["id"], doc["period"])
+        latest[key] = [f["name"] for f in doc.get("flags", [])]
+
+    await read_topic(pipe.bootstrap, METRICS_TOPIC, on_record)
+    published = {(*k, f) for k, names in latest.items() for f in names if f in anomalies.MODELLED}
+    expected = anomalies.flags(events)
+    report.tallies.append(Tally.of("anomaly flags (" + ", ".join(anomalies.MODELLED) + ")",
+                                   expected, published))  # fmt: skip
+    if not expected:
+        report.mismatches.append("no planted rigger flagged by the reference: nothing compared")
 
 
 def _compare(

@@ -14,9 +14,11 @@ import json
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -245,6 +247,36 @@ class Pipeline:
         self.im.stop()
 
 
+def riggers(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Riggers among the ordinary users, so the flags compared under faults are not all absent
+    (SPEC §14): last month a points farmer and a group whose members join in its last days,
+    this month a bot typing 70 messages in one minute."""
+    today = now.astimezone(ref.TZ).date()
+    last_month_end = today.replace(day=1) - timedelta(days=1)
+    first = last_month_end.replace(day=1)
+
+    def at(day: date, hour: int, second: int = 0) -> str:
+        return (datetime.combine(day, dt_time(hour), tzinfo=ref.TZ) + timedelta(seconds=second)
+                ).isoformat()  # fmt: skip
+
+    def event(kind: str, user: str, when: str, **fields: Any) -> dict[str, Any]:
+        return {"event_id": str(uuid.uuid4()), "type": kind, "occurred_at": when,
+                "user_id": user, **fields}  # fmt: skip
+
+    history = [event("points", "chaos-farmer", at(first + timedelta(days=d), 12), delta=20)
+               for d in range(20)]  # fmt: skip
+    history.append(event("points", "chaos-farmer", at(first + timedelta(days=21), 12), delta=5000))
+    history.append(event("group_created", "chaos-late-0", at(first, 9), group_id="chaos-late",
+                         name="Late joiners", province="GD"))  # fmt: skip
+    late = last_month_end - timedelta(days=1)
+    history += [event("group_join", f"chaos-late-{k}", at(late, 20, k), group_id="chaos-late")
+                for k in range(1, 13)]  # fmt: skip
+    minute = (now - timedelta(hours=3)).replace(second=0, microsecond=0)
+    live = [event("message", "chaos-bot", (minute + timedelta(seconds=k * 0.8)).isoformat(),
+                  client="mobile") for k in range(70)]  # fmt: skip
+    return history, live
+
+
 async def until(
     probe: Callable[[], Awaitable[int]],
     done: Callable[[int], bool],
@@ -292,6 +324,9 @@ async def build(var_dir: Path) -> Pipeline:
     }
     pipe = Pipeline(stack, broker, postgres, broker_proxy, db_proxy, im, env)
     pipe.history, pipe.live = split_months(CONFIG, pipe.started_at)
+    extra_history, extra_live = riggers(pipe.started_at)
+    pipe.history += extra_history
+    pipe.live += extra_live
     pipe.to_post = [deliveries(pipe.history, CONFIG), deliveries(pipe.live, CONFIG)]
     try:
         for name in ("ingest", *CONSUMERS):
@@ -305,7 +340,7 @@ async def build(var_dir: Path) -> Pipeline:
 
 async def _configure(pipe: Pipeline) -> None:
     roles = {
-        "live": [Role.INGEST], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
+        "live": [Role.PLATFORM], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
         "approver": [Role.APPROVER], "admin": [Role.ADMIN], "viewer": [Role.VIEWER],
     }  # fmt: skip
     for name, rs in roles.items():

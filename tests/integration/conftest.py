@@ -45,6 +45,8 @@ class Keys:
     approver: str
     owner_approver: str  # both roles: may write drafts and approve others' versions
     fulfiller: str = ""  # reports grants fulfilled (SPEC §11)
+    platform: str = ""  # the IM platform's servers: every event type (SPEC §14)
+    narrowed: str = ""  # platform role narrowed to `points` and `message` only
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +59,10 @@ async def issue_keys(stack: Stack) -> Keys:
     url = stack.database_url
     assert url is not None
 
-    async def issue(name: str, roles: list[Role], rate: float = 1e6) -> str:
-        return (await issue_api_key(url, name, roles, rate, stack.kafka_bootstrap)).secret
+    async def issue(
+        name: str, roles: list[Role], rate: float = 1e6, types: list[str] | None = None
+    ) -> str:
+        return (await issue_api_key(url, name, roles, rate, stack.kafka_bootstrap, types)).secret
 
     return Keys(
         ingest=await issue("client-app", [Role.INGEST]),
@@ -70,6 +74,8 @@ async def issue_keys(stack: Stack) -> Keys:
         approver=await issue("manager", [Role.APPROVER]),
         owner_approver=await issue("lead", [Role.CAMPAIGN_OWNER, Role.APPROVER]),
         fulfiller=await issue("crediting", [Role.FULFILLER]),
+        platform=await issue("im-platform", [Role.PLATFORM]),
+        narrowed=await issue("points-feed", [Role.PLATFORM], types=["points", "message"]),
     )
 
 

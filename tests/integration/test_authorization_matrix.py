@@ -1,6 +1,7 @@
-"""Who may call what (SPEC §7, README): every operation of every service's OpenAPI document,
-called anonymously (401), with each role it does not admit (403) and with each it admits (neither)
-— and afterwards, no key secret or phone number in any service's log."""
+"""Who may call what (SPEC §7, §14, README): every operation of every service's OpenAPI
+document, called anonymously (401), with each role it does not admit (403) and with each it
+admits (neither); every event type posted by every kind of caller (user tokens, relay, narrowed
+and platform keys); and afterwards, no key secret, user token or phone number in any log."""
 
 from __future__ import annotations
 
@@ -10,22 +11,29 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from engage.progress import wait_keys_known
 from engage.stack import ServiceProcess, Stack
+from engage.tokens import LocalIssuer
+from services.ingest.domain.authority import CLIENT_EVENT_TYPES, USER_TOKEN_EVENT_TYPES
+from shared.contract import EVENT_TYPES
+from shared.db import make_engine
+from tests.builders import make_event
 from tests.integration.conftest import Keys
 
 READERS = frozenset({"viewer", "campaign_owner", "approver"})
 OWNER = frozenset({"campaign_owner"})
 APPROVER = frozenset({"approver"})
 FULFILLER = frozenset({"fulfiller"})
+PLATFORM = frozenset({"platform"})
 ADMIN: frozenset[str] = frozenset()  # admin only (admin is admitted everywhere)
 PUBLIC = {"/healthz", "/readyz"}
 
 # The policy, written from the README's API sections — not read from the code.
 POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "ingest": {
-        ("POST", "/v1/events"): frozenset({"ingest"}),
+        ("POST", "/v1/events"): frozenset({"ingest", "platform"}),
         ("POST", "/v1/events:import"): frozenset({"importer"}),
     },
     "scoring": {
@@ -53,12 +61,18 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/campaigns/{campaign_id}:pause"): OWNER,
         ("POST", "/v1/campaigns/{campaign_id}:resume"): OWNER,
         ("POST", "/v1/campaigns/{campaign_id}:end"): OWNER,
-        ("POST", "/v1/campaigns/{campaign_id}/enrollments"): OWNER,
+        # The group's owner with their user token, or a platform key acting for them (§14).
+        ("POST", "/v1/campaigns/{campaign_id}/enrollments"): PLATFORM,
         ("GET", "/v1/campaigns/{campaign_id}/enrollments"): READERS,
         ("GET", "/v1/campaigns/{campaign_id}/audit"): READERS,
         ("GET", "/v1/campaigns/{campaign_id}/draws"): READERS,
         ("GET", "/v1/campaigns/{campaign_id}/draws/{rule_id}/{period}"): READERS,
         ("GET", "/v1/campaigns/{campaign_id}/settlements"): READERS,
+        ("GET", "/v1/campaigns/{campaign_id}/periods/{period}/held"): READERS,
+        ("POST", "/v1/campaigns/{campaign_id}/periods/{period}:release"): APPROVER,
+        ("POST", "/v1/campaigns/{campaign_id}/periods/{period}:exclude"): APPROVER,
+        ("GET", "/v1/campaigns/{campaign_id}/exclusions"): READERS,
+        ("PUT", "/v1/campaigns/{campaign_id}/exclusions"): OWNER | APPROVER,
         ("POST", "/v1/campaigns/{campaign_id}/versions/{version}:simulate"): READERS,
         ("GET", "/v1/grants"): READERS,
         ("GET", "/v1/grants/{grant_id}"): READERS,
@@ -124,6 +138,7 @@ def role_keys(keys: Keys) -> dict[str, str]:
         "campaign_owner": keys.owner,
         "approver": keys.approver,
         "fulfiller": keys.fulfiller,
+        "platform": keys.platform,
         "admin": keys.admin,
     }
 
@@ -199,7 +214,8 @@ def test_no_key_secret_or_phone_number_reaches_any_log(
 ) -> None:
     """After every key has been used against every service above (and the session's other
     tests): the logs show key prefixes and masked numbers only."""
-    secrets = {k: v for k, v in vars(keys).items()}
+    secrets = {k: v for k, v in vars(keys).items() if v}
+    secrets |= {f"token of {u}": stack.user_token(u) for u in ("matrix.u1", "matrix.u2")}
     logs = sorted(Path(stack.var_dir, "logs").glob("*.log"))
     assert len(logs) >= 5
     phone = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
@@ -280,3 +296,145 @@ def test_a_streamed_body_without_length_is_cut_off_at_the_limit(
     assert r.request.headers.get("transfer-encoding") == "chunked"
     assert r.status_code == 413
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def post_event(client: httpx.Client, kind: str, credential: str) -> tuple[int, str | None]:
+    """Post one `kind` event for user matrix.u1; (status, the rejection code if any)."""
+    r = client.post(
+        "/v1/events",
+        json=make_event(kind, user_id="matrix.u1"),
+        headers={"Authorization": f"Bearer {credential}"},
+    )
+    rejected = r.json()["rejected"] if r.status_code in (202, 422) else []
+    return r.status_code, rejected[0]["code"] if rejected else None
+
+
+def test_every_event_type_by_every_kind_of_caller(
+    services: dict[str, ServiceProcess], keys: Keys, stack: Stack
+) -> None:
+    """SPEC §14: a user token posts its own user's client events (and dissolutions; scoring
+    checks ownership), a relay key client types, a narrowed key its types, a platform key all."""
+    own, other = stack.user_token("matrix.u1"), stack.user_token("matrix.u2")
+    accepted: tuple[int, str | None] = (202, None)
+    not_allowed: tuple[int, str | None] = (422, "type_not_allowed")
+    expected: dict[str, tuple[str, dict[str, tuple[int, str | None]]]] = {
+        kind: (
+            kind,
+            {
+                "own user token": accepted if kind in USER_TOKEN_EVENT_TYPES else not_allowed,
+                "other user's token": (422, "user_mismatch")
+                if kind in USER_TOKEN_EVENT_TYPES
+                else not_allowed,
+                "relay key": accepted if kind in CLIENT_EVENT_TYPES else not_allowed,
+                "narrowed key": accepted if kind in ("points", "message") else not_allowed,
+                "platform key": accepted,
+            },
+        )
+        for kind in EVENT_TYPES
+    }
+    credentials = {
+        "own user token": own,
+        "other user's token": other,
+        "relay key": keys.ingest,
+        "narrowed key": keys.narrowed,
+        "platform key": keys.platform,
+    }
+    wrong = []
+    with httpx.Client(base_url=services["ingest"].url, timeout=30) as client:
+        for kind, (_, by_caller) in expected.items():
+            for caller, want in by_caller.items():
+                got = post_event(client, kind, credentials[caller])
+                if got != want:
+                    wrong.append(f"{kind} by {caller} → {got}, not {want}")
+    print(f"{len(EVENT_TYPES)} types × {len(credentials)} callers")
+    assert wrong == []
+
+
+def test_expired_and_wrongly_signed_tokens_are_401_problems_everywhere(
+    services: dict[str, ServiceProcess], stack: Stack, tmp_path: Path
+) -> None:
+    issuer = stack.user_token_issuer()
+    stranger = LocalIssuer.open(tmp_path / "stranger")
+    bad = {
+        "expired": issuer.mint("matrix.u1", ttl_s=60, now=0),
+        "wrongly signed": stranger.mint("matrix.u1"),
+        "not a jwt": "abc.def.ghi",
+    }
+    for service, process in services.items():
+        with httpx.Client(base_url=process.url, timeout=30) as client:
+            for method, path in POLICY[service]:
+                for name, token in bad.items():
+                    r = call(client, method, path, token)
+                    assert r.status_code == 401, (service, method, path, name, r.text)
+                    assert r.headers["content-type"].startswith("application/problem+json")
+                    assert token not in r.text
+
+
+def test_a_valid_user_token_is_403_where_only_keys_are_admitted(
+    services: dict[str, ServiceProcess], stack: Stack
+) -> None:
+    token = stack.user_token("matrix.u1")
+    user_routes = {("POST", "/v1/events"), ("POST", "/v1/campaigns/{campaign_id}/enrollments")}
+    wrong = []
+    for service, process in services.items():
+        with httpx.Client(base_url=process.url, timeout=30) as client:
+            for method, path in POLICY[service]:
+                got = call(client, method, path, token).status_code
+                if (method, path) in user_routes and got in (401, 403):
+                    wrong.append(f"{method} {path} → {got} (should be admitted)")
+                if (method, path) not in user_routes and got != 403:
+                    wrong.append(f"{method} {path} → {got} (should be 403)")
+    assert wrong == []
+
+
+async def test_only_the_groups_owner_enrolls_it(
+    services: dict[str, ServiceProcess], keys: Keys, stack: Stack
+) -> None:
+    """SPEC §14: the owner's token (201) — not another user's (403), nor a campaign owner's
+    key (403); a platform key acting for the owner names the right owner (else 422)."""
+    assert stack.database_url
+    engine = make_engine(stack.database_url, "rewards", pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            for group, owner in (("authz.g1", "owner.u1"), ("authz.g2", "owner.u1")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO group_month (group_id, month, metrics, owner_id) "
+                        "VALUES (:g, date_trunc('month', now())::date, '{}', :o) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    {"g": group, "o": owner},
+                )
+    finally:
+        await engine.dispose()
+    rewards = services["rewards"]
+    async with httpx.AsyncClient(base_url=rewards.url, timeout=30) as c:
+        r = await c.post(
+            "/v1/campaigns",
+            json={
+                "template": "tribe_chief",
+                "starts_at": "2030-01-01T00:00:00+08:00",
+                "ends_at": "2030-02-01T00:00:00+08:00",
+            },
+            headers={"Authorization": f"Bearer {keys.owner}"},
+        )
+        assert r.status_code == 201, r.text
+        path = f"/v1/campaigns/{r.json()['campaign_id']}/enrollments"
+
+        async def enroll(credential: str, group: str, owner: str = "owner.u1") -> httpx.Response:
+            return await c.post(
+                path,
+                json={"group_id": group, "owner_id": owner},
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+
+        stranger = await enroll(stack.user_token("hijacker.u9"), "authz.g1")
+        assert stranger.status_code == 403, stranger.text
+        assert stranger.headers["content-type"].startswith("application/problem+json")
+        assert stranger.json()["code"] == "not_group_owner"
+        assert (await enroll(keys.owner, "authz.g1")).status_code == 403
+        owned = await enroll(stack.user_token("owner.u1"), "authz.g1")
+        assert owned.status_code == 201, owned.text
+        assert owned.json()["enrolled_by"] == "user:owner.u1"
+        assert (await enroll(keys.platform, "authz.g2", owner="hijacker.u9")).status_code == 422
+        assert (await enroll(keys.platform, "authz.g2")).status_code == 201

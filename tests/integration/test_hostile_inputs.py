@@ -118,6 +118,7 @@ LISTS = [
     Lister("rewards", "/v1/campaigns/{cid}/audit", "[BAD]"),
     Lister("rewards", "/v1/campaigns/{cid}/enrollments", "[BAD]"),
     Lister("rewards", "/v1/campaigns/{cid}/settlements", "[BAD]"),
+    Lister("rewards", "/v1/campaigns/{cid}/periods/2026-01/held", "[BAD, 1]", "[0, BAD]"),
     Lister("rewards", "/v1/users/u1/timeline", "[BAD]"),
     Lister("notify", "/v1/users/u1/notifications", "[BAD]"),
     Lister("notify", "/v1/users/u1/timeline", "[BAD]"),
@@ -132,6 +133,7 @@ GENUINE = {
     "notify /v1/users/u1/timeline": "[1]",
     "/v1/grants": "[1]",
     "/v1/campaigns/{cid}/audit": "[1]",
+    "/v1/campaigns/{cid}/periods/2026-01/held": "[0, 1]",
     "/v1/users/u1/notifications": "[1]",
     "/v1/sandbox/messages": "[1]",
 }
@@ -190,6 +192,7 @@ async def test_every_list_with_a_cursor_is_covered_here(env: Env, service: str) 
         p.replace("/g1/", "/{group_id}/")
         .replace("/u1/", "/{user_id}/")
         .replace("/broadcasts/1/", "/broadcasts/{broadcast_id}/")
+        .replace("/periods/{month}/", "/periods/{period}/")
         for p in covered
     }
     assert paged == covered

@@ -1,4 +1,4 @@
-"""Ingest end to end against a real broker and PostgreSQL (SPEC §3, §7)."""
+"""Ingest end to end against a real broker and PostgreSQL (SPEC §3, §7, §14)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def test_posted_events_arrive_exactly_as_sent_plus_received_at_and_source(
     events = [make_event(t) for t in ("message", "login", "points", "group_created")]
     events[0]["properties"] = {"app_version": "7.1", "nested": {"a": [1, 2]}}
     before = datetime.now(UTC)
-    r = await client.post("/v1/events", json={"events": events}, headers=auth(keys.ingest))
+    r = await client.post("/v1/events", json={"events": events}, headers=auth(keys.platform))
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": 4, "rejected": []}
 
@@ -44,9 +44,41 @@ async def test_posted_events_arrive_exactly_as_sent_plus_received_at_and_source(
     for sent in events:
         got = dict(found[sent["event_id"]])
         received_at = datetime.fromisoformat(got.pop("received_at"))
-        assert got.pop("source") == key_id_of(keys.ingest)
+        assert got.pop("source") == key_id_of(keys.platform)
+        assert got.pop("authority") == "platform"
         assert got == sent
         assert before <= received_at <= datetime.now(UTC)
+
+
+async def test_each_event_carries_who_vouched_for_it(
+    client: httpx.AsyncClient, keys: Keys, stack: Stack
+) -> None:
+    """A user token's events are the user's (`user:<sub>`), a relay's are `relay`, an import
+    is `import` (SPEC §14) — never what the client claims."""
+    own = make_event("checkin", user_id="vouched.user")
+    relayed, imported = make_event("login"), make_event("message")
+    token = stack.user_token("vouched.user")
+    for key, event, path in (
+        (token, own, "/v1/events"),
+        (keys.ingest, relayed, "/v1/events"),
+        (keys.importer, imported, "/v1/events:import"),
+    ):
+        r = await client.post(path, json=event, headers=auth(key))
+        assert r.status_code == 202, r.text
+    found = await on_topic(stack, {e["event_id"] for e in (own, relayed, imported)})
+    assert (found[own["event_id"]]["source"], found[own["event_id"]]["authority"]) == (
+        "user:vouched.user",
+        "user",
+    )
+    assert found[relayed["event_id"]]["authority"] == "relay"
+    assert found[imported["event_id"]]["authority"] == "import"
+
+
+async def test_a_client_cannot_claim_an_authority(client: httpx.AsyncClient, keys: Keys) -> None:
+    r = await client.post(
+        "/v1/events", json=make_event(authority="platform"), headers=auth(keys.platform)
+    )
+    assert r.status_code == 422 and r.json()["rejected"][0]["code"] == "unknown_field"
 
 
 async def test_events_are_keyed_by_user_id(
@@ -144,7 +176,10 @@ async def test_import_still_refuses_the_future(client: httpx.AsyncClient, keys: 
         ("viewer", "/v1/events", 403),
         ("importer", "/v1/events", 403),
         ("ingest", "/v1/events", 202),
+        ("platform", "/v1/events", 202),
+        ("narrowed", "/v1/events", 202),
         ("admin", "/v1/events", 202),
+        ("platform", "/v1/events:import", 403),
         (None, "/v1/events:import", 401),
         ("viewer", "/v1/events:import", 403),
         ("importer", "/v1/events:import", 202),

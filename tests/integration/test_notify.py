@@ -250,7 +250,7 @@ async def test_broadcast_segments_resolve_through_scoring(
     ]  # fmt: skip
     async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as c:
         r = await c.post("/v1/events", json={"events": events},
-                         headers={"Authorization": f"Bearer {keys.ingest}"})  # fmt: skip
+                         headers={"Authorization": f"Bearer {keys.platform}"})  # fmt: skip
         assert r.status_code == 202 and r.json()["accepted"] == len(events)
     deadline = asyncio.get_running_loop().time() + 60
     async with httpx.AsyncClient(

@@ -160,7 +160,8 @@ async def world(stack: Stack) -> World:
         stack.start_service("rewards", instance="-b", env=env),
     ]
     roles = {
-        "live": [Role.INGEST], "importer": [Role.IMPORTER], "owner": [Role.CAMPAIGN_OWNER],
+        "live": [Role.PLATFORM], "importer": [Role.IMPORTER],
+        "owner": [Role.CAMPAIGN_OWNER, Role.PLATFORM],  # enrolls for the owners (SPEC §14)
         "approver": [Role.APPROVER], "admin": [Role.ADMIN], "viewer": [Role.VIEWER],
     }  # fmt: skip
     keys = {n: (await issue_api_key(url, n, r, 1e6, bootstrap)).secret for n, r in roles.items()}
@@ -208,6 +209,7 @@ async def world(stack: Stack) -> World:
             json={"group_id": groups[4], "owner_id": "somebody-else"},
         )
     w.settled_by_replica = list(await asyncio.gather(_settle(w, 0), _settle(w, 1)))
+    await _release_reviewed(w)
     w.killed = await _sigkilled_deployment(w)
     return w
 
@@ -266,7 +268,16 @@ async def _sigkilled_deployment(w: World) -> World:
     await wait_consumed(url, bootstrap, "rewards_k", METRICS)
     await _enroll(k)
     k.settled_by_replica = [await _settle(k, 0)]
+    await _release_reviewed(k)
     return k
+
+
+async def _release_reviewed(w: World) -> None:
+    """Release the month "My Fetion" held for review (SPEC §10), as an approver."""
+    async with w.client("approver") as approver:
+        fetion = w.campaigns["my_fetion_my_group"]
+        r = await approver.post(f"/v1/campaigns/{fetion}/periods/{w.last_month}:release")
+        assert r.status_code == 200 and r.json()["released"], r.text
 
 
 def _due_days(w: World) -> list[date]:

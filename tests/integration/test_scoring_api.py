@@ -211,6 +211,10 @@ async def test_user_month_reports_activity(viewer: httpx.AsyncClient) -> None:
         (f"/v1/leaderboards/{MONTH}/BJ?limit=0", 422),
         ("/v1/users/bad%20id/days/2026-11-01", 422),
         (f"/v1/leaderboards/{MONTH}/BJ?min_member=4", 422),  # a typo is refused, not ignored
+        ("/v1/stats/month/2026-13", 422),
+        ("/v1/stats/day/2026-02-30", 422),
+        ("/v1/stats/month/2099-12", 404),
+        (f"/v1/stats/month/{MONTH}?by=city", 422),
     ],
 )
 async def test_bad_requests_are_problems(viewer: httpx.AsyncClient, path: str, status: int) -> None:
@@ -320,3 +324,23 @@ async def test_a_created_group_with_members_has_a_month_where_nothing_happened(
     assert [i["group_id"] for i in filtered["items"]] == ["t-a", "t-c"]
     members = (await viewer.get(f"/v1/groups/t-b/months/{NEXT}/members")).json()["items"]
     assert members == ["t-b-m0", "t-b-m1", "t-b-m2"]
+
+
+async def test_user_month_carries_its_lifecycle_stage(viewer: httpx.AsyncClient) -> None:
+    r = (await viewer.get(f"/v1/users/t-b-m2/months/{MONTH}")).json()
+    assert (r["lifecycle"], r["loyal"]) == ("new", False)
+
+
+async def test_stats_count_users_by_province_and_client(viewer: httpx.AsyncClient) -> None:
+    total = (await viewer.get(f"/v1/stats/month/{MONTH}")).json()["items"]
+    assert len(total) == 1 and total[0]["province"] is None and total[0]["client"] is None
+    by_province = (await viewer.get(f"/v1/stats/month/{MONTH}", params={"by": "province"})).json()
+    items = {i["province"]: i for i in by_province["items"]}
+    # Every user messaged only their own group: SH is t-f's province, the others BJ's.
+    assert items["SH"]["active_users"] == 1
+    assert sum(i["active_users"] for i in items.values()) == total[0]["active_users"]
+    assert sum(i["new_users"] for i in items.values()) == total[0]["new_users"]
+    by_client = (await viewer.get(f"/v1/stats/day/{AT.date().isoformat()}?by=client")).json()
+    clients = {i["client"]: i for i in by_client["items"]}
+    assert clients["pc"]["messages"] == clients["all"]["messages"]
+    assert clients["pc"]["new_users"] is None

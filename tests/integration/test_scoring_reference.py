@@ -107,7 +107,7 @@ def sim_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def simulation(sim_stack: Stack) -> Simulation:
     url, bootstrap = sim_stack.database_url, sim_stack.kafka_bootstrap
     assert url and bootstrap
-    live = (await issue_api_key(url, "sim", [Role.INGEST], 1e6, bootstrap)).secret
+    live = (await issue_api_key(url, "sim", [Role.PLATFORM], 1e6, bootstrap)).secret
     importer = (await issue_api_key(url, "imp", [Role.IMPORTER], 1e6, bootstrap)).secret
     viewer = (await issue_api_key(url, "view", [Role.VIEWER], 1e6, bootstrap)).secret
     now = datetime.now(UTC)

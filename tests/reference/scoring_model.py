@@ -46,10 +46,38 @@ class Expected:
     members: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # as of month end
     first_seen: dict[str, date] = field(default_factory=dict)  # local day of the earliest event
     seen_groups: set[str] = field(default_factory=set)  # every group an event named
+    refused: dict[str, str] = field(default_factory=dict)  # event id → reason (SPEC §14)
+
+
+SERVER = ("platform", "import")
+
+
+def refusal(e: dict[str, Any], groups: dict[str, dict[str, Any]]) -> str | None:
+    """Why SPEC §14 refuses this event given the groups so far (None: it applies). Who vouched
+    is `authority` ("platform" when absent). Points, bonus cards, creations and transfers are
+    a server's word; a relay may not dissolve, a user only their own group; a group is created
+    once (the first processed)."""
+    authority = e.get("authority", "platform")
+    kind = e["type"]
+    server_only = ("points", "bonus_card", "group_created", "group_owner_changed")
+    if kind in server_only and authority not in SERVER:
+        return "authority_not_allowed"
+    if kind == "group_created" and "created_at" in groups.get(e["group_id"], {}):
+        return "group_already_created"
+    if kind == "group_dissolved":
+        if authority == "relay":
+            return "authority_not_allowed"
+        if authority == "user" and groups.get(e["group_id"], {}).get("owner") != e["user_id"]:
+            return "not_group_owner"
+    return None
 
 
 def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
-    unique = {e["event_id"].lower(): e for e in events}.values()
+    """Expected metrics of these events, processed in list order (the first of each event id
+    counts; a refused event counts nothing)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for e in events:
+        unique.setdefault(e["event_id"].lower(), e)
     out = Expected()
     raw: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     logins: dict[tuple[str, str], list[tuple[datetime, str, str]]] = defaultdict(list)
@@ -58,7 +86,11 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
     bonus: dict[tuple[str, str], int] = defaultdict(int)
     group_messages: dict[tuple[str, str], int] = defaultdict(int)
 
-    for e in unique:
+    for e in unique.values():
+        why = refusal(e, out.groups)
+        if why is not None:
+            out.refused[e["event_id"]] = why
+            continue
         at = ts(e["occurred_at"])
         d = day_of(at)
         u = e["user_id"]
@@ -90,16 +122,15 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
             bonus[(e["group_id"], month_key(d))] += e["points"]
         elif kind == "group_created":
             g = e["group_id"]
-            prior = out.groups.get(g)
-            if prior is None or (at, e["event_id"]) < (prior["created_at"], prior["event_id"]):
-                out.groups[g] = {
-                    **(prior or {}),
-                    "owner": u,
-                    "province": e["province"],
-                    "created_at": at,
-                    "event_id": e["event_id"],
-                }
+            info = out.groups.setdefault(g, {})
+            info |= {"province": e["province"], "created_at": at, "event_id": e["event_id"]}
+            if "transfer" not in info:
+                info["owner"] = u
             membership[(g, u)].append((at, e["event_id"], True))
+        elif kind == "group_owner_changed":
+            info = out.groups.setdefault(e["group_id"], {})
+            if (at, e["event_id"]) > info.get("transfer", (at, "")):
+                info |= {"transfer": (at, e["event_id"]), "owner": u}
         elif kind in ("group_join", "group_leave"):
             membership[(e["group_id"], u)].append((at, e["event_id"], kind == "group_join"))
         elif kind == "group_dissolved":

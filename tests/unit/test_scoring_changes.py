@@ -8,7 +8,7 @@ import dataclasses
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from services.scoring.domain.batch import UserDayDelta, add_online_time
+from services.scoring.domain.batch import SESSION_COUNTERS, UserDayDelta, add_online_time
 from services.scoring.domain.contributions import (
     GroupMonthDelta,
     MemberMonth,
@@ -147,7 +147,10 @@ def test_online_time_joins_the_days_other_counters() -> None:
 
 def test_increments_name_exactly_the_stored_counters() -> None:
     """The store writes them column by column (shared.metric_fields)."""
-    assert [f.name for f in dataclasses.fields(UserDayDelta)] == list(USER_DAY_COUNTERS)
+    assert [f.name for f in dataclasses.fields(UserDayDelta)] == [
+        *USER_DAY_COUNTERS,
+        *SESSION_COUNTERS,
+    ]
     assert {f.name for f in dataclasses.fields(GroupMonthDelta)} == set(GROUP_MONTH_COUNTERS)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.api.schemas import (
@@ -19,9 +19,11 @@ from services.scoring.api.schemas import (
     UserMonth,
     WeightsBody,
 )
+from services.scoring.domain.anomalies import AnomalyThresholds
 from services.scoring.domain.periods import local_day
 from services.scoring.domain.vitality import DEFAULT_PROFILE, Weights
 from services.scoring.store import profiles, queries
+from services.scoring.usecases.anomalies import group_month_flags_of, user_day_flags_of
 from services.scoring.usecases.group_month import read_group_members, read_group_month
 from services.scoring.usecases.user_reads import (
     default_range,
@@ -72,6 +74,14 @@ async def _id_page(
 
 
 BoardPageParams = Annotated[PageQuery, Depends(_board_page)]
+
+
+def _thresholds(request: Request) -> AnomalyThresholds:
+    thresholds: AnomalyThresholds = request.app.state.anomaly_thresholds
+    return thresholds
+
+
+Thresholds = Annotated[AnomalyThresholds, Depends(_thresholds)]
 IdPageParams = Annotated[PageQuery, Depends(_id_page)]
 
 
@@ -125,9 +135,12 @@ WeightsParams = Annotated[WeightsQuery, Depends(_weights_query)]
     summary="A user's metrics for one local day (zeros on a quiet day; 404 for a user never seen)",
 )
 async def get_user_day(
-    user_id: UserIdPath, day: DayText, session: SessionDep, _: RequireViewer
+    user_id: UserIdPath, day: DayText, session: SessionDep, t: Thresholds, _: RequireViewer
 ) -> dict[str, Any]:
-    return {**await read_user_day(session, user_id, period_param("day", day)), "day": day}
+    local = period_param("day", day)
+    view = await read_user_day(session, user_id, local)
+    flags = await user_day_flags_of(session, [(user_id, local)], t)
+    return {**view, "day": day, "flags": flags.get((user_id, local), [])}
 
 
 @router.get(
@@ -227,13 +240,21 @@ async def get_group_month(
     session: SessionDep,
     tz: TimeZone,
     weights_query: WeightsParams,
+    t: Thresholds,
     _: RequireViewer,
     top: Annotated[int, Query(ge=0, le=100)] = 10,
 ) -> dict[str, Any]:
     first_day = period_param("month", month)
     weights = await weights_query.resolve(session)
     view = await read_group_month(session, group_id, first_day, weights.weights, tz, top)
-    return {**view, "month": month, "weights": weights.body(), "profile": weights.profile}
+    flags = await group_month_flags_of(session, [(group_id, first_day)], tz, t)
+    return {
+        **view,
+        "month": month,
+        "weights": weights.body(),
+        "profile": weights.profile,
+        "flags": flags.get((group_id, first_day), []),
+    }
 
 
 @router.get(
@@ -248,6 +269,7 @@ async def get_leaderboard(
     tz: TimeZone,
     weights_query: WeightsParams,
     page: BoardPageParams,
+    t: Thresholds,
     _: RequireViewer,
     min_members: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     min_active_ratio: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)] = 0.0,
@@ -266,6 +288,9 @@ async def get_leaderboard(
         limit=page.limit,
         after=None if after is None else queries.BoardCursor(float(after[0]), *after[1:]),
     )
+    flags = await group_month_flags_of(session, [(i["group_id"], first_day) for i in items], tz, t)
+    for item in items:
+        item["flags"] = flags.get((item["group_id"], first_day), [])
     return {
         "month": month,
         "province": province,

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.pagination import Page
+from shared.records import AnomalyFlag
+
+FLAGS = (
+    "anomaly flags (SPEC §14): each with its rule, a reason in words and the values that "
+    "tripped it — glossary: docs/metrics.md#anomaly-flags"
+)
 
 FIRST_SEEN = "local day of the user's earliest event scoring applied (SPEC §10)"
 GLOSSARY = (
@@ -43,6 +50,7 @@ class _UserMetrics(BaseModel):
 class UserDay(_UserMetrics):
     day: str
     messages_mobile: int = Field(description="messages sent from the mobile client")
+    flags: list[AnomalyFlag] = Field(default_factory=list, description=FLAGS)
 
 
 class UserMonth(_UserMetrics):
@@ -51,6 +59,15 @@ class UserMonth(_UserMetrics):
     active: bool = Field(
         description=term("messages ≥ 1 this month; SMS-only users are never active", MONTH)
     )
+    lifecycle: Literal["new", "returning", "resurrecting", "dormant"] | None = Field(
+        description=term(
+            "new (first seen this month), returning (active this month and last), resurrecting "
+            "(active this month, not last, seen before), dormant (active last month, not this); "
+            "null: none of these",
+            "lifecycle",
+        )
+    )
+    loyal: bool = Field(description=term("active this month and the two before it", "lifecycle"))
 
 
 class TimelineDay(BaseModel):
@@ -125,6 +142,7 @@ class GroupMonth(BaseModel):
         "group is not eligible (no group_created, or dissolved)"
     )
     top_members: list[Member]
+    flags: list[AnomalyFlag] = Field(default_factory=list, description=FLAGS)
 
 
 class LeaderboardEntry(BaseModel):
@@ -139,6 +157,7 @@ class LeaderboardEntry(BaseModel):
     bonus_points: int
     group_messages: int
     vitality: float
+    flags: list[AnomalyFlag] = Field(default_factory=list, description=FLAGS)
 
 
 class Leaderboard(Page[LeaderboardEntry]):
@@ -160,3 +179,48 @@ class ActiveUser(BaseModel):
 
 class ActiveUserPage(Page[ActiveUser]):
     month: str
+
+
+STATS = "business-kpis"
+
+
+class _StatsItem(BaseModel):
+    province: str | None = Field(description="the province of this item (null: all of them)")
+    client: str | None = Field(description="all, pc, mobile or sms (null: not broken down)")
+    active_users: int = Field(description=term("users with ≥ 1 pc/mobile message", STATS))
+    new_users: int | None = Field(description=term("users first seen in the period", STATS))
+    messages: int = Field(description=term("messages (pc + mobile + sms)", STATS))
+    online_hours: float = Field(description=term("hours online (sessions' time)", STATS))
+    sessions: int = Field(description=term("sessions counted, by the day they began", STATS))
+    checkins: int | None = Field(description=term("check-ins", STATS))
+
+
+class DayStatsItem(_StatsItem):
+    dau_mau: float | None = Field(
+        description=term("this day's active users / its month's active users", STATS)
+    )
+
+
+class MonthStatsItem(_StatsItem):
+    returning_users: int | None = Field(description=term("lifecycle: returning", "lifecycle"))
+    resurrecting_users: int | None = Field(description=term("lifecycle: resurrecting", "lifecycle"))
+    dormant_users: int | None = Field(description=term("lifecycle: dormant", "lifecycle"))
+    loyal_users: int | None = Field(description=term("active ≥ 3 months in a row", "lifecycle"))
+    mau: int = Field(description=term("monthly active users (= active_users)", STATS))
+    dau_mean: float = Field(description=term("mean daily active users over days_counted", STATS))
+    dau_mau: float | None = Field(description=term("dau_mean / mau (stickiness)", STATS))
+
+
+class DayStats(BaseModel):
+    day: str
+    by: list[str]
+    items: list[DayStatsItem]
+
+
+class MonthStats(BaseModel):
+    month: str
+    by: list[str]
+    days_counted: int = Field(
+        description="days the mean DAU is taken over: the month's, or up to today (current month)"
+    )
+    items: list[MonthStatsItem]

@@ -14,7 +14,11 @@ from zoneinfo import ZoneInfo
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.scoring.domain.anomalies import AnomalyThresholds
+from services.scoring.domain.retention import Retention
 from services.scoring.usecases.apply_events import BatchOutcome, apply_events
+from services.scoring.usecases.group_facts import count_refused
+from services.scoring.usecases.ledger_retention import LedgerDays, refused_sealed
 from shared.consumer import DUPLICATES, E2E, PROCESSED, Record, TransactionalConsumer
 from shared.contract import Envelope, decode_envelope
 from shared.topics import EVENTS_DLQ, EVENTS_TOPIC
@@ -34,6 +38,8 @@ class EventsConsumer(TransactionalConsumer[Envelope, BatchOutcome]):
         group_id: str = "scoring",
         max_records: int = 5000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retention: Retention | None = None,
+        thresholds: AnomalyThresholds | None = None,
     ) -> None:
         super().__init__(
             bootstrap=bootstrap,
@@ -47,16 +53,26 @@ class EventsConsumer(TransactionalConsumer[Envelope, BatchOutcome]):
         )
         self._tz = tz
         self._clock = clock
+        self._retention = retention or Retention()
+        self._thresholds = thresholds or AnomalyThresholds()
+        self._ledger_days = LedgerDays(sessions)
 
     def decode(self, record: Record) -> Envelope:
         return decode_envelope(record.value)
 
+    async def prepare(self, values: list[Envelope]) -> None:
+        await self._ledger_days.prepare_events(values)
+
     async def apply(self, session: AsyncSession, values: list[Envelope]) -> BatchOutcome:
-        return await apply_events(session, values, self._tz, self._clock())
+        return await apply_events(
+            session, values, self._tz, self._clock(), self._retention, self._thresholds
+        )
 
     def after_commit(self, result: BatchOutcome, replayed: int) -> None:
         committed = datetime.now(UTC)
         DUPLICATES_N.inc(result.duplicates + replayed)
+        refused_sealed(result.sealed)
+        count_refused(result.refused)
         by_type: dict[str, int] = defaultdict(int)
         observe = E2E_S.observe
         for env in result.new_events:

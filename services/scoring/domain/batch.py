@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey
@@ -49,6 +49,14 @@ class UserDayDelta:
     friends_added: int = 0
     checkins: int = 0
     logins: int = 0
+    # Counted sessions by the day of their start and their client: not published (not in
+    # USER_DAY_COUNTERS), read by the business KPIs (domain.kpis).
+    sessions_pc: int = 0
+    sessions_mobile: int = 0
+    sessions_sms: int = 0
+
+
+SESSION_COUNTERS = ("sessions_pc", "sessions_mobile", "sessions_sms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,25 @@ class GroupCreated:
     province: str
     at: datetime
     event_id: str
+
+
+@dataclass(slots=True)
+class SourceDay:
+    """A user's events of one local day from one source: how many, and the sum of their
+    minutes since the epoch — a fingerprint that adds up, so it is exact in any order
+    (domain.anomalies.lockstep)."""
+
+    events: int = 0
+    minute_sum: int = 0
+
+
+SourceDayKey = tuple[str, date, str]  # (user_id, day, source)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_minute(at: datetime) -> int:
+    """Whole minutes since the epoch (the clock minute an event happened in)."""
+    return (at - _EPOCH) // timedelta(minutes=1)
 
 
 @dataclass(slots=True)
@@ -77,6 +104,17 @@ class BatchPlan:
     # has "seen" them (SPEC §9: an entity never seen is a 404; §10: `first_seen`).
     first_seen: dict[str, date] = field(default_factory=dict)
     groups_seen: set[str] = field(default_factory=set)
+    # What the anomaly flags read (domain.anomalies), kept as increments like the counters:
+    # messages per (user, clock minute), each user's day per source, joins per (group, day).
+    minute_messages: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    source_days: dict[SourceDayKey, SourceDay] = field(
+        default_factory=lambda: defaultdict(SourceDay)
+    )
+    join_days: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+    # pc/mobile messages per (user, local month, group): a user's province (domain.kpis).
+    group_messages: dict[tuple[str, date, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
 
 
 def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
@@ -92,9 +130,14 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
         group_id: str | None = getattr(e, "group_id", None)
         if group_id is not None:
             plan.groups_seen.add(group_id)
+        minute = epoch_minute(e.occurred_at)
+        fingerprint = plan.source_days[(e.user_id, day, env.source)]
+        fingerprint.events += 1
+        fingerprint.minute_sum += minute
         match e:
             case MessageEvent():
                 assert counters is not None
+                plan.minute_messages[(e.user_id, minute)] += 1
                 if e.client == "sms":
                     counters.messages_sms += 1
                 else:
@@ -103,6 +146,7 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                         counters.messages_mobile += 1
                     if e.group_id is not None:
                         plan.group_month[(e.group_id, month_of(day))].group_messages += 1
+                        plan.group_messages[(e.user_id, month_of(day), e.group_id)] += 1
             case LoginEvent():
                 assert counters is not None
                 counters.logins += 1
@@ -137,7 +181,10 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                 plan.membership.append(
                     MembershipFact(e.group_id, e.user_id, e.occurred_at, e.event_id, joined=True)
                 )
+                plan.join_days[(e.group_id, day)] += 1
             case GroupJoinEvent() | GroupLeaveEvent():
+                if e.type == "group_join":
+                    plan.join_days[(e.group_id, day)] += 1
                 plan.membership.append(
                     MembershipFact(
                         e.group_id,
@@ -167,3 +214,16 @@ def add_online_time(
             counters = user_days[key] = UserDayDelta()
         counters.online_seconds_pc += change.pc
         counters.online_seconds_mobile += change.mobile
+
+
+def add_session_counts(
+    user_days: dict[UserDayKey, UserDayDelta], counted: Mapping[UserDayKey, Mapping[str, int]]
+) -> None:
+    """Fold sessions' changes of counted sessions into the batch's user-day increments."""
+    for key, clients in counted.items():
+        counters = user_days.get(key)
+        if counters is None:
+            counters = user_days[key] = UserDayDelta()
+        counters.sessions_pc += clients.get("pc", 0)
+        counters.sessions_mobile += clients.get("mobile", 0)
+        counters.sessions_sms += clients.get("sms", 0)

@@ -117,12 +117,23 @@ def online_time_change(
     return change
 
 
+def counted_session(state: SessionState, tz: ZoneInfo) -> tuple[date, str] | None:
+    """Where a session counts in the business KPIs' `sessions` (SPEC §12): the local day of its
+    start and its client, once both ends have arrived and the end is not before the start."""
+    start, end, client = state.start_at, state.end_at, state.start_client
+    if start is None or end is None or client is None or end < start:
+        return None
+    return local_day(start, tz), client
+
+
 @dataclass(slots=True)
 class SessionsUpdate:
-    """Sessions after a batch's facts, and what they change in users' daily online time."""
+    """Sessions after a batch's facts, and what they change in users' daily online time and
+    counted sessions ((user, day) → client → ±1)."""
 
     states: dict[SessionKey, SessionState] = field(default_factory=dict)
     online_time: dict[UserDayKey, OnlineTime] = field(default_factory=dict)
+    counted: dict[UserDayKey, dict[str, int]] = field(default_factory=dict)
 
 
 def update_sessions(
@@ -141,6 +152,12 @@ def update_sessions(
             after = after.with_fact(fact)
         update.states[key] = after
         user_id = key[0]
+        was, now = counted_session(before, tz), counted_session(after, tz)
+        if was != now:
+            for where, sign in ((was, -1), (now, 1)):
+                if where is not None:
+                    clients = update.counted.setdefault((user_id, where[0]), {})
+                    clients[where[1]] = clients.get(where[1], 0) + sign
         for day, change in online_time_change(before, after, tz).items():
             prior = update.online_time.get((user_id, day))
             update.online_time[(user_id, day)] = (

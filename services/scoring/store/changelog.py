@@ -44,14 +44,15 @@ async def mark_changed(session: AsyncSession, keys: Iterable[str]) -> None:
 async def user_day_rows(
     session: AsyncSession, keys: Sequence[tuple[str, date]]
 ) -> list[dict[str, Any]]:
-    """The stored user days among these (user, day) keys."""
+    """The stored user days among these (user, day) keys, with the user's `first_seen`."""
     return await _rows(session, "user_day", "user_id", "day", keys)
 
 
 async def user_month_rows(
     session: AsyncSession, keys: Sequence[tuple[str, date]]
 ) -> list[dict[str, Any]]:
-    """The stored user months among these (user, month) keys."""
+    """The stored user months among these (user, month) keys (stage and `loyal` included),
+    with the user's `first_seen`."""
     return await _rows(session, "user_month", "user_id", "month", keys)
 
 
@@ -101,8 +102,10 @@ async def _rows(
         return []
     rows = await session.execute(
         text(
-            f"SELECT t.* FROM {table} t JOIN unnest(CAST(:i AS text[]), CAST(:p AS date[])) "
-            f"AS k(i, p) ON t.{id_column} = k.i AND t.{period_column} = k.p"
+            f"SELECT t.*, u.first_seen FROM {table} t "
+            f"JOIN unnest(CAST(:i AS text[]), CAST(:p AS date[])) "
+            f"AS k(i, p) ON t.{id_column} = k.i AND t.{period_column} = k.p "
+            f"LEFT JOIN users u ON u.user_id = t.{id_column}"
         ),
         {"i": [k[0] for k in keys], "p": [k[1] for k in keys]},
     )

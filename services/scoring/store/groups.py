@@ -1,4 +1,5 @@
-"""Groups (attributes from `group_created`, dissolution) and their months, SPEC §4.
+"""Groups (attributes from the first `group_created`, dissolution) and their months, SPEC §4,
+§14.
 
 Group rows are shared between replicas: they change only by additive deltas, which commute, and
 every writer first locks the groups it touches (`lock_groups`), in one statement in ascending
@@ -49,23 +50,26 @@ async def exists(session: AsyncSession, group_id: str) -> bool:
 
 
 async def record_created(session: AsyncSession, created: Sequence[GroupCreated]) -> None:
-    """Attributes from the earliest `group_created` of each group, by (occurred_at, event_id)."""
+    """Attributes of each group's first accepted `group_created` (domain.group_facts refuses
+    any later one); the owner is the creator unless a transfer already named another."""
     if not created:
         return
     c = sorted(created, key=lambda x: (x.group_id, x.at, x.event_id))
     await session.execute(
         text("""
-        INSERT INTO groups (group_id, owner_id, name, province, created_at, created_event_id)
-        SELECT DISTINCT ON (g) g, o, n, p, a, e FROM unnest(CAST(:g AS text[]),
+        INSERT INTO groups (group_id, owner_id, creator_id, name, province, created_at,
+                            created_event_id)
+        SELECT DISTINCT ON (g) g, o, o, n, p, a, e FROM unnest(CAST(:g AS text[]),
             CAST(:o AS text[]), CAST(:n AS text[]), CAST(:p AS text[]),
             CAST(:a AS timestamptz[]), CAST(:e AS text[])) AS x(g, o, n, p, a, e)
         ORDER BY g, a, e
-        ON CONFLICT (group_id) DO UPDATE SET owner_id = excluded.owner_id,
+        ON CONFLICT (group_id) DO UPDATE SET
+            owner_id = CASE WHEN groups.owner_changed_at IS NULL THEN excluded.owner_id
+                            ELSE groups.owner_id END,
+            creator_id = excluded.creator_id,
             name = excluded.name, province = excluded.province,
             created_at = excluded.created_at, created_event_id = excluded.created_event_id
-        WHERE groups.created_at IS NULL
-           OR (excluded.created_at, excluded.created_event_id)
-              < (groups.created_at, groups.created_event_id)"""),
+        WHERE groups.created_at IS NULL"""),
         {
             "g": [x.group_id for x in c],
             "o": [x.owner_id for x in c],

@@ -59,13 +59,16 @@ async def user_day(session: AsyncSession, user_id: str, day: date) -> dict[str, 
 
 
 async def user_month(session: AsyncSession, user_id: str, month: date) -> dict[str, Any]:
-    """The stored counters of a user's month (all 0 if none)."""
+    """The stored counters, stage and `loyal` of a user's month (all 0, no stage, if none: a
+    month with a stage always has a row)."""
     row = (await session.execute(
-        text(f"SELECT {', '.join(USER_MONTH_COUNTERS)} FROM user_month "
+        text(f"SELECT {', '.join(USER_MONTH_COUNTERS)}, lifecycle, loyal FROM user_month "
              "WHERE user_id = :u AND month = :m"),
         {"u": user_id, "m": month},
     )).first()  # fmt: skip
-    return dict(row._mapping) if row else dict.fromkeys(USER_MONTH_COUNTERS, 0)
+    if row is None:
+        return {**dict.fromkeys(USER_MONTH_COUNTERS, 0), "lifecycle": None, "loyal": False}
+    return dict(row._mapping)
 
 
 async def user_days(

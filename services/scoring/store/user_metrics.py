@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import Result, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.domain.batch import UserDayDelta
+from services.scoring.domain.batch import SESSION_COUNTERS, UserDayDelta
 from services.scoring.domain.contributions import MemberMonth, UserMonthKey
+from services.scoring.domain.kpis import COUNT_FIELDS, Counts
 from services.scoring.domain.sessions import UserDayKey
 from services.scoring.store.rules_sql import is_active_sql, message_points_sql, online_points_sql
 from shared.metric_fields import USER_DAY_COUNTERS, USER_MONTH_COUNTERS
@@ -21,33 +22,38 @@ _MONTH_FROM_DAYS = {
     "activity_points": f"sum({online_points_sql()} + {message_points_sql()})",
     "active_days": f"count(*) FILTER (WHERE {is_active_sql()})",
 }
-_MONTH_SELECT = ", ".join(_MONTH_FROM_DAYS.get(c, f"sum({c})") for c in USER_MONTH_COUNTERS)
+# Stored beside the published counters, for the business KPIs (domain.kpis).
+_MONTH_COLUMNS = (*USER_MONTH_COUNTERS, "messages_mobile", *SESSION_COUNTERS)
+_MONTH_SELECT = ", ".join(_MONTH_FROM_DAYS.get(c, f"sum({c})") for c in _MONTH_COLUMNS)
+_DAY_COLUMNS = (*USER_DAY_COUNTERS, *SESSION_COUNTERS)
 _MEMBER_MONTH = "user_id, month, messages, activity_points, points_delta"
 
 
 async def add_to_user_days(
     session: AsyncSession, increments: Mapping[UserDayKey, UserDayDelta]
-) -> list[UserDayKey]:
-    """user_day += increments, one statement in key order; returns the keys written."""
+) -> dict[UserDayKey, Counts]:
+    """user_day += increments, one statement in key order; returns the days written with what
+    the business KPIs count of them afterwards."""
     keys = sorted(increments)
     if not keys:
-        return []
-    cols = ", ".join(USER_DAY_COUNTERS)
-    arrays = ", ".join(f"CAST(:{c} AS bigint[])" for c in USER_DAY_COUNTERS)
-    updates = ", ".join(f"{c} = user_day.{c} + excluded.{c}" for c in USER_DAY_COUNTERS)
+        return {}
+    cols = ", ".join(_DAY_COLUMNS)
+    arrays = ", ".join(f"CAST(:{c} AS bigint[])" for c in _DAY_COLUMNS)
+    updates = ", ".join(f"{c} = user_day.{c} + excluded.{c}" for c in _DAY_COLUMNS)
     rows = [increments[k] for k in keys]
     params: dict[str, Any] = {"u": [k[0] for k in keys], "d": [k[1] for k in keys]}
-    for c in USER_DAY_COUNTERS:
+    for c in _DAY_COLUMNS:
         params[c] = [getattr(r, c) for r in rows]
-    await session.execute(
+    written = await session.execute(
         text(
             f"INSERT INTO user_day (user_id, day, {cols}) "
             f"SELECT * FROM unnest(CAST(:u AS text[]), CAST(:d AS date[]), {arrays}) "
-            f"ON CONFLICT (user_id, day) DO UPDATE SET {updates}"
+            f"ON CONFLICT (user_id, day) DO UPDATE SET {updates} "
+            f"RETURNING user_id, day, {', '.join(COUNT_FIELDS)}"
         ),
         params,
     )
-    return keys
+    return {(r.user_id, r.day): Counts(*r[2:]) for r in written}
 
 
 async def recompute_user_months(
@@ -59,14 +65,14 @@ async def recompute_user_months(
     ordered = sorted(keys)
     rows = await session.execute(
         text(f"""
-        INSERT INTO user_month (user_id, month, {", ".join(USER_MONTH_COUNTERS)})
+        INSERT INTO user_month (user_id, month, {", ".join(_MONTH_COLUMNS)})
         SELECT d.user_id, t.month, {_MONTH_SELECT}
         FROM unnest(CAST(:u AS text[]), CAST(:m AS date[])) AS t(user_id, month)
         JOIN user_day d ON d.user_id = t.user_id AND d.day >= t.month
                        AND d.day < (t.month + interval '1 month')
         GROUP BY d.user_id, t.month
         ON CONFLICT (user_id, month) DO UPDATE SET
-          {", ".join(f"{c} = excluded.{c}" for c in USER_MONTH_COUNTERS)}
+          {", ".join(f"{c} = excluded.{c}" for c in _MONTH_COLUMNS)}
         RETURNING {_MEMBER_MONTH}"""),
         {"u": [k[0] for k in ordered], "m": [k[1] for k in ordered]},
     )

@@ -11,11 +11,23 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-async def record_seen(session: AsyncSession, first_seen: Mapping[str, date]) -> None:
-    """Add new users; move a user's `first_seen` back when a late event is earlier."""
+async def record_seen(
+    session: AsyncSession, first_seen: Mapping[str, date]
+) -> dict[str, tuple[date | None, date]]:
+    """Add new users; move a user's `first_seen` back when a late event is earlier. Returns each
+    user's `first_seen` before (None: new) and after."""
     ids = sorted(first_seen)
     if not ids:
-        return
+        return {}
+    stored: dict[str, date] = dict(
+        (
+            await session.execute(
+                text("SELECT user_id, first_seen FROM users WHERE user_id = ANY(:u)"), {"u": ids}
+            )
+        )
+        .tuples()
+        .all()
+    )
     await session.execute(
         text(
             "INSERT INTO users (user_id, first_seen) "
@@ -25,6 +37,11 @@ async def record_seen(session: AsyncSession, first_seen: Mapping[str, date]) -> 
         ),
         {"u": ids, "d": [first_seen[i] for i in ids]},
     )
+    out: dict[str, tuple[date | None, date]] = {}
+    for i in ids:
+        old: date | None = stored.get(i)
+        out[i] = (old, first_seen[i] if old is None else min(old, first_seen[i]))
+    return out
 
 
 async def first_seen(session: AsyncSession, user_id: str) -> date | None:
