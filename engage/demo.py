@@ -32,8 +32,12 @@ from engage.demo_notify import (
     print_notices,
     wait_notices,
 )
+from engage.demo_review import render as render_review
+from engage.demo_review import review_period
 from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
 from engage.simulator.client import PostReport, post_as_clients, post_events
+from engage.simulator.rigging import Drill, pick_target, run_drill
+from engage.simulator.rigging import render as render_drill
 from engage.simulator.world import (
     SimConfig,
     World,
@@ -258,20 +262,38 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     for month in (previous_month(this_month), this_month):
         await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
 
+    # What a prize hunter tries (SPEC §14): refused at ingest or by scoring, or flagged.
+    relay_key = await key("im-relay", Role.INGEST)
+    urls = {"ingest": ingest.url, "scoring": scoring.url, "rewards": rewards.url}
+    drill = Drill(urls, platform_key, viewer, relay_key, issuer.mint, tz, now)
+    world = World.build(config)
+    target = pick_target(world.groups, world.users)
+    drilled = await run_drill(drill, target, campaigns["my_fetion_my_group"])
+    print("\n" + render_drill(drilled.attempts))
+
     await wait_outbox_empty(url, "scoring", "changelog_outbox")
     await wait_consumed(url, bootstrap, "rewards", "engage.metrics.v1")
     history, current = split_months(config, now)
+    owners = {**group_owners(history + current), **drilled.rigged_owners}
     enrolled = await enroll_groups(
         rewards.url,
         client_tokens,
         [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
-        group_owners(history + current),
+        owners,
     )
     print(
         "\nGroups enrolled by their owners, each with their own user token "
         f"(HTTP status: count; 409 = dissolved): {enrolled}"
     )
     settled = await settle_now(rewards.url, campaign_keys.admin)
+    # "My Fetion" is reviewed: its month waits as held grants until a second approver looks.
+    reviewer = await key("prize-review", Role.APPROVER)
+    await wait_keys_known(rewards.url, "/v1/templates", [reviewer])
+    last_month = previous_month(this_month).strftime("%Y-%m")
+    reviewed = await review_period(
+        rewards.url, viewer, reviewer, campaigns["my_fetion_my_group"], last_month
+    )
+    print(render_review(reviewed, "My Fetion, my group", last_month))
     verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
     plan = await fulfil_through_topic(rewards.url, viewer, bootstrap, campaigns)
     await wait_consumed(url, bootstrap, "rewards", FULFILMENT_TOPIC)
@@ -288,4 +310,5 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     if keep_running:
         print("\nRunning; Ctrl-C stops everything.")
         await asyncio.Event().wait()
-    return 0 if not missing and tally.keyed_by_user and verified and told else 1
+    ok = not missing and tally.keyed_by_user and verified and told and drilled.ok
+    return 0 if ok else 1

@@ -49,6 +49,7 @@ class Target:
 class DrillResult:
     attempts: list[Attempt] = field(default_factory=list)
     rigged_groups: dict[str, str] = field(default_factory=dict)  # group id → expected flag
+    rigged_owners: dict[str, str] = field(default_factory=dict)  # group id → its owner
     month: str = ""
 
     @property
@@ -372,6 +373,7 @@ class Drill:
         out.append(("platform", points, f"group:{dom_group}:{yesterday:%Y-%m}", "dominant_member"))
         self.result.month = f"{late:%Y-%m}"
         self.result.rigged_groups = {late_group: "late_joins", dom_group: "dominant_member"}
+        self.result.rigged_owners = {late_group: late_owner, dom_group: dom_owner}
         return out
 
     async def flagged(self, province: str) -> None:
