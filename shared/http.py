@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import EngageError, PayloadTooLarge, ValidationFailed
@@ -133,13 +134,18 @@ def _install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; a path served by several
+            # routes (GET here, PUT there) allows all their methods.
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem(
             exc.status_code,
             code,
             str(exc.detail),
             str(exc.detail),
             request.url.path,
-            dict(exc.headers or {}),
+            headers,
         )
 
     @app.exception_handler(Exception)
@@ -152,6 +158,19 @@ def _install_problem_handlers(app: FastAPI) -> None:
             "an unexpected error occurred",
             request.url.path,
         )
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path: each asked of the router."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 MAX_REQUEST_BYTES = 1024 * 1024

@@ -6,6 +6,7 @@ every period path of scoring, rewards and notify, as problem+json."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -334,3 +335,38 @@ async def test_a_broadcast_segment_month_outside_the_span_is_a_422_naming_it(
         r = await c.post("/v1/broadcasts", json=body)
     field = f"segment.{segment['kind']}.month"
     assert_names(assert_problem(r, 422, "validation_failed"), field, message=DAY_SPAN)
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+@pytest.mark.parametrize("service", ["scoring", "rewards", "notify"])
+async def test_a_wrong_method_is_a_405_whose_allow_lists_every_method_of_the_path(
+    env: Env, service: str
+) -> None:
+    """The OpenAPI document says which methods each path has; a method it lacks is a 405
+    problem whose `Allow` names exactly those, whichever route of the path comes first."""
+    async with env.client(service, env.keys.viewer) as c:
+        doc = (await c.get("/openapi.json")).json()
+        checked = 0
+        for template, ops in doc["paths"].items():
+            methods = {m.upper() for m in ops if m in ("get", "put", "post", "patch", "delete")}
+            missing = sorted({"GET", "PUT", "POST", "PATCH", "DELETE"} - methods)
+            if not missing:
+                continue
+            path = template
+            for name in ("campaign_id", "broadcast_id", "grant_id", "version", "rule_id"):
+                path = path.replace("{" + name + "}", "1")
+            path = (
+                path.replace("{period}", "2026-01")
+                .replace("{month}", "2026-01")
+                .replace("{day}", "2026-01-05")
+                .replace("{province}", "BJ")
+            )
+            path = re.sub(r"\{[a-z_]+\}", "x1", path)
+            r = await c.request(missing[0], path)
+            body = assert_problem(r, 405, "method_not_allowed")
+            allowed = {m.strip() for m in r.headers["allow"].split(",")}
+            assert allowed == methods, (template, missing[0], allowed, methods, body)
+            checked += 1
+    assert checked >= 5

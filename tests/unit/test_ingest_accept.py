@@ -88,6 +88,17 @@ async def test_over_the_keys_rate_nothing_is_published_and_retry_after_is_given(
     assert broker.published == []
 
 
+async def test_refused_events_cost_rate_tokens_too() -> None:
+    """A flood of invalid events meets the same 429 as valid ones (issue 18)."""
+    bucket, broker = limiter(burst=4), Broker()
+    invalid = {"events": [make_event("points", delta=0, at=HOUR_AGO) for _ in range(3)]}
+    result = await accept_events(invalid, SLOW, NOW, MAX_AGE, bucket, broker)
+    assert len(result.rejected) == 3 and not result.accepted
+    with pytest.raises(RateLimited, match="refused events count"):
+        await accept_events(invalid, SLOW, NOW, MAX_AGE, bucket, broker)
+    assert broker.published == []
+
+
 async def test_an_unconfirmed_write_is_not_acknowledged() -> None:
     with pytest.raises(Unavailable):
         await accept_events(make_event(at=HOUR_AGO), CLIENT, NOW, MAX_AGE, limiter(), Broker(True))

@@ -46,18 +46,21 @@ async def accept_events(
     limiter: TokenBucket,
     sink: EventSink,
 ) -> Screening:
-    """Valid, permitted events of a batch are accepted even if others are not; they cost the key
-    (or the token's user) one rate token each, and over its rate nothing is published (429 with
-    Retry-After)."""
+    """Valid, permitted events of a batch are accepted even if others are not. Every event sent
+    costs the key (or the token's user) one rate token — refused ones too: screening them is
+    work, and a flood of invalid events must meet the same 429 — and over its rate nothing is
+    published (429 with Retry-After)."""
     screening = screen(payload, WindowContext(received, max_age, MAX_FUTURE), speaker.judge)
-    if screening.accepted:
-        wait_s = limiter.take(speaker.rate_key, speaker.rate_per_s, len(screening.accepted))
+    sent = len(screening.accepted) + len(screening.rejected)
+    if sent:
+        wait_s = limiter.take(speaker.rate_key, speaker.rate_per_s, sent)
         if wait_s > 0:
             whose = "this user's" if speaker.user_id is not None else "this key's"
             raise RateLimited(
-                f"over {whose} rate of {speaker.rate_per_s:g} events/s",
+                f"over {whose} rate of {speaker.rate_per_s:g} events/s (refused events count)",
                 retry_after_s=int(wait_s + 0.999),
             )
+    if screening.accepted:
         await sink.publish(
             screening.accepted, received.isoformat(), speaker.source, speaker.authority
         )
