@@ -57,7 +57,7 @@ def day_events(day: int, per_day: int, rng: random.Random) -> list[bytes]:
             "client": rng.choice(("pc", "mobile")),
             "group_id": f"g{rng.randrange(2_000)}",
         }
-        out.append(encode_envelope(raw, now.isoformat(), "bench"))
+        out.append(encode_envelope(raw, now.isoformat(), "bench", "user"))
     return out
 
 
@@ -67,7 +67,7 @@ async def run_schema(
     engine = make_engine(url, schema, pool_size=2)
     await migrate(engine, MIGRATIONS, schema, MetaData())
     sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
-    prepared = LedgerDays(sessions)
+    prepared = LedgerDays(sessions, retention)
     rng = random.Random(19)
     history: list[bytes] = []
     rates: list[float] = []
@@ -85,7 +85,7 @@ async def run_schema(
             started = time.perf_counter()
             for i in range(0, len(envs), BATCH):
                 chunk = envs[i : i + BATCH]
-                await prepared.prepare_events(chunk)
+                await prepared.prepare_events(chunk, now)
                 async with sessions() as session, session.begin():
                     await apply_events(session, chunk, TZ, now, retention)
             rates.append(len(envs) / (time.perf_counter() - started))

@@ -87,7 +87,9 @@ async def preload(bootstrap: str, events: list[dict[str, Any]], partitions: int)
     finally:
         await admin.close()
     received = datetime.now(UTC).isoformat()
-    payloads = [(encode_envelope(e, received, "bench"), e["user_id"].encode()) for e in events]
+    payloads = [
+        (encode_envelope(e, received, "bench", "platform"), e["user_id"].encode()) for e in events
+    ]
     producer = make_producer(bootstrap, "bench-preload")
     await producer.start()
     start = time.perf_counter()

@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import State
 
-from shared.auth import KEY_PREFIX, KeyCache, Principal, Role
-from shared.errors import Forbidden, Unauthorized
+from shared.auth import KEY_PREFIX, KeyCache, Principal, Role, TokenBucket
+from shared.errors import Forbidden, RateLimited, Unauthorized
 from shared.user_tokens import (
     InvalidUserToken,
     UserTokenSettings,
@@ -52,9 +52,37 @@ def user_token_verifier(state: State) -> UserTokenVerifier | None:
     return verifier
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRate:
+    """Requests per second per caller (`app.state.request_rate`; ingest limits events)."""
+
+    per_s: float
+    bucket: TokenBucket
+
+
+def _charge(request: Request, caller: Caller) -> Caller:
+    """One token of the caller's request rate; 429 with Retry-After when spent. Per replica,
+    like ingest's limiter: N replicas admit up to N times the rate (docs/operations.md)."""
+    rate: RequestRate | None = getattr(request.app.state, "request_rate", None)
+    if rate is not None:
+        who = caller.key_id if isinstance(caller, Principal) else caller.source
+        wait_s = rate.bucket.take(who, rate.per_s, 1)
+        if wait_s > 0:
+            raise RateLimited(
+                f"over this caller's rate of {rate.per_s:g} requests/s",
+                retry_after_s=int(wait_s + 0.999),
+            )
+    return caller
+
+
 async def authenticate(request: Request) -> Caller:
     """The caller behind `Authorization: Bearer …`: a key's principal or a token's user; 401
-    when it is missing, unknown, expired or not signed by a configured key."""
+    when it is missing, unknown, expired or not signed by a configured key; 429 over the
+    caller's request rate."""
+    return _charge(request, await _authenticate(request))
+
+
+async def _authenticate(request: Request) -> Caller:
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:

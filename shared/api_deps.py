@@ -7,17 +7,28 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Path, Query, Request
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def _bounded(request: Request, session: AsyncSession) -> None:
+    """No statement of this request's transaction runs longer than the service allows (a
+    request must not keep a connection busy after its client gave up)."""
+    ms = getattr(request.app.state, "statement_timeout_ms", None)
+    if ms:
+        await session.execute(text(f"SET LOCAL statement_timeout = {int(ms)}"))
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessions() as session:
+        await _bounded(request, session)
         yield session
 
 
 async def _session_in_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     """The one place a write request commits (or rolls back, on any error)."""
     async with request.app.state.sessions() as session, session.begin():
+        await _bounded(request, session)
         yield session
 
 

@@ -378,8 +378,9 @@ def validate_event(raw: object, context: WindowContext | None) -> Event | Reject
 # Who vouched for an event (SPEC §14), stamped by ingest, never taken from the client:
 # `user` = a user token (the event's user_id is the token's subject), `relay` = an `ingest` key
 # (server relay of client event types), `platform` = a `platform` key (every type), `import` =
-# an importer's history load. Records from before the field existed read as `platform`: they
-# were accepted when every key could post every type.
+# an importer's history load. A record without it (written before the field existed, or forced
+# onto the topic past ingest) reads as `relay`, the least a server can vouch for: replaying old
+# records or the DLQ never grants them the platform's word.
 Authority = Literal["user", "relay", "platform", "import"]
 AUTHORITIES: tuple[Authority, ...] = ("user", "relay", "platform", "import")
 
@@ -391,11 +392,11 @@ class Envelope:
     event: Event
     received_at: datetime
     source: str
-    authority: Authority = "platform"
+    authority: Authority = "relay"
 
 
 def encode_envelope(
-    raw_event: dict[str, Any], received_at: str, source: str, authority: Authority = "platform"
+    raw_event: dict[str, Any], received_at: str, source: str, authority: Authority
 ) -> bytes:
     """Serialise a validated event exactly as the client sent it, plus what ingest adds:
     `received_at`, `source` (the key id or `user:<sub>`) and `authority`."""
@@ -412,7 +413,7 @@ def _envelope_model(event_model: type[BaseModel]) -> type[BaseModel]:
         occurred_at=(AwareDatetime, ...),
         received_at=(AwareDatetime, ...),
         source=(str, ...),
-        authority=(Authority, "platform"),
+        authority=(Authority, "relay"),
     )
 
 

@@ -11,11 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import EngageError, PayloadTooLarge, ValidationFailed
+from shared.failures import TRANSIENT, failure_kind
 from shared.metrics import HttpMetricsMiddleware, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ _PROBLEM_TEXT = {
     404: "No such resource",
     409: "Conflicts with the resource's current state",
     422: "Validation failed; `errors` names each field",
+    429: "Over the caller's request rate; retry after `Retry-After` seconds",
     503: "Temporarily unavailable; retry after `Retry-After` seconds",
 }
 
@@ -148,6 +151,31 @@ def _install_problem_handlers(app: FastAPI) -> None:
             headers,
         )
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state == "57014":  # query_canceled: the request's statement_timeout
+            seconds = getattr(request.app.state, "statement_timeout_ms", 0) / 1000
+            return problem(
+                503,
+                "statement_timeout",
+                "Took too long",
+                f"the request ran longer than {seconds:g} s and was cancelled: ask for less "
+                "(a shorter range, a smaller page) or retry later",
+                request.url.path,
+                {"Retry-After": "5"},
+            )
+        if failure_kind(exc) == TRANSIENT:
+            return problem(
+                503,
+                "database_unavailable",
+                "Database unavailable",
+                "the database did not answer; retry after a moment",
+                request.url.path,
+                {"Retry-After": "2"},
+            )
+        return await unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
@@ -158,6 +186,29 @@ def _install_problem_handlers(app: FastAPI) -> None:
             "an unexpected error occurred",
             request.url.path,
         )
+
+
+def document_limits(app: FastAPI) -> None:
+    """Every authenticated operation may answer 429 (the caller's request rate) and 503 (a
+    statement over the timeout, the database away): say so in the OpenAPI document, with the
+    same problem+json body its 401 has."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                responses = op.get("responses", {}) if isinstance(op, dict) else {}
+                if "401" not in responses:
+                    continue
+                for status, text in (("429", _PROBLEM_TEXT[429]), ("503", _PROBLEM_TEXT[503])):
+                    responses.setdefault(status, {**responses["401"], "description": text})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

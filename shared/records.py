@@ -63,6 +63,7 @@ class AnomalyFlag(BaseModel):
 
 
 LifecycleStage = Literal["new", "returning", "resurrecting", "dormant"]
+MAX_FRIEND_IDS = 1000
 
 
 class _UserDayBase(_Record):
@@ -73,6 +74,10 @@ class _UserDayBase(_Record):
     flags: list[AnomalyFlag] = Field(default_factory=list, max_length=16)
     # The local day of the user's earliest event (absent in records published before it).
     first_seen: date | None = None
+    # The friends this user made this day: pairs whose first `friend_added` (either direction)
+    # is the user's, that day (SPEC §9); `friends_added` counts them, this lists at most
+    # MAX_FRIEND_IDS (rewards' `user.campaign.new_friends_added` reads them).
+    friend_ids: list[EntityId] = Field(default_factory=list, max_length=MAX_FRIEND_IDS)
 
 
 class _UserMonthBase(_Record):
@@ -135,7 +140,7 @@ METRIC_RECORD: TypeAdapter[Any] = TypeAdapter(
 
 
 # envelope, attributes, vitality, flags; a user's stage and first day are not numbers
-_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields) | {"lifecycle", "first_seen"}
+_NOT_COUNTERS = frozenset(_GroupMonthBase.model_fields) | {"lifecycle", "first_seen", "friend_ids"}
 
 
 def metric_counters(record: BaseModel) -> dict[str, float]:

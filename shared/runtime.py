@@ -21,14 +21,16 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.auth import KeyCache
+from shared.api_auth import RequestRate
+from shared.auth import KeyCache, TokenBucket
 from shared.db import database_ready, make_engine, make_sessionmaker, prepare_schema
-from shared.http import ReadinessCheck, create_service_app
+from shared.http import ReadinessCheck, create_service_app, document_limits
 from shared.kafka import ensure_topics, make_producer, producer_ready
 from shared.key_directory import KeyDirectory
 from shared.logging import configure_logging
 from shared.settings import CommonSettings, tune_gc
 from shared.tasks import BackgroundTasks
+from shared.user_tokens import UserTokenSettings, UserTokenVerifier
 
 Hook = Callable[[], Awaitable[None]]
 Loop = Callable[[], Coroutine[Any, Any, None]]
@@ -112,11 +114,13 @@ class ServiceRuntime:
         readiness: Sequence[ReadinessCheck] = (),
         max_body_bytes: int | None = None,
         key_cache: KeyCache | None = None,
+        limit_requests: bool = True,
     ) -> FastAPI:
         """The service's app: problem+json, metrics, health and readiness, the routers, and a
         lifespan that migrates the schema, creates `topics` (partitions each) and runs it all.
 
-        `app.state` gets `sessions`, `tz` and `key_cache` (the directory's, unless given)."""
+        `app.state` gets `sessions`, `tz`, `key_cache` (the directory's, unless given), the
+        user-token verifier, the request rate and the API statement timeout."""
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -166,10 +170,18 @@ class ServiceRuntime:
         )
         app.state.sessions = self.sessions
         app.state.tz = self.tz
+        app.state.statement_timeout_ms = int(self.common.api_statement_timeout_s * 1000)
+        if limit_requests:  # ingest limits events per key instead (SPEC §3)
+            burst = TokenBucket(burst_s=2.0, min_burst=200.0)
+            app.state.request_rate = RequestRate(self.common.api_requests_per_s, burst)
+        # Read the token keys at start-up: a bad key file stops the service, not a request.
+        app.state.user_tokens = UserTokenVerifier.from_settings(UserTokenSettings())
         if key_cache is None:
             assert self.directory is not None, "a service without a directory brings its keys"
             key_cache = KeyCache(self.directory.principals, ttl_s=1.0, miss_reload_s=0.0)
         app.state.key_cache = key_cache
         for router in routers:
             app.include_router(router)
+        if limit_requests:
+            document_limits(app)
         return app

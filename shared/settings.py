@@ -36,6 +36,20 @@ class CommonSettings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=5)
+    api_requests_per_s: float = Field(
+        default=100.0,
+        gt=0,
+        description="Requests per second each caller (key or token user) may make to the admin "
+        "and read APIs of scoring, rewards and notify; burst of 2 s (at least 200). Over it: 429 "
+        "with Retry-After. Ingest limits events per key instead.",
+    )
+    api_statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="No SQL statement of an API request runs longer (the database cancels it: "
+        "503 with Retry-After); long jobs (settlement, simulation) have their own bounds.",
+    )
 
     def require_database_url(self, override: str | None = None) -> str:
         """The service's own URL if set, else the shared one; fail clearly if neither is."""

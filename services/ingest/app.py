@@ -69,6 +69,7 @@ def create_app(
         # Ingest reads (and gunzips) its body itself with the exact limit; this is the backstop.
         max_body_bytes=2 * MAX_BODY_BYTES,
         key_cache=KeyCache(load_keys, ttl_s=settings.key_cache_ttl_s),
+        limit_requests=False,  # events per key and per user instead (SPEC §3)
     )
     app.state.settings = settings
     app.state.publisher = publisher

@@ -205,7 +205,9 @@ class Pipeline:
                 event = {"event_id": f"00000000-0000-4000-8000-{i:012d}", "type": "message",
                          "occurred_at": stamp, "user_id": f"poison{i}", "client": "pc"}  # fmt: skip
                 await producer.send_and_wait(
-                    EVENTS_TOPIC, encode_envelope(event, received, "chaos"), key=b"poison%d" % i
+                    EVENTS_TOPIC,
+                    encode_envelope(event, received, "chaos", "platform"),
+                    key=b"poison%d" % i,
                 )
                 self.poison.add(event["event_id"])
         finally:

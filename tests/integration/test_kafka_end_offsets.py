@@ -107,7 +107,9 @@ async def test_a_partition_shorter_than_the_stored_offset_is_read_again(
             received = datetime.now(UTC).isoformat()
             for e in events:
                 await producer.send(
-                    EVENTS_TOPIC, encode_envelope(e, received, "test"), key=e["user_id"].encode()
+                    EVENTS_TOPIC,
+                    encode_envelope(e, received, "test", "platform"),
+                    key=e["user_id"].encode(),
                 )
             await producer.flush()
         finally:

@@ -8,6 +8,7 @@ schema of their own, migrated like the service's."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,7 @@ async def sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSessio
 
 
 def envelope(raw: dict[str, object], received: datetime) -> Envelope:
-    return decode_envelope(encode_envelope(raw, received.isoformat(), "test"))
+    return decode_envelope(encode_envelope(raw, received.isoformat(), "test", "user"))
 
 
 async def through_scoring(
@@ -58,7 +59,7 @@ async def through_scoring(
 ) -> tuple[int, int]:
     """What the consumer does with a batch: its days prepared, then applied in one transaction.
     Returns (new events, events refused for a sealed day)."""
-    await LedgerDays(sessions).prepare_events(envs)
+    await LedgerDays(sessions, R).prepare_events(envs, now)
     async with sessions() as session, session.begin():
         outcome = await apply_events(session, envs, TZ, now, R)
     return len(outcome.new_events), len(outcome.sealed)
@@ -150,3 +151,38 @@ async def test_sixty_days_leave_only_the_horizon_on_disk(
     assert oldest_minute is not None
     horizon_start = now - R.live_horizon - timedelta(days=1)
     assert int(oldest_minute) >= int(horizon_start.timestamp()) // 60
+
+
+async def test_a_new_import_day_is_held_from_its_creation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The day is made before its batch commits; a retention pass in between must not seal it
+    (its events would then be refused after ingest said 202)."""
+    old = START - timedelta(days=300)
+    envs = [envelope(make_event("message", at=old, user_id="early"), START)]
+    await LedgerDays(sessions, R).prepare_events(envs, START)
+    assert await maintain_once(sessions, R, START + timedelta(hours=1)) == []
+    async with sessions() as session, session.begin():
+        outcome = await apply_events(session, envs, TZ, START + timedelta(hours=1), R)
+    assert (len(outcome.new_events), len(outcome.sealed)) == (1, 0)
+
+
+async def test_two_replicas_importing_the_same_old_day_do_not_deadlock(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Imports are keyed by user, so every replica writes the same old days at once: each
+    batch locks the old days' rows for update straight away, in one order."""
+    old = START - timedelta(days=120)
+    days = [old + timedelta(days=d) for d in range(3)]
+    batches = [
+        [envelope(make_event("message", at=d, user_id=f"imp{r}-{i}"), START)
+         for i in range(50) for d in (days if r % 2 else reversed(days))]
+        for r in range(4)
+    ]  # fmt: skip
+    await LedgerDays(sessions, R).prepare_events([e for b in batches for e in b], START)
+
+    async def apply(batch: list[Envelope]) -> int:
+        async with sessions() as session, session.begin():
+            return len((await apply_events(session, batch, TZ, START, R)).new_events)
+
+    assert await asyncio.gather(*(apply(b) for b in batches)) == [150] * 4

@@ -65,8 +65,8 @@ def poison_records(now: datetime) -> list[tuple[bytes, bytes]]:
     ancient = make_event("message", occurred_at="0001-01-01T00:00:00+14:00", user_id="rtu1")
     beyond = make_event("message", occurred_at="9999-12-31T20:00:00+00:00", user_id="rtu2")
     return [
-        (b"rtu1", encode_envelope(ancient, received, "poison")),
-        (b"rtu2", encode_envelope(beyond, received, "poison")),
+        (b"rtu1", encode_envelope(ancient, received, "poison", "import")),
+        (b"rtu2", encode_envelope(beyond, received, "poison", "import")),
         (b"rtu3", b"not json at all"),
     ]
 

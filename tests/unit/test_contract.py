@@ -248,7 +248,7 @@ def test_several_errors_are_all_named() -> None:
 
 def test_envelope_round_trip_keeps_the_event_as_sent() -> None:
     raw = make_event("points", at=HOUR_AGO)
-    env = decode_envelope(encode_envelope(raw, NOW.isoformat(), "k1"))
+    env = decode_envelope(encode_envelope(raw, NOW.isoformat(), "k1", "relay"))
     assert env.source == "k1" and env.received_at == NOW
     assert env.event.event_id == raw["event_id"] and env.event.type == "points"
 
@@ -264,7 +264,7 @@ def test_malformed_envelope_is_refused_with_a_reason() -> None:
 def test_envelope_timestamps_must_carry_an_offset() -> None:
     raw = make_event("points", at=HOUR_AGO)
     with pytest.raises(ValueError, match="received_at"):
-        decode_envelope(encode_envelope(raw, "2026-11-22T04:00:00", "k"))
+        decode_envelope(encode_envelope(raw, "2026-11-22T04:00:00", "k", "relay"))
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b", "bell\x07"])

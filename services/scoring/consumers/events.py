@@ -55,13 +55,13 @@ class EventsConsumer(TransactionalConsumer[Envelope, BatchOutcome]):
         self._clock = clock
         self._retention = retention or Retention()
         self._thresholds = thresholds or AnomalyThresholds()
-        self._ledger_days = LedgerDays(sessions)
+        self._ledger_days = LedgerDays(sessions, self._retention)
 
     def decode(self, record: Record) -> Envelope:
         return decode_envelope(record.value)
 
     async def prepare(self, values: list[Envelope]) -> None:
-        await self._ledger_days.prepare_events(values)
+        await self._ledger_days.prepare_events(values, self._clock())
 
     async def apply(self, session: AsyncSession, values: list[Envelope]) -> BatchOutcome:
         return await apply_events(

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey
+from services.scoring.domain.friends import FirstAdd, Pair, pair_of
 from services.scoring.domain.membership import MembershipFact
 from services.scoring.domain.periods import local_day, month_of
 from services.scoring.domain.sessions import OnlineTime, SessionFact, UserDayKey
@@ -46,7 +47,7 @@ class UserDayDelta:
     online_seconds_pc: int = 0
     online_seconds_mobile: int = 0
     points_delta: int = 0
-    friends_added: int = 0
+    friends_added: int = 0  # never incremented: counted from first adds (domain.friends)
     checkins: int = 0
     logins: int = 0
     # Counted sessions by the day of their start and their client: not published (not in
@@ -111,6 +112,8 @@ class BatchPlan:
         default_factory=lambda: defaultdict(SourceDay)
     )
     join_days: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+    # Every friend_added as (pair, add): friendships count once (domain.friends, SPEC §9).
+    friend_adds: list[tuple[Pair, FirstAdd]] = field(default_factory=list)
     # pc/mobile messages per (user, local month, group): a user's province (domain.kpis).
     group_messages: dict[tuple[str, date, str], int] = field(
         default_factory=lambda: defaultdict(int)
@@ -165,8 +168,13 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                 assert counters is not None
                 counters.points_delta += e.delta
             case FriendAddedEvent():
-                assert counters is not None
-                counters.friends_added += 1
+                # Counted from the pair's first add, not per event (domain/friends.py).
+                plan.friend_adds.append(
+                    (
+                        pair_of(e.user_id, e.friend_user_id),
+                        FirstAdd(e.occurred_at, e.event_id, e.user_id, day),
+                    )
+                )
             case CheckinEvent():
                 assert counters is not None
                 counters.checkins += 1

@@ -12,6 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month, month_label
+from services.scoring.store.friends import (
+    friend_ids_sql,
+    friends_added_day_sql,
+    friends_added_month_sql,
+)
 from services.scoring.store.rules_sql import member_at_sql
 from shared.metric_fields import GROUP_MONTH_COUNTERS
 
@@ -44,16 +49,28 @@ async def mark_changed(session: AsyncSession, keys: Iterable[str]) -> None:
 async def user_day_rows(
     session: AsyncSession, keys: Sequence[tuple[str, date]]
 ) -> list[dict[str, Any]]:
-    """The stored user days among these (user, day) keys, with the user's `first_seen`."""
-    return await _rows(session, "user_day", "user_id", "day", keys)
+    """The stored user days among these (user, day) keys, with the user's `first_seen`, and
+    `friends_added` / `friend_ids` from the pairs' first adds (domain/friends.py)."""
+    extra = (
+        f", {friends_added_day_sql('t', 'day')} AS friends_added_counted, "
+        f"{friend_ids_sql('t', 'day')} AS friend_ids"
+    )
+    return _counted(await _rows(session, "user_day", "user_id", "day", keys, extra))
 
 
 async def user_month_rows(
     session: AsyncSession, keys: Sequence[tuple[str, date]]
 ) -> list[dict[str, Any]]:
     """The stored user months among these (user, month) keys (stage and `loyal` included),
-    with the user's `first_seen`."""
-    return await _rows(session, "user_month", "user_id", "month", keys)
+    with the user's `first_seen`; `friends_added` from the pairs' first adds."""
+    extra = f", {friends_added_month_sql('t', 'month')} AS friends_added_counted"
+    return _counted(await _rows(session, "user_month", "user_id", "month", keys, extra))
+
+
+def _counted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in rows:
+        r["friends_added"] = int(r.pop("friends_added_counted"))
+    return rows
 
 
 async def group_month_rows(
@@ -97,12 +114,13 @@ async def _rows(
     id_column: str,
     period_column: str,
     keys: Sequence[tuple[str, date]],
+    extra: str = "",
 ) -> list[dict[str, Any]]:
     if not keys:
         return []
     rows = await session.execute(
         text(
-            f"SELECT t.*, u.first_seen FROM {table} t "
+            f"SELECT t.*, u.first_seen{extra} FROM {table} t "
             f"JOIN unnest(CAST(:i AS text[]), CAST(:p AS date[])) "
             f"AS k(i, p) ON t.{id_column} = k.i AND t.{period_column} = k.p "
             f"LEFT JOIN users u ON u.user_id = t.{id_column}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.scoring.domain.retention import Retention, expires, is_old, ledger_day
 from shared.contract import Envelope
@@ -27,12 +27,23 @@ def partition_name(day: date) -> str:
     return f"processed_events_{day:%Y%m%d}"
 
 
-async def open_days(session: AsyncSession, days: Iterable[date]) -> set[date]:
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"  # DDL never queues the pipeline behind it
+
+
+async def open_days(
+    session: AsyncSession, days: Iterable[date], now: datetime, retention: Retention
+) -> set[date]:
     """Make sure each day has its partition and a `ledger_days` row, unless sealed; return the
-    days that are open. DDL: run it in its own short transaction, before a batch's."""
+    days that are open. DDL: run it in its own short transaction, before a batch's.
+
+    A partition is made as a table of its own, then attached: ATTACH takes SHARE UPDATE
+    EXCLUSIVE on the ledger, which batches writing to it do not wait for (CREATE … PARTITION OF
+    would take ACCESS EXCLUSIVE). An old day (an import) is stamped now, so its import hold runs
+    from its creation even if the batch that needed it has not committed yet."""
     wanted = sorted(set(days))
     if not wanted:
         return set()
+    await session.execute(text(LOCK_TIMEOUT))
     rows = await session.execute(
         text("SELECT day, sealed_at IS NULL FROM ledger_days WHERE day = ANY(:days)"),
         {"days": wanted},
@@ -41,16 +52,34 @@ async def open_days(session: AsyncSession, days: Iterable[date]) -> set[date]:
     for day in wanted:
         if day in known:
             continue
-        # IF NOT EXISTS: another replica may be making the same day at the same moment.
+        name = partition_name(day)
+        attached = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'processed_events'::regclass "
+                "AND inhrelid = to_regclass(:n)"
+            ),
+            {"n": name},
+        )
+        if not attached:
+            await session.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {name} "
+                    "(LIKE processed_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                )
+            )
+            await session.execute(
+                text(
+                    f"ALTER TABLE processed_events ATTACH PARTITION {name} "
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{day.isoformat()}'::date + 1)"
+                )
+            )
+        stamp = now if is_old(day, now, retention) else None
         await session.execute(
             text(
-                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF processed_events "
-                f"FOR VALUES FROM ('{day.isoformat()}') TO ('{day.isoformat()}'::date + 1)"
-            )
-        )
-        await session.execute(
-            text("INSERT INTO ledger_days (day) VALUES (:day) ON CONFLICT DO NOTHING"),
-            {"day": day},
+                "INSERT INTO ledger_days (day, last_old_event_at) VALUES (:day, :stamp) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"day": day, "stamp": stamp},
         )
         known[day] = True
     return {d for d, is_open in known.items() if is_open}
@@ -63,24 +92,35 @@ async def keep_new(
     events of sealed days (never applied). The days' rows are locked FOR SHARE, so a day cannot
     be sealed and dropped while this batch writes to it."""
     unique: dict[str, Envelope] = {}
-    for env in envelopes:
-        unique.setdefault(env.event.event_id, env)
+    for env in envelopes:  # one event id, however it is spelled (a UUID's case is not its id)
+        unique.setdefault(env.event.event_id.lower(), env)
     outcome = LedgerOutcome()
     if not unique:
         return outcome
     day_of = {i: ledger_day(env.event.occurred_at) for i, env in unique.items()}
     days = sorted(set(day_of.values()))
-    rows = await session.execute(
-        text("SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL FOR SHARE"),
-        {"days": days},
-    )
-    open_ = {r[0] for r in rows}
-    old = [d for d in open_ if is_old(d, now, retention)]
-    if old:  # an import: it keeps the day's ledger for the import hold
-        await session.execute(
-            text("UPDATE ledger_days SET last_old_event_at = :now WHERE day = ANY(:days)"),
+    old = [d for d in days if is_old(d, now, retention)]
+    live = [d for d in days if not is_old(d, now, retention)]
+    open_: set[date] = set()
+    if old:  # an import: it keeps the day's ledger for the import hold. Locked FOR UPDATE
+        # straight away (sorted): taking FOR SHARE first and upgrading deadlocks two replicas.
+        rows = await session.execute(
+            text(
+                "UPDATE ledger_days SET last_old_event_at = :now "
+                "WHERE day = ANY(:days) AND sealed_at IS NULL RETURNING day"
+            ),
             {"now": now, "days": old},
         )
+        open_ |= {r[0] for r in rows}
+    if live:
+        rows = await session.execute(
+            text(
+                "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
+                "ORDER BY day FOR SHARE"
+            ),
+            {"days": live},
+        )
+        open_ |= {r[0] for r in rows}
     ids = sorted(i for i in unique if day_of[i] in open_)  # sorted: index walked in order
     outcome.sealed = [env for i, env in unique.items() if day_of[i] not in open_]
     if not ids:
@@ -99,7 +139,7 @@ async def keep_new(
         },
     )
     fresh = {str(r[0]) for r in rows}
-    outcome.fresh = [env for i, env in unique.items() if i.lower() in fresh or i in fresh]
+    outcome.fresh = [env for i, env in unique.items() if i in fresh]
     return outcome
 
 
@@ -110,46 +150,76 @@ class Sealed:
     bytes: int
 
 
-async def seal_expired(session: AsyncSession, now: datetime, retention: Retention) -> list[Sealed]:
-    """Drop the partition of every expired open day and mark the day sealed, one day per
-    transaction (commits), oldest first. Each day's row is locked FOR UPDATE first, so a batch
-    writing to that day finishes before its partition goes (and the next sees it sealed)."""
+async def expired_days(session: AsyncSession, now: datetime, retention: Retention) -> list[date]:
+    """Open days whose partitions may be dropped now, oldest first."""
     rows = await session.execute(
         text("SELECT day, last_old_event_at FROM ledger_days WHERE sealed_at IS NULL ORDER BY day")
     )
-    candidates = [r[0] for r in rows if expires(r[0], r[1], now, retention)]
-    await session.commit()
-    sealed: list[Sealed] = []
-    for day in candidates:
-        async with session.begin():
-            row = (
-                await session.execute(
-                    text(
-                        "SELECT last_old_event_at FROM ledger_days "
-                        "WHERE day = :day AND sealed_at IS NULL FOR UPDATE"
-                    ),
-                    {"day": day},
-                )
-            ).first()
-            if row is None or not expires(day, row[0], now, retention):
-                continue  # sealed by another replica, or an import wrote to it meanwhile
-            name = partition_name(day)
-            size = (
-                await session.execute(
-                    text(
-                        "SELECT coalesce(pg_total_relation_size(to_regclass(:n)), 0), "
-                        "(SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:n))"
-                    ),
-                    {"n": name},
-                )
-            ).one()
-            await session.execute(text(f"DROP TABLE IF EXISTS {name}"))
-            await session.execute(
-                text("UPDATE ledger_days SET sealed_at = :now WHERE day = :day"),
-                {"now": now, "day": day},
-            )
-            sealed.append(Sealed(day=day, rows=max(int(size[1] or 0), 0), bytes=int(size[0])))
-    return sealed
+    return [r[0] for r in rows if expires(r[0], r[1], now, retention)]
+
+
+async def seal_day(
+    session: AsyncSession, day: date, now: datetime, retention: Retention
+) -> Sealed | None:
+    """Mark `day` sealed (in the caller's transaction) if it still expires: from the commit on,
+    batches refuse its events. The day's row is locked FOR UPDATE first, so a batch writing to
+    it finishes before (its FOR SHARE) and the next one sees it sealed."""
+    await session.execute(text(LOCK_TIMEOUT))
+    row = (
+        await session.execute(
+            text(
+                "SELECT last_old_event_at FROM ledger_days "
+                "WHERE day = :day AND sealed_at IS NULL FOR UPDATE"
+            ),
+            {"day": day},
+        )
+    ).first()
+    if row is None or not expires(day, row[0], now, retention):
+        return None  # sealed by another replica, or an import wrote to it meanwhile
+    name = partition_name(day)
+    size = (
+        await session.execute(
+            text(
+                "SELECT coalesce(pg_total_relation_size(to_regclass(:n)), 0), "
+                "(SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:n))"
+            ),
+            {"n": name},
+        )
+    ).one()
+    await session.execute(
+        text("UPDATE ledger_days SET sealed_at = :now WHERE day = :day"), {"now": now, "day": day}
+    )
+    return Sealed(day=day, rows=max(int(size[1] or 0), 0), bytes=int(size[0]))
+
+
+async def sealed_partitions(session: AsyncSession) -> list[date]:
+    """Sealed days whose partition is still there (dropped next, or left by an interruption)."""
+    rows = await session.execute(
+        text(
+            "SELECT day FROM ledger_days WHERE sealed_at IS NOT NULL "
+            "AND to_regclass('processed_events_' || to_char(day, 'YYYYMMDD')) IS NOT NULL "
+            "ORDER BY day"
+        )
+    )
+    return [r[0] for r in rows]
+
+
+async def drop_partition(conn: AsyncConnection, day: date) -> None:
+    """Detach a sealed day's partition CONCURRENTLY (SHARE UPDATE EXCLUSIVE: batches writing
+    to the ledger do not wait) and drop it. `conn` must be in autocommit mode."""
+    name = partition_name(day)
+    await conn.execute(text("SET lock_timeout = '5s'"))
+    pending = await conn.scalar(
+        text(
+            "SELECT inhdetachpending FROM pg_inherits "
+            "WHERE inhparent = 'processed_events'::regclass AND inhrelid = to_regclass(:n)"
+        ),
+        {"n": name},
+    )
+    if pending is not None:  # attached: detach (or finish an interrupted detach)
+        how = "FINALIZE" if pending else "CONCURRENTLY"
+        await conn.execute(text(f"ALTER TABLE processed_events DETACH PARTITION {name} {how}"))
+    await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
 async def storage(session: AsyncSession) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.periods import end_of_month
 from services.scoring.domain.vitality import Weights
+from services.scoring.store.friends import friends_added_day_sql, friends_added_month_sql
 from services.scoring.store.rules_sql import (
     member_at_sql,
     member_contribution_sql,
@@ -48,10 +49,25 @@ ELIGIBLE_SQL = (
 )
 
 
+# `friends_added` from the pairs' first adds (domain/friends.py), the rest as stored.
+_DAY_COUNTERS = ", ".join(
+    f"{friends_added_day_sql('{t}', 'day')} AS friends_added"
+    if c == "friends_added"
+    else f"{{t}}.{c}"
+    for c in USER_DAY_COUNTERS
+)
+_MONTH_COUNTERS = ", ".join(
+    f"{friends_added_month_sql('m', 'month')} AS friends_added"
+    if c == "friends_added"
+    else f"m.{c}"
+    for c in USER_MONTH_COUNTERS
+)
+
+
 async def user_day(session: AsyncSession, user_id: str, day: date) -> dict[str, Any]:
     """The stored counters of a user's day (all 0 if none)."""
     row = (await session.execute(
-        text(f"SELECT {', '.join(USER_DAY_COUNTERS)} FROM user_day "
+        text(f"SELECT {_DAY_COUNTERS.format(t='d')} FROM user_day d "
              "WHERE user_id = :u AND day = :d"),
         {"u": user_id, "d": day},
     )).first()  # fmt: skip
@@ -62,7 +78,7 @@ async def user_month(session: AsyncSession, user_id: str, month: date) -> dict[s
     """The stored counters, stage and `loyal` of a user's month (all 0, no stage, if none: a
     month with a stage always has a row)."""
     row = (await session.execute(
-        text(f"SELECT {', '.join(USER_MONTH_COUNTERS)}, lifecycle, loyal FROM user_month "
+        text(f"SELECT {_MONTH_COUNTERS}, lifecycle, loyal FROM user_month m "
              "WHERE user_id = :u AND month = :m"),
         {"u": user_id, "m": month},
     )).first()  # fmt: skip
@@ -78,14 +94,15 @@ async def user_days(
     month's pc/mobile `month_messages`; `before`: continue after that day."""
     rows = await session.execute(
         text(f"""
-        SELECT d.day, {", ".join(f"d.{c}" for c in USER_DAY_COUNTERS)},
+        SELECT d.day, {_DAY_COUNTERS.format(t="d")},
                COALESCE(um.messages, 0) AS month_messages
         FROM user_day d
         LEFT JOIN user_month um
                ON um.user_id = d.user_id AND um.month = date_trunc('month', d.day)::date
         WHERE d.user_id = :u AND d.day >= :first AND d.day <= :last
           AND (CAST(:before AS date) IS NULL OR d.day < :before)
-          AND ({" OR ".join(f"d.{c} <> 0" for c in USER_DAY_COUNTERS)})
+          AND ({" OR ".join(f"d.{c} <> 0" for c in USER_DAY_COUNTERS if c != "friends_added")}
+               OR {friends_added_day_sql("d", "day")} <> 0)
         ORDER BY d.day DESC LIMIT :n"""),
         {"u": user_id, "first": first, "last": last, "before": before, "n": limit},
     )

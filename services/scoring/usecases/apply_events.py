@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Histogram
@@ -32,12 +32,14 @@ from services.scoring.domain.batch import (
     plan_batch,
 )
 from services.scoring.domain.contributions import GroupMonthDelta, GroupMonthKey, group_month_deltas
+from services.scoring.domain.friends import earliest, moves
 from services.scoring.domain.group_facts import Refusal
 from services.scoring.domain.membership import MembershipFlip, membership_flips, pairs_of, spans_of
 from services.scoring.domain.periods import local_day, month_of
 from services.scoring.domain.retention import Retention
 from services.scoring.domain.sessions import update_sessions
 from services.scoring.store import (
+    friends,
     group_facts,
     groups,
     kpis,
@@ -112,6 +114,8 @@ async def apply_events(
         plan = plan_batch(screening.accepted, tz)
     with _step("users"):
         first_seen = await users.record_seen(session, plan.first_seen)
+    with _step("friends"):
+        friend_days = await _apply_friendships(session, plan)
 
     if plan.sessions:
         with _step("sessions"):
@@ -193,6 +197,9 @@ async def apply_events(
                     for at in (f.transfer_at, now)
                 ),
                 *(user_day_key(u, d) for u, d in days),
+                # A friendship's first add moved: its old and new adder's day and month.
+                *(user_day_key(u, d) for u, d in friend_days),
+                *(user_month_key(u, month_of(d)) for u, d in friend_days),
                 *(user_month_key(u, m) for u, m in after),
                 # A stage (or `loyal`) moved in a month the batch did not touch; a moved
                 # `first_seen` is on every record of the user.
@@ -207,6 +214,18 @@ async def apply_events(
             ],
         )
     return outcome
+
+
+async def _apply_friendships(session: AsyncSession, plan: BatchPlan) -> set[tuple[str, date]]:
+    """Keep each pair's first add (SPEC §9: friendships count once); the (user, day) whose
+    `friends_added` changed."""
+    batch = earliest(plan.friend_adds)
+    if not batch:
+        return set()
+    stored = await friends.lock_and_read(session, batch.keys())
+    moved = moves(stored, batch)
+    await friends.save(session, moved)
+    return friends.touched_days(moved)
 
 
 async def _apply_membership(

@@ -22,7 +22,7 @@ from services.scoring.usecases.anomalies import (
     user_day_flags_of,
 )
 from shared.metric_fields import GROUP_MONTH_COUNTERS, USER_DAY_COUNTERS, USER_MONTH_COUNTERS
-from shared.records import METRIC_RECORD, RECORD_VERSION, AnomalyFlag
+from shared.records import MAX_FRIEND_IDS, METRIC_RECORD, RECORD_VERSION, AnomalyFlag
 
 DEFAULT_THRESHOLDS = AnomalyThresholds()
 
@@ -71,6 +71,7 @@ async def render(
                 ),
                 "flags": [f.model_dump() for f in flags],
                 "first_seen": r["first_seen"],
+                "friend_ids": list(r["friend_ids"])[:MAX_FRIEND_IDS],
             }
         )
     for r in await changelog.user_month_rows(session, months):

@@ -40,20 +40,25 @@ class LedgerDays:
     """Makes sure the days of a batch have their partitions (DDL outside the batch's
     transaction). Remembers the days it saw, so live traffic costs one set lookup per batch."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], retention: Retention | None = None
+    ) -> None:
         self._sessions = sessions
+        self._retention = retention or Retention()
         self._seen: set[date] = set()
 
-    async def prepare(self, days: Iterable[date]) -> None:
+    async def prepare(self, days: Iterable[date], now: datetime | None = None) -> None:
         missing = set(days) - self._seen
         if not missing:
             return
         async with self._sessions() as session, session.begin():
-            await ledger.open_days(session, missing)
+            await ledger.open_days(session, missing, now or datetime.now(UTC), self._retention)
         self._seen |= missing  # sealed ones too: the batch refuses their events itself
 
-    async def prepare_events(self, envelopes: Iterable[Envelope]) -> None:
-        await self.prepare({ledger_day(env.event.occurred_at) for env in envelopes})
+    async def prepare_events(
+        self, envelopes: Iterable[Envelope], now: datetime | None = None
+    ) -> None:
+        await self.prepare({ledger_day(env.event.occurred_at) for env in envelopes}, now)
 
 
 def refused_sealed(envelopes: list[Envelope]) -> None:
@@ -74,9 +79,22 @@ async def maintain_once(
 ) -> list[ledger.Sealed]:
     """One pass: partitions for the coming days, expired days sealed, gauges updated."""
     async with sessions() as session, session.begin():
-        await ledger.open_days(session, days_to_prepare(now, retention))
+        await ledger.open_days(session, days_to_prepare(now, retention), now, retention)
+    sealed: list[ledger.Sealed] = []
     async with sessions() as session:
-        sealed = await ledger.seal_expired(session, now, retention)
+        expired = await ledger.expired_days(session, now, retention)
+    for expired_day in expired:  # one day per transaction: never many locks at once
+        async with sessions() as session, session.begin():
+            done = await ledger.seal_day(session, expired_day, now, retention)
+            if done is not None:
+                sealed.append(done)
+    async with sessions() as session:
+        to_drop = await ledger.sealed_partitions(session)
+    engine = sessions.kw["bind"]
+    for gone in to_drop:
+        async with engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await ledger.drop_partition(autocommit, gone)
     # Per-minute message counts (message_rate) are kept as long as the ledger's live days.
     before = int((now - retention.live_horizon - timedelta(days=1)).timestamp()) // 60
     while True:
@@ -85,8 +103,8 @@ async def maintain_once(
                 break
     async with sessions() as session:
         partitions, size = await ledger.storage(session)
-    for day in sealed:
-        log.info("ledger day %s sealed: %d rows, %d bytes dropped", day.day, day.rows, day.bytes)
+    for s in sealed:
+        log.info("ledger day %s sealed: %d rows, %d bytes dropped", s.day, s.rows, s.bytes)
     SEALED_DAYS.inc(len(sealed))
     PARTITIONS.set(partitions)
     LEDGER_BYTES.set(size)

@@ -1,0 +1,78 @@
+"""No request can exhaust a service (issue 18): each caller's requests are rate-limited on the
+read and admin APIs (429 problem+json with Retry-After), and no statement of a request runs
+longer than the service allows (the database cancels it: 503 problem+json, never a 500)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+
+from engage.progress import wait_keys_known
+from engage.stack import Stack
+from tests.integration.conftest import Keys
+
+pytestmark = pytest.mark.asyncio
+PROBLEM = "application/problem+json"
+
+
+async def test_a_callers_requests_beyond_its_rate_get_429_and_others_are_served(
+    stack: Stack, keys: Keys
+) -> None:
+    scoring = stack.start_service(
+        "scoring",
+        instance="-limited",
+        env={"SCORING_CONSUME": "false", "ENGAGE_API_REQUESTS_PER_S": "1"},
+    )
+    try:
+        await wait_keys_known(scoring.url, "/v1/profiles", [keys.viewer, keys.admin])
+        async with httpx.AsyncClient(base_url=scoring.url, timeout=30) as c:
+            viewer = {"Authorization": f"Bearer {keys.viewer}"}
+            answers = await asyncio.gather(
+                *(c.get("/v1/profiles", headers=viewer) for _ in range(260))
+            )
+            codes = [r.status_code for r in answers]
+            assert codes.count(200) >= 190 and codes.count(429) >= 50, codes
+            limited = next(r for r in answers if r.status_code == 429)
+            assert limited.headers["content-type"] == PROBLEM
+            assert limited.json()["code"] == "rate_limited"
+            assert int(limited.headers["retry-after"]) >= 1
+            # Another caller has a bucket of its own.
+            r = await c.get("/v1/profiles", headers={"Authorization": f"Bearer {keys.admin}"})
+            assert r.status_code == 200
+    finally:
+        scoring.stop()
+
+
+async def test_a_statement_over_the_timeout_is_cancelled_and_answered_503(
+    stack: Stack, keys: Keys
+) -> None:
+    """A request stuck behind a lock (as behind any slow plan) is cancelled by the database at
+    the timeout; the connection is free again and the caller gets a 503 that says why."""
+    assert stack.database_url
+    scoring = stack.start_service(
+        "scoring",
+        instance="-timeout",
+        env={"SCORING_CONSUME": "false", "ENGAGE_API_STATEMENT_TIMEOUT_S": "0.5"},
+    )
+    locker = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
+    try:
+        await wait_keys_known(scoring.url, "/v1/profiles", [keys.viewer])
+        headers = {"Authorization": f"Bearer {keys.viewer}"}
+        async with httpx.AsyncClient(base_url=scoring.url, timeout=30) as c:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE scoring.weight_profiles IN ACCESS EXCLUSIVE MODE")
+            r = await c.get("/v1/profiles", headers=headers)
+            await tx.rollback()
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == PROBLEM and r.headers["retry-after"]
+            body = r.json()
+            assert body["code"] == "statement_timeout" and "ran longer than 0.5 s" in body["detail"]
+            # Nothing stays stuck: the same read answers once the lock is gone.
+            assert (await c.get("/v1/profiles", headers=headers)).status_code == 200
+    finally:
+        await locker.close()
+        scoring.stop()
