@@ -265,6 +265,48 @@ def _cmd_care(args: argparse.Namespace) -> int:
     return 1 if len(story.unknown_to) == len(names) else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """`engage report campaign ID` / `engage report month YYYY-MM` (SPEC §12)."""
+    from pathlib import Path
+
+    import httpx
+
+    from engage import report
+
+    key = args.key or os.environ.get("ENGAGE_API_KEY")
+    if not key:
+        print("give --key or set ENGAGE_API_KEY (a viewer key)", file=sys.stderr)
+        return 2
+    base = args.base_port or 8001
+    urls = {
+        name: getattr(args, name) or f"http://127.0.0.1:{base + list(SERVICES).index(name)}"
+        for name in ("scoring", "rewards", "notify")
+    }
+    out = Path(args.out) if args.out else report.default_out_dir()
+    try:
+        if args.what == "campaign":
+            doc = asyncio.run(report.fetch_campaign(urls, key, args.id, args.first, args.last))
+            printed = report.render_campaign(doc, out)
+        else:
+            today = datetime.now(UTC).date()
+            printed = report.render_month(
+                asyncio.run(report.fetch_month(urls, key, args.id, today)), out
+            )
+    except httpx.HTTPStatusError as exc:
+        print(f"engage report: {exc.request.url} answered {exc.response.status_code}: "
+              f"{exc.response.text[:300]}", file=sys.stderr)  # fmt: skip
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"engage report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(printed.text)
+    for note in printed.notes:
+        print(note)
+    for path in printed.charts:
+        print(f"  chart: {path}")
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -309,7 +351,7 @@ def _cmd_rigging(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
     from zoneinfo import ZoneInfo
 
-    from engage.simulator.rigging import Drill, pick_target, render, run_drill
+    from engage.simulator.rigging import Drill, pick_targets, render, run_drill
     from engage.simulator.world import SimConfig, World
     from engage.tokens import LocalIssuer
     from shared.settings import CommonSettings
@@ -323,7 +365,7 @@ def _cmd_rigging(args: argparse.Namespace) -> int:
     directory = Path(args.token_key_dir) if args.token_key_dir else Stack.from_env().user_token_dir
     issuer = LocalIssuer.open(directory)
     world = World.build(SimConfig(seed=args.seed, users=args.users, groups=args.groups))
-    target = pick_target(world.groups, world.users)
+    targets = pick_targets(world.groups, world.users)
     drill = Drill(
         urls,
         args.key,
@@ -332,7 +374,7 @@ def _cmd_rigging(args: argparse.Namespace) -> int:
         lambda user: issuer.mint(user),
         ZoneInfo(CommonSettings().timezone),
     )
-    result = asyncio.run(run_drill(drill, target, args.campaign))
+    result = asyncio.run(run_drill(drill, targets, args.campaign))
     print(render(result.attempts))
     return 0 if result.ok else 1
 
@@ -452,6 +494,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("scoring", "rewards", "notify"):
         care.add_argument(f"--{name}", help=f"{name}'s URL (default from the base port)")
     care.set_defaults(func=_cmd_care)
+
+    rep = sub.add_parser(
+        "report", help="a campaign's or a month's report: tables printed, PNG charts written"
+    )
+    rep.add_argument("what", choices=["campaign", "month"])
+    rep.add_argument("id", help="a campaign id (cmp_…) or a month (YYYY-MM)")
+    rep.add_argument("--from", dest="first", help="campaign: first local day (YYYY-MM-DD)")
+    rep.add_argument("--to", dest="last", help="campaign: last local day (YYYY-MM-DD)")
+    rep.add_argument("--out", help="where the PNGs go (default var/reports/<today>)")
+    rep.add_argument("--key", help="a viewer key (default ENGAGE_API_KEY)")
+    rep.add_argument("--base-port", type=int, help="the stack's base port (default 8001)")
+    for name in ("scoring", "rewards", "notify"):
+        rep.add_argument(f"--{name}", help=f"{name}'s URL (default from the base port)")
+    rep.set_defaults(func=_cmd_report)
 
     sim = sub.add_parser("simulate", help="post seeded traffic to a running ingest")
     sim.add_argument("--url", default="http://127.0.0.1:8001")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from engage.demo_campaigns import (
+    ENROLLING,
     CampaignKeys,
     campaign_examples,
     campaign_window,
@@ -35,8 +36,9 @@ from engage.demo_notify import (
 from engage.demo_review import render as render_review
 from engage.demo_review import review_period
 from engage.progress import wait_consumed, wait_keys_known, wait_outbox_empty, wait_processed
+from engage.report import demo_reports
 from engage.simulator.client import PostReport, post_as_clients, post_events
-from engage.simulator.rigging import Drill, pick_target, run_drill
+from engage.simulator.rigging import Drill, pick_targets, run_drill
 from engage.simulator.rigging import render as render_drill
 from engage.simulator.world import (
     SimConfig,
@@ -267,8 +269,8 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     urls = {"ingest": ingest.url, "scoring": scoring.url, "rewards": rewards.url}
     drill = Drill(urls, platform_key, viewer, relay_key, issuer.mint, tz, now)
     world = World.build(config)
-    target = pick_target(world.groups, world.users)
-    drilled = await run_drill(drill, target, campaigns["my_fetion_my_group"])
+    targets = pick_targets(world.groups, world.users)
+    drilled = await run_drill(drill, targets, campaigns["my_fetion_my_group"])
     print("\n" + render_drill(drilled.attempts))
 
     await wait_outbox_empty(url, "scoring", "changelog_outbox")
@@ -278,7 +280,7 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     enrolled = await enroll_groups(
         rewards.url,
         client_tokens,
-        [campaigns["my_fetion_my_group"], campaigns["tribe_chief"]],
+        [campaigns[t] for t in ENROLLING],
         owners,
     )
     print(
@@ -303,6 +305,22 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
     )
     told = await print_every_winner_told(url)
+    # The morning after (SPEC §12): last month's report and one campaign's, with their charts.
+    reports = await demo_reports(
+        {"scoring": scoring.url, "rewards": rewards.url, "notify": notify.url},
+        viewer,
+        last_month,
+        campaigns["new_friend_draw"],
+        Path(stack.var_dir) / "reports",
+    )
+    print(f"\nReports (engage report month {last_month}; engage report campaign "
+          f"{campaigns['new_friend_draw']})\n")  # fmt: skip
+    print(reports.text)
+    for note in reports.notes:
+        print(f"  {note}")
+    print("  PNG charts:")
+    for chart in reports.charts:
+        print(f"    {chart}")
     print("\nServices")
     for service in stack.services.values():
         print(f"  {service.name:<8} docs {service.url}/docs   metrics {service.url}/metrics")

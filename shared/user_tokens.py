@@ -9,6 +9,7 @@ so `alg: none` and HS256-signed-with-the-public-key forgeries fail like any bad 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PublicKey = Ed25519PublicKey | EllipticCurvePublicKey
 ALGORITHMS = ("EdDSA", "ES256")
 # A token's subject is a user id of the event contract (SPEC §3).
-_USER_ID = re.compile(r"^[A-Za-z0-9_.:@+\-]{1,64}$")
+_USER_ID = re.compile(r"[A-Za-z0-9_.:@+\-]{1,64}")
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
@@ -40,7 +41,18 @@ class UserTokenSettings(BaseSettings):
     )
     leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp.")
     issuer: str | None = Field(default=None, description="Required `iss`, if set.")
-    audience: str | None = Field(default=None, description="Required `aud`, if set.")
+    audience: str | None = Field(
+        default=None,
+        description="Required `aud`, if set — set it in production, so a token the platform "
+        "issued for another service is not accepted here.",
+    )
+    max_lifetime_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="A token may live at most this long (exp − iat, or exp − now without iat): "
+        "a stolen long-lived token is refused.",
+    )
 
 
 class InvalidUserToken(Exception):
@@ -126,8 +138,10 @@ class UserTokenVerifier:
         leeway_s: float = 30.0,
         issuer: str | None = None,
         audience: str | None = None,
+        max_lifetime_s: float = 86_400.0,
     ) -> None:
         self._keys = keys
+        self._max_lifetime_s = max_lifetime_s
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
         self._leeway_s = leeway_s
         self._issuer = issuer
@@ -139,7 +153,11 @@ class UserTokenVerifier:
         if settings.public_keys is None:
             return None
         return cls(
-            load_keys(settings.public_keys), settings.leeway_s, settings.issuer, settings.audience
+            load_keys(settings.public_keys),
+            settings.leeway_s,
+            settings.issuer,
+            settings.audience,
+            settings.max_lifetime_s,
         )
 
     def _key_for(self, token: str) -> VerificationKey:
@@ -150,9 +168,11 @@ class UserTokenVerifier:
         kid = header.get("kid")
         if kid is not None:
             found = self._by_kid.get(kid) if isinstance(kid, str) else None
-            if found is None:
+            if found is not None:
+                return found
+            # A PEM key has no kid of its own: the one unnamed key stands for any kid.
+            if not (len(self._keys) == 1 and self._keys[0].kid is None):
                 raise InvalidUserToken("signed with an unknown key (kid)")
-            return found
         if len(self._keys) == 1:
             return self._keys[0]
         raise InvalidUserToken("no kid, and several keys are configured")
@@ -181,6 +201,13 @@ class UserTokenVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidUserToken(f"the token is invalid: {exc}") from None
         sub = claims["sub"]
-        if not isinstance(sub, str) or not _USER_ID.match(sub):
+        if not isinstance(sub, str) or not _USER_ID.fullmatch(sub):
             raise InvalidUserToken("the token's sub is not a valid user id")
+        iat = claims.get("iat")
+        start = iat if isinstance(iat, int | float) and not isinstance(iat, bool) else time.time()
+        if float(claims["exp"]) - float(start) > self._max_lifetime_s + self._leeway_s:
+            raise InvalidUserToken(
+                f"the token lives longer than {self._max_lifetime_s:g} s (exp − iat): ask the "
+                "platform for a shorter-lived one"
+            )
         return UserClaims(sub=sub, expires_at=int(claims["exp"]))

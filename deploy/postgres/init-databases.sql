@@ -4,3 +4,10 @@ CREATE DATABASE ingest;
 CREATE DATABASE scoring;
 CREATE DATABASE rewards;
 CREATE DATABASE notify;
+
+-- The read-only login of Grafana's "Engage business" dashboard. Its only grants (CONNECT on
+-- scoring, USAGE on schema scoring, SELECT on scoring.kpi_day and scoring.kpi_month) come after
+-- the migrations job created them: docs/operations.md, "Dashboards and alerts". Set a real
+-- password (GRAFANA_DB_PASSWORD in the compose environment) before exposing Grafana.
+CREATE ROLE engage_grafana LOGIN PASSWORD 'grafana';
+ALTER ROLE engage_grafana SET default_transaction_read_only = on;

@@ -143,6 +143,14 @@ class Drill:
         a.ok = r["accepted"] == 0 and bool(got) and got <= codes
         a.outcome = f"{r['accepted']} accepted, rejected: {', '.join(sorted(got)) or 'none'}"
 
+    async def alive(self, candidates: list[Target]) -> Target:
+        """The first candidate whose group scoring knows and reads as not dissolved."""
+        for target in candidates[:20]:
+            group = await self._group(target.group_id, wait_s=120)
+            if group is not None and not group.get("dissolved"):
+                return target
+        raise RuntimeError("no live group to aim the drill at among the 20 biggest")
+
     # -- the hijacks -------------------------------------------------------------------------
 
     async def hijacks(self, target: Target, enroll_campaign: str | None) -> None:
@@ -201,6 +209,7 @@ class Drill:
             "accepted by ingest, refused by scoring (owner, name, province unchanged)",
         )
         before = await self._group(g, wait_s=120)
+        refused_before = await self._refusals()
         r = await self._post(
             self.platform_key,
             [
@@ -219,18 +228,23 @@ class Drill:
             "accepted by ingest (a user may dissolve their own group), refused by scoring",
         )
         r2 = await self._post(own, [_event("group_dissolved", stranger, now, group_id=g)])
-        after = await self._settled_group(g, before)
+        processed = await self._refused_since(refused_before, 2)
+        after = await self._group(g)
         a.ok = (
-            r["accepted"] == 1
+            processed
+            and r["accepted"] == 1
             and after is not None
             and before is not None
             and all(after.get(k) == before.get(k) for k in ("owner_id", "name", "province"))
         )
         a.outcome = (
-            f"ingest accepted {r['accepted']}; group now owner={after and after.get('owner_id')}"
+            ("" if processed else "NOT PROCESSED in time; ")
+            + f"ingest accepted {r['accepted']}; group now owner={after and after.get('owner_id')}"
             f", province={after and after.get('province')}"
         )
-        b.ok = r2["accepted"] == 1 and after is not None and not after.get("dissolved")
+        b.ok = (
+            processed and r2["accepted"] == 1 and after is not None and not after.get("dissolved")
+        )
         dissolved = after.get("dissolved") if after else None
         b.outcome = f"ingest accepted {r2['accepted']}; dissolved={dissolved}"
         if enroll_campaign:
@@ -264,19 +278,16 @@ class Drill:
                 await asyncio.sleep(0.5)
         return r.json() if r.status_code == 200 else None
 
-    async def _settled_group(
-        self, group_id: str, before: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        """The group once scoring has read the attempts (its refusals counter moved), or after
-        a bounded wait."""
-        deadline = asyncio.get_running_loop().time() + 30
-        refused = await self._refusals()
-        target = refused + 2
-        while asyncio.get_running_loop().time() < deadline:
-            if await self._refusals() >= target:
-                break
+    async def _refused_since(self, baseline: float, n: int, timeout_s: float = 60) -> bool:
+        """Until scoring has refused `n` more events than `baseline` (its counter, taken before
+        the attempts were sent); False after `timeout_s` — the check then fails, it does not
+        pass on an unchanged group."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while await self._refusals() < baseline + n:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
             await asyncio.sleep(0.25)
-        return await self._group(group_id)
+        return True
 
     async def _refusals(self) -> float:
         async with httpx.AsyncClient(base_url=self.urls["scoring"], timeout=10) as c:
@@ -439,15 +450,23 @@ def render(attempts: Iterable[Attempt]) -> str:
     return "\n".join(lines)
 
 
-def pick_target(groups: Iterable[Any], users: Iterable[Any]) -> Target:
-    """The biggest group of the seeded world (its owner has most to lose) and a user outside
-    it — `groups`/`users` are engage.simulator.world's Group and User."""
-    group = max(groups, key=lambda g: (len(g.members), g.group_id))
-    outside = sorted(u.user_id for u in users if u.user_id not in set(group.members))
-    return Target(group.group_id, group.owner, group.province, outside[0])
+def pick_targets(groups: Iterable[Any], users: Iterable[Any]) -> list[Target]:
+    """Candidate targets, biggest group first (its owner has most to lose), each with a user
+    outside it — `groups`/`users` are engage.simulator.world's Group and User. The drill takes
+    the first one scoring reads as alive (the world dissolves a few groups itself)."""
+    everyone = sorted(u.user_id for u in users)
+    out = []
+    for group in sorted(groups, key=lambda g: (-len(g.members), g.group_id)):
+        members = set(group.members) | {group.owner}
+        stranger = next(u for u in everyone if u not in members)
+        out.append(Target(group.group_id, group.owner, group.province, stranger))
+    return out
 
 
-async def run_drill(drill: Drill, target: Target, enroll_campaign: str | None) -> DrillResult:
+async def run_drill(
+    drill: Drill, candidates: list[Target], enroll_campaign: str | None
+) -> DrillResult:
+    target = await drill.alive(candidates)
     await drill.hijacks(target, enroll_campaign)
     await drill.flagged(target.province)
     return drill.result

@@ -13,7 +13,7 @@ import pytest
 
 from engage.demo import simulate_through_ingest, user_tokens
 from engage.progress import wait_consumed
-from engage.simulator.rigging import Drill, pick_target, render, run_drill
+from engage.simulator.rigging import Drill, pick_targets, render, run_drill
 from engage.simulator.world import SimConfig, World
 from engage.stack import Stack
 from shared.topics import EVENTS_TOPIC
@@ -43,7 +43,7 @@ async def test_every_rigging_attempt_is_refused_or_flagged(drill_stack: Stack) -
         drill_stack.database_url, drill_stack.kafka_bootstrap, "scoring", EVENTS_TOPIC
     )
     world = World.build(config)
-    target = pick_target(world.groups, world.users)
+    targets = pick_targets(world.groups, world.users)
     drill = Drill(
         urls,
         keys.platform,
@@ -53,7 +53,7 @@ async def test_every_rigging_attempt_is_refused_or_flagged(drill_stack: Stack) -
         ZoneInfo("Asia/Shanghai"),
         prefix="drill",
     )
-    result = await run_drill(drill, target, enroll_campaign=None)
+    result = await run_drill(drill, targets, enroll_campaign=None)
     print(render(result.attempts))
     failed = [a for a in result.attempts if not a.ok]
     assert not failed, render(failed)

@@ -132,6 +132,21 @@ def test_a_sub_that_is_no_user_id_is_refused(
         verifier.verify(issuer.mint("has spaces"))
 
 
+def test_a_sub_with_a_trailing_newline_is_refused(
+    issuer: LocalIssuer, verifier: UserTokenVerifier
+) -> None:
+    with pytest.raises(InvalidUserToken, match="sub"):
+        verifier.verify(issuer.mint("alice\n"))
+
+
+def test_a_token_living_longer_than_allowed_is_refused(
+    issuer: LocalIssuer, verifier: UserTokenVerifier
+) -> None:
+    assert verifier.verify(issuer.mint("u1", ttl_s=86_400)).sub == "u1"
+    with pytest.raises(InvalidUserToken, match="lives longer"):
+        verifier.verify(issuer.mint("u1", ttl_s=7 * 86_400))
+
+
 def test_garbage_is_refused(verifier: UserTokenVerifier) -> None:
     for token in ("not-a-jwt", "a.b.c", ""):
         with pytest.raises(InvalidUserToken):
@@ -152,6 +167,11 @@ def test_es256_keys_from_a_pem_file_verify_es256_tokens_only(tmp_path: Path) -> 
     )
     with pytest.raises(InvalidUserToken):
         verifier.verify(other)
+    # Issuers name their key; a PEM key has no name, so the one key stands for any kid.
+    named = jwt.encode(
+        {"sub": "u3", "exp": now() + 60}, private, algorithm="ES256", headers={"kid": "k-2026"}
+    )
+    assert verifier.verify(named).sub == "u3"
 
 
 def test_a_jwks_with_several_keys_selects_by_kid(tmp_path: Path) -> None:
