@@ -456,12 +456,202 @@ def grafana_json(dashboard: Dashboard) -> dict[str, Any]:
     }
 
 
+# Dashboards read from PostgreSQL (SPEC §12's business KPIs), through Grafana's PostgreSQL data
+# source on scoring's database (deploy/grafana/provisioning/datasources/scoring-postgres.yml).
+# Kept apart from DASHBOARDS, whose panels are PromQL proven against Prometheus; each of these
+# panels' SQL is proven against a real PostgreSQL with KPI rows (engage.ops.grafana_sql).
+SQL_DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "engage-scoring-postgres"}
+KPI_SCHEMA = "scoring"  # SCORING_SCHEMA_NAME's default: the SQL names its tables with it
+# A province key `?<group>` holds users whose top group's creation has not arrived: unknown.
+PROVINCE = "CASE WHEN province LIKE '?%' THEN 'unknown' ELSE province END"
+
+
+@dataclass(frozen=True)
+class SqlPanel:
+    """One panel, one SQL query: `columns` are what it must return (the proof checks them).
+    `timeseries` panels return `time` first, sorted; `barchart` panels a label column first."""
+
+    title: str
+    sql: str
+    kind: str  # "timeseries" or "barchart"
+    columns: tuple[str, ...]
+    unit: str = "short"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SqlDashboard:
+    uid: str
+    title: str
+    description: str
+    panels: tuple[SqlPanel, ...] = field(default_factory=tuple)
+
+
+def sql(text: str) -> str:
+    return " ".join(text.split())
+
+
+BUSINESS = SqlDashboard(
+    "engage-business",
+    "Engage business",
+    "Business KPIs (SPEC §12, docs/metrics.md#business-kpis) from scoring's kpi_day and "
+    "kpi_month tables, kept with the aggregates. Days and months are local (deployment zone).",
+    (
+        SqlPanel(
+            "Daily active users (DAU) and new users",
+            sql(f"""
+                SELECT $__time(day::timestamp), sum(active_users) AS "active users (DAU)",
+                       sum(new_users) AS "new users"
+                FROM {KPI_SCHEMA}.kpi_day
+                WHERE client = 'all' AND $__timeFilter(day)
+                GROUP BY day ORDER BY day"""),
+            "timeseries",
+            ("time", "active users (DAU)", "new users"),
+            description="Users with a pc/mobile message that day; users first seen that day.",
+        ),
+        SqlPanel(
+            "Stickiness: DAU / MAU by day",
+            sql(f"""
+                SELECT $__time(d.day::timestamp),
+                       sum(d.active_users)::float8 / nullif(max(m.mau), 0) AS "DAU / MAU"
+                FROM {KPI_SCHEMA}.kpi_day d
+                JOIN (SELECT month, sum(active_users) AS mau FROM {KPI_SCHEMA}.kpi_month
+                      WHERE client = 'all' GROUP BY month) m
+                  ON m.month = date_trunc('month', d.day)::date
+                WHERE d.client = 'all' AND $__timeFilter(d.day)
+                GROUP BY d.day ORDER BY d.day"""),
+            "timeseries",
+            ("time", "DAU / MAU"),
+            "percentunit",
+            "The day's active users over its month's active users.",
+        ),
+        SqlPanel(
+            "Lifecycle by month",
+            sql(f"""
+                SELECT to_char(month, 'YYYY-MM') AS month, sum(active_users) AS "active (MAU)",
+                       sum(new_users) AS new, sum(returning_users) AS returning,
+                       sum(resurrecting_users) AS resurrecting, sum(dormant_users) AS dormant,
+                       sum(loyal_users) AS loyal
+                FROM {KPI_SCHEMA}.kpi_month
+                WHERE client = 'all'
+                  AND month BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date
+                                AND $__timeTo()::timestamptz::date
+                GROUP BY month ORDER BY month"""),
+            "barchart",
+            ("month", "active (MAU)", "new", "returning", "resurrecting", "dormant", "loyal"),
+            description="PostHog's stages (docs/metrics.md#lifecycle): new, returning, "
+            "resurrecting (active again), dormant (active last month, not this); loyal: active "
+            "3+ months in a row.",
+        ),
+        SqlPanel(
+            "Messages by province",
+            sql(f"""
+                SELECT {PROVINCE} AS province, sum(messages) AS messages
+                FROM {KPI_SCHEMA}.kpi_day
+                WHERE client = 'all' AND $__timeFilter(day)
+                GROUP BY 1 ORDER BY 2 DESC, 1"""),
+            "barchart",
+            ("province", "messages"),
+            description="Messages (pc, mobile and SMS) in the time range, by the province of "
+            "the group each user sent most messages to that month.",
+        ),
+        SqlPanel(
+            "Online hours by province",
+            sql(f"""
+                SELECT {PROVINCE} AS province,
+                       round(sum(online_seconds) / 3600.0, 1)::float8 AS "online hours"
+                FROM {KPI_SCHEMA}.kpi_day
+                WHERE client = 'all' AND $__timeFilter(day)
+                GROUP BY 1 ORDER BY 2 DESC, 1"""),
+            "barchart",
+            ("province", "online hours"),
+            description="Sessions' online time in the time range, split across local days.",
+        ),
+        SqlPanel(
+            "Messages, online hours and sessions by client",
+            sql(f"""
+                SELECT client, sum(messages) AS messages,
+                       round(sum(online_seconds) / 3600.0, 1)::float8 AS "online hours",
+                       sum(sessions) AS sessions
+                FROM {KPI_SCHEMA}.kpi_day
+                WHERE client <> 'all' AND $__timeFilter(day)
+                GROUP BY client ORDER BY client"""),
+            "barchart",
+            ("client", "messages", "online hours", "sessions"),
+            description="Per client (pc, mobile, sms); sessions under the client of their "
+            "first login.",
+        ),
+        SqlPanel(
+            "Active users by client and day",
+            sql(f"""
+                SELECT $__time(day::timestamp), client AS metric, sum(active_users) AS value
+                FROM {KPI_SCHEMA}.kpi_day
+                WHERE client <> 'all' AND $__timeFilter(day)
+                GROUP BY day, client ORDER BY day, client"""),
+            "timeseries",
+            ("time", "metric", "value"),
+            description="Users with ≥ 1 message from that client (SMS senders are never "
+            "'active' in the total).",
+        ),
+    ),
+)
+
+SQL_DASHBOARDS = (BUSINESS,)
+
+
+def sql_grafana_json(dashboard: SqlDashboard) -> dict[str, Any]:
+    """A Grafana (10+) dashboard on the PostgreSQL data source: raw SQL targets, time series
+    (`time_series` format) or bar charts (`table` format, first column on the x axis)."""
+    panels: list[dict[str, Any]] = []
+    for i, panel in enumerate(dashboard.panels):
+        bars = panel.kind == "barchart"
+        options: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom"}}
+        if bars:
+            options |= {"xField": panel.columns[0], "orientation": "auto", "showValue": "auto"}
+        panels.append(
+            {
+                "id": i + 1,
+                "type": panel.kind,
+                "title": panel.title,
+                "description": panel.description,
+                "datasource": SQL_DATASOURCE,
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+                "options": options,
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": SQL_DATASOURCE,
+                        "editorMode": "code",
+                        "format": "table" if bars else "time_series",
+                        "rawQuery": True,
+                        "rawSql": panel.sql,
+                    }
+                ],
+            }
+        )
+    return {
+        "uid": dashboard.uid,
+        "title": dashboard.title,
+        "description": dashboard.description,
+        "tags": ["engage", "business"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "5m",
+        "time": {"from": "now-90d", "to": "now"},
+        "links": [{"title": d.title, "type": "link", "url": f"/d/{d.uid}"} for d in DASHBOARDS],
+        "templating": {"list": []},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
 def rendered() -> dict[str, str]:
     """File name → JSON text of every dashboard."""
-    return {
-        f"{d.uid}.json": json.dumps(grafana_json(d), indent=2, ensure_ascii=False) + "\n"
-        for d in DASHBOARDS
-    }
+    models = [grafana_json(d) for d in DASHBOARDS] + [sql_grafana_json(d) for d in SQL_DASHBOARDS]
+    return {f"{m['uid']}.json": json.dumps(m, indent=2, ensure_ascii=False) + "\n" for m in models}
 
 
 def write(directory: Path = DASHBOARD_DIR) -> list[Path]:
