@@ -367,11 +367,16 @@ async def test_an_excluded_group_is_passed_over_and_an_excluded_member_gets_noth
     )
     doc = definition("Excluding", "EX", top=2, review=False, month=EXCLUDING)
     cid = await create_active(e, doc, e.keys.owner)
-    async with e.client(e.keys.owner) as owner, e.client(e.keys.viewer) as viewer:
-        put = await owner.put(
-            f"/v1/campaigns/{cid}/exclusions",
-            json={"group_ids": ["ex-1"], "user_ids": ["ex-cheat"], "reason": "staff groups"},
-        )
+    lists = {"group_ids": ["ex-1"], "user_ids": ["ex-cheat"], "reason": "staff groups"}
+    async with e.client(e.keys.owner_approver) as author:
+        # An author who is also an approver still may not decide who is passed over.
+        draft = await author.post("/v1/campaigns", json={"definition": {**doc, "name": "Mine"}})
+        assert draft.status_code == 201, draft.text
+        mine = draft.json()["campaign_id"]
+        refused = await author.put(f"/v1/campaigns/{mine}/exclusions", json=lists)
+        assert refused.status_code == 403 and refused.json()["code"] == "self_review", refused.text
+    async with e.client(e.keys.approver) as reviewer, e.client(e.keys.viewer) as viewer:
+        put = await reviewer.put(f"/v1/campaigns/{cid}/exclusions", json=lists)
         assert put.status_code == 200, put.text
         shown = (await viewer.get(f"/v1/campaigns/{cid}/exclusions")).json()
     assert (shown["group_ids"], shown["user_ids"]) == (["ex-1"], ["ex-cheat"])

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.rewards.settler import Settler
-from shared.api_auth import require, require_any
+from shared.api_auth import require
 from shared.auth import Principal, Role
 
 
@@ -27,7 +27,3 @@ Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 SettlerDep = Annotated[Settler, Depends(_settler)]
 RequireFulfiller = Annotated[Principal, Depends(require(Role.FULFILLER))]
 """The systems that credit rewards (or admin): they report fulfilment (SPEC §11)."""
-RequireExclusionEditor = Annotated[
-    Principal, Depends(require_any(Role.CAMPAIGN_OWNER, Role.APPROVER))
-]
-"""Who keeps a campaign's exclusion lists (SPEC §10): its owners and the approvers."""

@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from services.rewards.api.campaigns import CampaignId, PeriodLabel
-from services.rewards.api.deps import RequireExclusionEditor, Sessions
+from services.rewards.api.campaigns import CampaignId, PeriodLabel, period_label
+from services.rewards.api.deps import Sessions
 from services.rewards.api.grants import local_today, shown
 from services.rewards.api.schemas import (
     Excluded,
@@ -20,6 +20,7 @@ from services.rewards.api.schemas import (
     Released,
 )
 from services.rewards.domain import exclusions
+from services.rewards.domain.periods import label_days
 from services.rewards.domain.review import period_days
 from services.rewards.store import campaigns, ledger
 from services.rewards.usecases import review
@@ -27,7 +28,6 @@ from shared.api_auth import RequireApprover, RequireCampaignReader
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import Page, PageParams, is_int
-from shared.period_params import period_param
 
 router = APIRouter(
     prefix="/v1",
@@ -56,7 +56,7 @@ async def list_held(
     page: PageParams,
     tz: TimeZone,
 ) -> dict[str, Any]:
-    first = period_param("period", period)
+    first = label_days(period_label("period", period))[0]
     await campaigns.get(session, campaign_id)
     after = page.after(_held_key)
     rows = await ledger.held_page(
@@ -87,7 +87,7 @@ async def release_period(
     approver: RequireApprover,
     tz: TimeZone,
 ) -> dict[str, Any]:
-    period_param("period", period)
+    period_label("period", period)
     return await review.release_period(
         sessions, campaign_id, period, approver.key_id, datetime.now(UTC), tz
     )
@@ -106,7 +106,7 @@ async def exclude_subjects(
     sessions: Sessions,
     approver: RequireApprover,
 ) -> dict[str, Any]:
-    period_param("period", period)
+    period_label("period", period)
     subjects = exclusions.Exclusions(frozenset(body.user_ids), frozenset(body.group_ids))
     return await review.exclude_subjects(
         sessions, campaign_id, period, subjects, body.reason, approver.key_id, datetime.now(UTC)
@@ -128,13 +128,14 @@ async def get_exclusions(
     "/campaigns/{campaign_id}/exclusions",
     response_model=Exclusions,
     summary="Replace the exclusion lists (audited with the reason); checked at every "
-    "evaluation, settlement and release from now on",
+    "evaluation, settlement and release from now on — by an approver who neither wrote nor "
+    "submitted any version of the campaign",
 )
 async def put_exclusions(
     campaign_id: CampaignId,
     body: PutExclusions,
     session: UnitOfWork,
-    editor: RequireExclusionEditor,
+    editor: RequireApprover,
 ) -> dict[str, Any]:
     lists = exclusions.Exclusions(frozenset(body.user_ids), frozenset(body.group_ids))
     return await review.put_exclusions(session, campaign_id, lists, body.reason, editor.key_id)

@@ -19,7 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.review import EXCLUDED_BY_LIST, check_reviewer
 from services.rewards.store import campaigns, ledger
-from services.rewards.store.exclusions import exclusions_of, replace_exclusions
+from services.rewards.store.exclusions import (
+    exclusions_of,
+    replace_exclusions,
+    version_people,
+)
 from shared.audit import audit
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -97,8 +101,11 @@ async def exclude_subjects(
 async def put_exclusions(
     session: AsyncSession, campaign_id: str, lists: Exclusions, reason: str, actor: str
 ) -> dict[str, Any]:
-    """Replace the campaign's exclusion lists; audited with before and after."""
+    """Replace the campaign's lists; audited with before and after. Only by an approver who
+    wrote and submitted none of its versions: a list decides who can win, so an author must
+    not keep one (they could pass over rivals without a second pair of eyes)."""
     await campaigns.get(session, campaign_id, lock=True)
+    check_reviewer(await version_people(session, campaign_id), actor)
     before = exclusion_document(campaign_id, await exclusions_of(session, campaign_id))
     await replace_exclusions(session, campaign_id, lists.users, lists.groups)
     after = exclusion_document(campaign_id, lists)
