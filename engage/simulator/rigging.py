@@ -300,12 +300,12 @@ class Drill:
 
     # -- the riggers the rules cannot refuse: they must come out flagged ----------------------
 
-    def riggers(self, province: str) -> list[tuple[str, list[Event], str, str]]:
-        """(credential kind, events, entity key to check, flag): credential kind is `user`
+    def riggers(self, province: str) -> list[tuple[str, list[Event], str, str, str]]:
+        """(credential kind, events, entity key to check, flag, what it is): kind is `user`
         (each user's own token), `relay` (the extracted relay key) or `platform`."""
         first, late, yesterday = drill_days(self.now, self.tz)
         p, tz = self.p, self.tz
-        out: list[tuple[str, list[Event], str, str]] = []
+        out: list[tuple[str, list[Event], str, str, str]] = []
         # A bot typing 300 messages in three minutes, with its own token.
         bot = f"{p}-bot"
         out.append(
@@ -317,6 +317,7 @@ class Drill:
                 ],
                 f"user:{bot}:{yesterday}",
                 "message_rate",
+                "a bot: 300 messages in 3 minutes",
             )
         )
         # A points farmer: a little every day, then a spike the platform paid (an exploit).
@@ -324,14 +325,16 @@ class Drill:
         days = _days(yesterday - timedelta(days=10), yesterday)
         farm = [_event("points", farmer, _at(d, tz), delta=50) for d in days[:-1]]
         farm.append(_event("points", farmer, _at(days[-1], tz), delta=60_000))
-        out.append(("platform", farm, f"user:{farmer}:{yesterday}", "points_spike"))
+        out.append(("platform", farm, f"user:{farmer}:{yesterday}", "points_spike",
+                    "a points farmer: 50 a day, then 60,000"))  # fmt: skip
         # Eight accounts from one relay, sending the same messages at the same minutes.
         lock = [
             _event("message", f"{p}-lock-{k}", _at(yesterday, tz, 10, m, k), client="pc")
             for k in range(8)
             for m in range(30)
         ]
-        out.append(("relay", lock, f"user:{p}-lock-0:{yesterday}", "lockstep"))
+        out.append(("relay", lock, f"user:{p}-lock-0:{yesterday}", "lockstep",
+                    "8 accounts in lockstep from one relay"))  # fmt: skip
         # A group whose 30 members all join on the month's second-to-last day.
         late_group, late_owner = f"{p}-late-group", f"{p}-late-0"
         created = [
@@ -358,8 +361,28 @@ class Drill:
             )
             for k in range(30)
         ]
-        out.append(("platform", created, "", ""))
-        out.append(("user", joins + chat, f"group:{late_group}:{late:%Y-%m}", "late_joins"))
+        out.append(("platform", created, "", "", ""))
+        out.append(("user", joins + chat, f"group:{late_group}:{late:%Y-%m}", "late_joins",
+                    "a group whose 30 members join on the month's 2nd-last day"))  # fmt: skip
+        # The same hidden as early joins: members join now, dated back into last month.
+        back_group, back_owner = f"{p}-back-group", f"{p}-back-0"
+        created = [
+            _event(
+                "group_created",
+                back_owner,
+                _at(first, tz, 8),
+                group_id=back_group,
+                name="Backdaters",
+                province=province,
+            )
+        ]
+        backdated = [
+            _event("group_join", f"{p}-back-{k}", _at(first, tz, 10, k), group_id=back_group)
+            for k in range(1, 16)
+        ]
+        out.append(("platform", created, "", "", ""))
+        out.append(("user", backdated, f"group:{back_group}:{first:%Y-%m}", "late_joins",
+                    "15 members join now, their joins backdated into last month"))  # fmt: skip
         # A group carried by one member: 6,000 points in the month while eight others idle.
         dom_group, dom_owner = f"{p}-dom-group", f"{p}-dom-0"
         dom_days = _days(max(yesterday.replace(day=1), yesterday - timedelta(days=9)), yesterday)
@@ -379,9 +402,10 @@ class Drill:
         ]
         each = -(-6_000 // len(dom_days))
         points = [_event("points", dom_owner, _at(d, tz, 13), delta=each) for d in dom_days]
-        out.append(("platform", created, "", ""))
-        out.append(("user", members, "", ""))
-        out.append(("platform", points, f"group:{dom_group}:{yesterday:%Y-%m}", "dominant_member"))
+        out.append(("platform", created, "", "", ""))
+        out.append(("user", members, "", "", ""))
+        out.append(("platform", points, f"group:{dom_group}:{yesterday:%Y-%m}", "dominant_member",
+                    "a group carried by one member's points"))  # fmt: skip
         self.result.month = f"{late:%Y-%m}"
         self.result.rigged_groups = {late_group: "late_joins", dom_group: "dominant_member"}
         self.result.rigged_owners = {late_group: late_owner, dom_group: dom_owner}
@@ -390,7 +414,7 @@ class Drill:
     async def flagged(self, province: str) -> None:
         """Send the riggers, then wait (bounded) until scoring shows each one's flag."""
         checks: list[tuple[Attempt, str, str]] = []
-        for kind, events, key, flag in self.riggers(province):
+        for kind, events, key, flag, what in self.riggers(province):
             if kind == "platform":
                 await self._post(self.platform_key, events)
             elif kind == "relay":
@@ -402,14 +426,7 @@ class Drill:
                 for user, evs in by_user.items():
                     await self._post(self.token(user), evs)
             if key:
-                name = {
-                    "message_rate": "a bot: 300 messages in 3 minutes",
-                    "points_spike": "a points farmer: 50 a day, then 60,000",
-                    "lockstep": "8 accounts in lockstep from one relay",
-                    "late_joins": "a group whose 30 members join on the month's 2nd-last day",
-                    "dominant_member": "a group carried by one member's points",
-                }[flag]
-                checks.append((self._attempt(name, f"flagged {flag}"), key, flag))
+                checks.append((self._attempt(what, f"flagged {flag}"), key, flag))
         deadline = asyncio.get_running_loop().time() + FLAG_WAIT_S
         pending = list(checks)
         while pending and asyncio.get_running_loop().time() < deadline:

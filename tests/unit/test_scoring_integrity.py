@@ -134,7 +134,20 @@ def test_the_plan_counts_joins_and_the_creators_join_by_local_day() -> None:
     plan = plan_batch(
         [created("owner"), envelope(type="group_join", user_id="m1", group_id="g1")], TZ
     )
-    assert plan.join_days == {("g1", date(2026, 11, 10)): 2}
+    day = date(2026, 11, 10)
+    assert plan.join_days == {("g1", day, day): 2}
+
+
+def test_a_clients_join_is_heard_when_received_a_servers_when_dated() -> None:
+    """A join backdated into a closed month is heard the day it was sent (late_joins counts
+    it as late); the platform's word and imports are heard on the day they are dated."""
+    backdated = envelope("user", type="group_join", user_id="m1", group_id="g1",
+                         at=AT - timedelta(days=20))  # fmt: skip
+    imported = envelope("import", type="group_join", user_id="m2", group_id="g1",
+                        at=AT - timedelta(days=20))  # fmt: skip
+    plan = plan_batch([backdated, imported], TZ)
+    dated = date(2026, 10, 21)
+    assert plan.join_days == {("g1", dated, date(2026, 11, 10)): 1, ("g1", dated, dated): 1}
 
 
 # -- anomaly rules -------------------------------------------------------------------------

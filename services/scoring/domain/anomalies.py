@@ -114,7 +114,8 @@ def lockstep(x: UserDayInputs, t: AnomalyThresholds) -> AnomalyFlag | None:
 
 
 def late_joins(x: GroupMonthInputs, t: AnomalyThresholds) -> AnomalyFlag | None:
-    """Joins bunched in the month's last days, just before the leaderboard closes."""
+    """Joins bunched in the month's last days, just before the leaderboard closes — counting
+    joins a client sent later still but dated into the month (heard late)."""
     if x.joins == 0 or x.late_joins < t.late_joins_min:
         return None
     share = x.late_joins / x.joins
@@ -122,7 +123,8 @@ def late_joins(x: GroupMonthInputs, t: AnomalyThresholds) -> AnomalyFlag | None:
         return None
     return AnomalyFlag(
         name="late_joins",
-        reason=f"{x.late_joins} of the month's {x.joins} joins came in its last {x.late_days} days",
+        reason=f"{x.late_joins} of the month's {x.joins} joins came in its last {x.late_days} "
+        "days or were sent after them, backdated",
         values={"late_joins": x.late_joins, "joins": x.joins, "share": round(share, 3)},
     )
 

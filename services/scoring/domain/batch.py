@@ -111,13 +111,28 @@ class BatchPlan:
     source_days: dict[SourceDayKey, SourceDay] = field(
         default_factory=lambda: defaultdict(SourceDay)
     )
-    join_days: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+    # (group, local day the join is dated, local day it was heard): a client's join is heard
+    # when ingest received it (a join backdated into a closed month is heard late), a
+    # server's or an import's on the day it is dated (history is loaded after the fact).
+    join_days: dict[tuple[str, date, date], int] = field(default_factory=lambda: defaultdict(int))
     # Every friend_added as (pair, add): friendships count once (domain.friends, SPEC §9).
     friend_adds: list[tuple[Pair, FirstAdd]] = field(default_factory=list)
     # pc/mobile messages per (user, local month, group): a user's province (domain.kpis).
     group_messages: dict[tuple[str, date, str], int] = field(
         default_factory=lambda: defaultdict(int)
     )
+
+
+CLIENT_AUTHORITIES = ("user", "relay")
+
+
+def heard_day(env: Envelope, day: date, tz: ZoneInfo) -> date:
+    """The local day an event was heard: when ingest received a client's event (never before
+    the day it is dated), the dated day for a server's word or an import (SPEC §14: joins
+    bunched before the month's end include joins backdated into it)."""
+    if env.authority in CLIENT_AUTHORITIES:
+        return max(day, local_day(env.received_at, tz))
+    return day
 
 
 def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
@@ -189,10 +204,10 @@ def plan_batch(envelopes: list[Envelope], tz: ZoneInfo) -> BatchPlan:
                 plan.membership.append(
                     MembershipFact(e.group_id, e.user_id, e.occurred_at, e.event_id, joined=True)
                 )
-                plan.join_days[(e.group_id, day)] += 1
+                plan.join_days[(e.group_id, day, heard_day(env, day, tz))] += 1
             case GroupJoinEvent() | GroupLeaveEvent():
                 if e.type == "group_join":
-                    plan.join_days[(e.group_id, day)] += 1
+                    plan.join_days[(e.group_id, day, heard_day(env, day, tz))] += 1
                 plan.membership.append(
                     MembershipFact(
                         e.group_id,

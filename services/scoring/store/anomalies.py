@@ -5,7 +5,8 @@ Kept by increments, which commute, so they are exact in any arrival order:
 - `user_minute_messages` (messages per user and clock minute) and `user_day.peak_minute_messages`
   (their maximum over the day: counts only grow, so GREATEST is exact);
 - `user_day_source`: per user, local day and source, the events and the sum of their minutes;
-- `group_day_joins`: joins per group and local day.
+- `group_day_joins`: joins per group, local day dated and local day heard (a client's join is
+  heard when ingest received it: one backdated into a closed month counts as late).
 """
 
 from __future__ import annotations
@@ -128,18 +129,24 @@ async def days_after(
     return [(r.user_id, r.day) for r in rows]
 
 
-async def add_join_days(session: AsyncSession, joins: Mapping[tuple[str, date], int]) -> None:
-    """Joins per (group, local day) += joins."""
+async def add_join_days(session: AsyncSession, joins: Mapping[tuple[str, date, date], int]) -> None:
+    """Joins per (group, local day dated, local day heard) += joins."""
     keys = sorted(joins)
     if not keys:
         return
     await session.execute(
         text("""
-        INSERT INTO group_day_joins (group_id, day, joins)
-        SELECT * FROM unnest(CAST(:g AS text[]), CAST(:d AS date[]), CAST(:n AS int[]))
-        ON CONFLICT (group_id, day) DO UPDATE
+        INSERT INTO group_day_joins (group_id, day, heard_day, joins)
+        SELECT * FROM unnest(CAST(:g AS text[]), CAST(:d AS date[]), CAST(:h AS date[]),
+                             CAST(:n AS int[]))
+        ON CONFLICT (group_id, day, heard_day) DO UPDATE
             SET joins = group_day_joins.joins + excluded.joins"""),
-        {"g": [k[0] for k in keys], "d": [k[1] for k in keys], "n": [joins[k] for k in keys]},
+        {
+            "g": [k[0] for k in keys],
+            "d": [k[1] for k in keys],
+            "h": [k[2] for k in keys],
+            "n": [joins[k] for k in keys],
+        },
     )
 
 
@@ -205,7 +212,8 @@ async def group_month_inputs(
                (SELECT COALESCE(sum(j.joins), 0) FROM group_day_joins j
                 WHERE j.group_id = k.g AND j.day >= k.m AND j.day < k.nm) AS joins,
                (SELECT COALESCE(sum(j.joins), 0) FROM group_day_joins j
-                WHERE j.group_id = k.g AND j.day >= k.late AND j.day < k.nm) AS late_joins,
+                WHERE j.group_id = k.g AND j.day >= k.m AND j.day < k.nm
+                  AND j.heard_day >= k.late) AS late_joins,
                COALESCE({vitality_sql("gm.{}")}, 0) AS vitality,
                top.user_id AS top_id, top.contribution, COALESCE(top.members, 0) AS members
         FROM unnest(CAST(:g AS text[]), CAST(:m AS date[]), CAST(:nm AS date[]),

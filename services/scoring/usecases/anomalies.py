@@ -51,7 +51,7 @@ async def keep_inputs(
     later = await anomalies.days_after(session, points_changed, t.points_spike_history_days)
     return [
         *(user_day_key(u, d) for u, d in {*lockstep, *later}),
-        *(group_month_key(g, month_of(d)) for g, d in plan.join_days),
+        *(group_month_key(g, month_of(d)) for g, d, _ in plan.join_days),
     ]
 
 
