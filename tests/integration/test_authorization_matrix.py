@@ -49,6 +49,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/profiles"): frozenset({"viewer"}),
         ("GET", "/v1/profiles/{name}"): frozenset({"viewer"}),
         ("PUT", "/v1/profiles/{name}"): ADMIN,
+        ("POST", "/v1/profiles/{name}:approve"): APPROVER,
+        ("POST", "/v1/profiles/{name}:reject"): APPROVER,
+        ("DELETE", "/v1/profiles/{name}"): ADMIN,
     },
     "rewards": {
         ("GET", "/v1/templates"): READERS,

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from engage.progress import wait_keys_known
 from engage.stack import Stack
 from engage.topic_audit import latest_values
 from services.ingest.admin import issue_api_key
@@ -256,6 +257,52 @@ async def test_profiles_are_read_by_viewers_changed_by_admins_and_audited(env: E
     finally:
         await conn.close()
     assert row["before"] is None and orjson.loads(row["after"])["w_activity"] == 2
+
+
+async def test_the_live_profile_changes_only_with_a_second_principal(env: Env) -> None:
+    """Issue 18: a change of `default` (every leaderboard's weights) is pending until another
+    principal approves it; the proposer cannot; `default` cannot be deleted, others can."""
+    assert env.stack.database_url
+    approver = (
+        await issue_api_key(
+            env.stack.database_url, "weights-review", [Role.APPROVER], 1e6,
+            env.stack.kafka_bootstrap,
+        )
+    ).secret  # fmt: skip
+    await wait_keys_known(env.scoring, "/v1/profiles", [approver])
+    as_admin = {"Authorization": f"Bearer {env.admin}"}
+    as_approver = {"Authorization": f"Bearer {approver}"}
+    async with httpx.AsyncClient(base_url=env.scoring, timeout=10) as c:
+        live = (await c.get("/v1/profiles/default", headers=as_admin)).json()
+        weights = {k: live[k] for k in ("w_growth", "w_activity", "w_bonus")}
+        changed = {**weights, "w_bonus": weights["w_bonus"] + 7}
+        r = await c.put("/v1/profiles/default", json=changed, headers=as_admin)
+        assert r.status_code == 202, r.text
+        assert r.json()["w_bonus"] == weights["w_bonus"]  # still the live weights
+        assert r.json()["pending"]["w_bonus"] == changed["w_bonus"]
+        board = await c.get(f"/v1/leaderboards/{MONTH}/BJ", headers=as_admin)
+        assert board.json()["weights"] == weights
+        mine = await c.post("/v1/profiles/default:approve", headers=as_admin)
+        assert mine.status_code == 403 and mine.json()["code"] == "self_approval"
+        ok = await c.post("/v1/profiles/default:approve", headers=as_approver)
+        assert ok.status_code == 200 and ok.json()["pending"] is None, ok.text
+        board = await c.get(f"/v1/leaderboards/{MONTH}/BJ", headers=as_admin)
+        assert board.json()["weights"] == changed
+        again = await c.post("/v1/profiles/default:approve", headers=as_approver)
+        assert again.status_code == 409 and again.json()["code"] == "nothing_pending"
+        # Back to what it was, the same way (other tests read the default leaderboard).
+        assert (
+            await c.put("/v1/profiles/default", json=weights, headers=as_admin)
+        ).status_code == 202
+        assert (
+            await c.post("/v1/profiles/default:approve", headers=as_approver)
+        ).status_code == 200
+        gone = await c.delete("/v1/profiles/default", headers=as_admin)
+        assert gone.status_code == 409 and gone.json()["code"] == "live_profile"
+        await c.put("/v1/profiles/autumn", json=weights, headers=as_admin)
+        assert (await c.delete("/v1/profiles/autumn", headers=as_admin)).status_code == 204
+        assert (await c.get("/v1/profiles/autumn", headers=as_admin)).status_code == 404
+        assert (await c.delete("/v1/profiles/autumn", headers=as_admin)).status_code == 404
 
 
 async def test_changelog_carries_full_current_values(env: Env) -> None:

@@ -103,10 +103,22 @@ class WeightsBody(BaseModel):
     w_bonus: float = Field(ge=-1000, le=1000, allow_inf_nan=False)
 
 
+class ProfileChange(WeightsBody):
+    """A change of the live profile waiting for a second principal (issue 18)."""
+
+    proposed_by: str
+    proposed_at: datetime
+
+
 class Profile(WeightsBody):
     name: str
     updated_at: datetime
     updated_by: str
+    pending: ProfileChange | None = Field(
+        default=None,
+        description="A change of `default` proposed and not yet approved: `POST "
+        "/v1/profiles/default:approve` by an approver who did not propose it applies it.",
+    )
 
 
 class Member(BaseModel):
