@@ -14,6 +14,7 @@ from services.notify.usecases.broadcasts import Preview
 from services.notify.usecases.templates import TemplateView
 from shared.api_deps import ID_PATTERN
 from shared.pagination import Page
+from shared.records import ParamName, ParamText
 from shared.text import SafeTextModel
 from shared.timebounds import check_day
 
@@ -123,8 +124,23 @@ class NotificationPage(Page[Notification]):
     opted_out: bool
 
 
+class NoticeReason(BaseModel):
+    status: str
+    reason: str | None
+    n: int
+
+
 class Counts(BaseModel):
     counts: dict[str, int]
+    reasons: list[NoticeReason] | None = Field(
+        default=None, description="With campaign_id: notices by status and reason"
+    )
+    users: dict[str, int] | None = Field(
+        default=None, description="With campaign_id: distinct users per status"
+    )
+    told_users: int | None = Field(
+        default=None, description="With campaign_id: users with a notice sent or delivered"
+    )
 
 
 class SandboxMessage(BaseModel):
@@ -171,7 +187,12 @@ class BroadcastBody(_Body):
     category: Literal["marketing", "service"]
     channel: Literal["im", "sms"] = "im"
     locale: Literal["zh-CN", "en"] = "zh-CN"
-    params: dict[str, str | int | float] = Field(default_factory=dict)
+    params: dict[ParamName, ParamText | int | float] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Template parameters: at most 50, names ≤ 64 characters, texts ≤ 1,000 "
+        "(the limits of a send request, shared/records.py)",
+    )
     segment: Segment = Field(description="Resolved when the broadcast is approved")
     rate_per_s: float = Field(default=10.0, gt=0, le=1000, description="Fan-out pace")
 
