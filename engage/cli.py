@@ -111,6 +111,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         proxy_headers=True,
         forwarded_allow_ips="*",
         timeout_graceful_shutdown=10,
+        limit_concurrency=2000,  # beyond it, 503 at once: no pile-up of slow clients
+        timeout_keep_alive=5,
     )
     return 0
 

@@ -268,6 +268,8 @@ class Stack:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
+                "--limit-concurrency",  # beyond it, 503 at once: no pile-up of slow clients
+                "2000",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

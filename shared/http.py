@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -227,50 +228,62 @@ def allowed_methods(request: Request) -> list[str]:
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+BODY_READ_TIMEOUT_S = 30.0
+
+
 class BodyLimitMiddleware:
     """413 for a request body over `max_bytes` — declared (answered before reading) or streamed
-    (the read stops there) — so no route ever buffers an unbounded body."""
+    (the read stops there) — so no route ever buffers an unbounded body; 408 for a body still
+    arriving `read_timeout_s` after its request began (a slow drip holds no connection for
+    long). Slow *headers* are the ingress's to cut (docs/operations.md, transport limits)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, read_timeout_s: float = BODY_READ_TIMEOUT_S
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None:
-            # The server delivers exactly the declared length, so checking it suffices (and
-            # the hot path pays no per-message wrapper).
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                detail = f"body is {int(declared)} bytes; at most {self.max_bytes}"
-                await problem(413, "payload_too_large", "Payload too large", detail, scope["path"])(
-                    scope, receive, send
-                )
-                return
-            await self.app(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            detail = f"body is {int(declared)} bytes; at most {self.max_bytes}"
+            await problem(413, "payload_too_large", "Payload too large", detail, scope["path"])(
+                scope, receive, send
+            )
             return
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         received = 0
-        exceeded = False
+        refusal: tuple[int, str, str, str] | None = None
 
         async def limited() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
+            nonlocal received, refusal
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                refusal = (408, "request_timeout", "Request timeout",
+                           f"the body did not arrive within {self.read_timeout_s:g} s")  # fmt: skip
+                raise
+            if message["type"] == "http.request" and declared is None:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    exceeded = True
+                    refusal = (413, "payload_too_large", "Payload too large",
+                               f"body exceeds {self.max_bytes} bytes")  # fmt: skip
                     raise PayloadTooLarge(f"body exceeds {self.max_bytes} bytes")
             return message
 
         async def answer(message: Message) -> None:
             # FastAPI turns any error while reading a body into a 400; say what it was.
-            if not exceeded:
+            if refusal is None:
                 await send(message)
             elif message["type"] == "http.response.start":
-                detail = f"body exceeds {self.max_bytes} bytes"
-                await problem(413, "payload_too_large", "Payload too large", detail, scope["path"])(
+                status, code, title, detail = refusal
+                headers = {"Connection": "close"} if status == 408 else None
+                await problem(status, code, title, detail, scope["path"], headers)(
                     scope, receive, send
                 )
 
@@ -286,6 +299,7 @@ def create_service_app(
     lifespan: Any,
     readiness: Sequence[ReadinessCheck] | Callable[[FastAPI], Sequence[ReadinessCheck]],
     max_body_bytes: int = MAX_REQUEST_BYTES,
+    body_read_timeout_s: float = BODY_READ_TIMEOUT_S,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, HTTP metrics, `/healthz`, `/readyz`, `/metrics`."""
     app = FastAPI(
@@ -299,7 +313,9 @@ def create_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _install_problem_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=max_body_bytes, read_timeout_s=body_read_timeout_s
+    )
     app.add_middleware(HttpMetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves requests")

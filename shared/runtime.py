@@ -166,6 +166,7 @@ class ServiceRuntime:
             version="1.0.0",
             lifespan=lifespan,
             readiness=[*checks, *readiness],
+            body_read_timeout_s=self.common.body_read_timeout_s,
             **extra,
         )
         app.state.sessions = self.sessions

@@ -43,6 +43,13 @@ class CommonSettings(BaseSettings):
         "and read APIs of scoring, rewards and notify; burst of 2 s (at least 200). Over it: 429 "
         "with Retry-After. Ingest limits events per key instead.",
     )
+    body_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="A request body still arriving this long after its request began is cut "
+        "off with 408 (a slow drip holds no connection for long).",
+    )
     api_statement_timeout_s: float = Field(
         default=30.0,
         gt=0,

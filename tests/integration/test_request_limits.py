@@ -76,3 +76,35 @@ async def test_a_statement_over_the_timeout_is_cancelled_and_answered_503(
     finally:
         await locker.close()
         scoring.stop()
+
+
+async def test_a_body_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -> None:
+    """A client that sends its headers and then drips (or stalls) its body holds the
+    connection only until the body read timeout: then a 408 problem and the connection closed.
+    Slow headers are the ingress's to cut (docs/operations.md)."""
+    notify = stack.start_service(
+        "notify",
+        instance="-drip",
+        env={
+            "NOTIFY_SCHEMA_NAME": "notify_drip",
+            "NOTIFY_CONSUME": "false",
+            "ENGAGE_BODY_READ_TIMEOUT_S": "1",
+        },
+    )
+    try:
+        await wait_keys_known(notify.url, "/v1/policies", [keys.owner])
+        reader, writer = await asyncio.open_connection("127.0.0.1", notify.port)
+        head = (
+            "POST /v1/broadcasts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {keys.owner}\r\nContent-Length: 1000\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"name": "dri')
+        await writer.drain()
+        # The client never sends the rest: only the server's timeout can end this read.
+        answer = await asyncio.wait_for(reader.read(), timeout=20)
+        writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"application/problem+json" in rest and b"request_timeout" in rest
+    finally:
+        notify.stop()
