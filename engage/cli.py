@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -167,8 +168,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if isinstance(types, str):
             print(types, file=sys.stderr)
             return 2
-        issued = asyncio.run(issue_api_key(url, args.name, roles, args.rate, bootstrap, types))
+        issued = asyncio.run(
+            issue_api_key(url, args.name, roles, args.rate, bootstrap, types, args.team)
+        )
         print(f"key id {issued.key_id}\nsecret {issued.secret}  (shown once; store it now)")
+        if args.team:
+            print(f"team   {args.team}")
         if types is not None:
             print(f"types  {','.join(sorted(types))} only")
         return 0
@@ -183,8 +188,17 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         role_names = ",".join(sorted(principal.roles))
         types = principal.event_types
         narrowed = "" if types is None else f"  types={','.join(sorted(types))}"
-        print(f"{principal.key_id}  {state:<8} {principal.name:<24} {role_names}{narrowed}")
+        team = "" if principal.team is None else f"  team={principal.team}"
+        print(f"{principal.key_id}  {state:<8} {principal.name:<24} {role_names}{narrowed}{team}")
     return 0
+
+
+def _team_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", value):
+        raise argparse.ArgumentTypeError(
+            "a team name is 1–64 letters, digits, '-' or '_' (e.g. marketing-north)"
+        )
+    return value
 
 
 def _event_types(option: str | None) -> frozenset[str] | str | None:
@@ -448,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         "--types",
         help="narrow the key to these event types, comma-separated (e.g. message,login); "
         "default: every type its roles allow",
+    )
+    create.add_argument(
+        "--team",
+        type=_team_name,
+        help="the team whose campaigns, broadcasts and templates the key works on (letters, "
+        "digits, - and _; up to 64); an admin key works on every team's",
     )
     revoke = keys.add_parser("revoke", help="revoke a key by its id (every service drops it)")
     revoke.add_argument("key_id")

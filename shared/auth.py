@@ -40,6 +40,9 @@ class Principal:
     roles: frozenset[Role]
     rate_per_s: float
     event_types: frozenset[str] | None = None
+    # The team whose campaigns, broadcasts and templates this key works on (issue 18); None =
+    # no team (the objects without one). An admin acts on every team's objects.
+    team: str | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles or Role.ADMIN in self.roles

@@ -33,6 +33,7 @@ def key_record(key_hash: str, principal: Principal, revoked: bool) -> bytes:
             "rate_per_s": principal.rate_per_s,
             # null = every type its roles allow; a list = only these (a narrowed key).
             "event_types": None if principal.event_types is None else sorted(principal.event_types),
+            "team": principal.team,
             "revoked": revoked,
         }
     )
@@ -82,6 +83,7 @@ class KeyDirectory:
             event_types=None
             if data.get("event_types") is None
             else frozenset(str(t) for t in data["event_types"]),
+            team=None if data.get("team") is None else str(data["team"]),
         )
 
     async def _follow(self) -> None:

@@ -35,8 +35,10 @@ async def issue_api_key(
     rate_per_s: float | None = None,
     kafka_bootstrap: str | None = None,
     event_types: Iterable[str] | None = None,
+    team: str | None = None,
 ) -> IssuedKey:
-    """Create a key; the secret is returned once. `event_types` narrows it to those types.
+    """Create a key; the secret is returned once. `event_types` narrows it to those types;
+    `team` is whose campaigns, broadcasts and templates it works on.
 
     With `kafka_bootstrap`, the key is published to the key directory at once, so the other
     services accept it within a second rather than at ingest's next periodic republish.
@@ -49,6 +51,7 @@ async def issue_api_key(
                 roles,
                 rate_per_s or IngestSettings().default_rate_per_s,
                 event_types,
+                team,
             )
         if kafka_bootstrap:
             await publish_all_keys(sessions, kafka_bootstrap)

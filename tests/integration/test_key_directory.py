@@ -13,6 +13,7 @@ import pytest
 from engage.stack import Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from shared.key_directory import KeyDirectory
 from tests.cli import run_engage
 
 pytestmark = pytest.mark.asyncio
@@ -90,3 +91,33 @@ async def test_key_rotation_with_the_cli_new_key_works_revoked_key_is_refused(
     listed = {line.split()[0]: line.split()[1] for line in out.splitlines()}
     assert listed[old_id] == "revoked"
     assert old_secret not in out and new_secret not in out
+
+
+async def test_a_key_created_for_a_team_carries_it_to_every_service(bare_stack: Stack) -> None:
+    """`engage keys create --team` (issue 18): the team is listed, travels on engage.keys.v1,
+    and a bad team name is refused with the rule in words."""
+    code, out = await _cli(
+        bare_stack, "create", "--name", "north", "--role", "campaign_owner", "--team", "north"
+    )
+    assert code == 0 and "team   north" in out, out
+    key_id = out.split()[2]
+    code, out = await _cli(bare_stack, "list")
+    assert code == 0 and any(
+        line.startswith(key_id) and line.endswith("team=north") for line in out.splitlines()
+    ), out
+    assert bare_stack.kafka_bootstrap
+    directory = KeyDirectory(bare_stack.kafka_bootstrap)
+    await directory.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while not any(p.key_id == key_id for _, p in await directory.principals()):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+        (principal,) = [p for _, p in await directory.principals() if p.key_id == key_id]
+        assert principal.team == "north"
+    finally:
+        await directory.stop()
+    code, out = await _cli(
+        bare_stack, "create", "--name", "x", "--role", "viewer", "--team", "north pole!"
+    )
+    assert code == 2 and "a team name is 1–64 letters" in out, out

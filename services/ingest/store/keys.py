@@ -18,8 +18,10 @@ async def create_key(
     roles: Iterable[Role],
     rate_per_s: float,
     event_types: Iterable[str] | None = None,
+    team: str | None = None,
 ) -> IssuedKey:
-    """A new key; `event_types` narrows it to those types (None = all its roles allow)."""
+    """A new key; `event_types` narrows it to those types (None = all its roles allow); `team`
+    is whose campaigns, broadcasts and templates it works on."""
     issued = issue_key()
     await session.execute(
         insert(api_keys).values(
@@ -29,6 +31,7 @@ async def create_key(
             roles=sorted(str(r) for r in roles),
             rate_per_s=rate_per_s,
             event_types=None if event_types is None else sorted(set(event_types)),
+            team=team,
         )
     )
     return issued
@@ -53,6 +56,7 @@ async def key_records(session: AsyncSession) -> list[tuple[str, Principal, bool]
             api_keys.c.roles,
             api_keys.c.rate_per_s,
             api_keys.c.event_types,
+            api_keys.c.team,
             api_keys.c.revoked_at,
         )
     )
@@ -65,6 +69,7 @@ async def key_records(session: AsyncSession) -> list[tuple[str, Principal, bool]
                 roles=frozenset(Role(r) for r in row.roles if r in Role._value2member_map_),
                 rate_per_s=row.rate_per_s,
                 event_types=None if row.event_types is None else frozenset(row.event_types),
+                team=row.team,
             ),
             row.revoked_at is not None,
         )

@@ -26,6 +26,8 @@ api_keys = Table(
     Column("rate_per_s", Float, nullable=False),
     # NULL: every type the key's roles allow; else only these (a narrowed key, SPEC §14).
     Column("event_types", ARRAY(Text), nullable=True),
+    # The team whose objects the key works on (issue 18); NULL = no team.
+    Column("team", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
