@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.notify.api import broadcasts, routes
+from services.notify.api import broadcasts, routes, templates
 from services.notify.consumers.inputs import InputsConsumer
 from services.notify.dispatcher import Dispatcher
 from services.notify.inbound import Inbound
@@ -94,7 +94,7 @@ def create_app(
             NOTIFY_TOPIC: common.topic_partitions,
             NOTIFY_DLQ: 1,
         },
-        routers=[routes.router, broadcasts.router],
+        routers=[routes.router, templates.router, broadcasts.router],
     )
     app.state.scoring = scoring
     return app

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.notify.domain.broadcast import broadcast_of
 from services.notify.domain.delivery import channels_for, gives_slot_back, next_attempt, over_cap
 from services.notify.domain.digests import DIGEST_TEMPLATE, Message, Pending, compose, digest_params
 from services.notify.domain.fulfilment import render_notice
@@ -42,6 +43,7 @@ from services.notify.domain.policy import (
 from services.notify.domain.templates import CATEGORIES, TemplateError, in_locale, locales_to_try
 from services.notify.providers.base import Provider, ProviderError, Throttled
 from services.notify.store import notifications as store
+from services.notify.store import templates
 from services.notify.store.notifications import NotificationRow
 from services.notify.usecases.receipts import settle_receipts
 from shared.auth import TokenBucket
@@ -105,6 +107,24 @@ def _pending(row: NotificationRow) -> Pending:
 
 def _attempts(members: list[NotificationRow]) -> int:
     return max(m.attempts for m in members)
+
+
+async def _approved_texts(
+    session: AsyncSession, row: NotificationRow
+) -> dict[str, dict[str, str]] | None:
+    """A broadcast message's texts as frozen at its approval, by channel and locale (SPEC
+    §15): never the live template. None for other messages (and broadcasts approved before
+    texts were frozen)."""
+    broadcast_id = broadcast_of(row.source)
+    if broadcast_id is None:
+        return None
+    frozen = await templates.frozen(session, broadcast_id)
+    if not frozen:
+        return None
+    texts: dict[str, dict[str, str]] = {}
+    for t in frozen:
+        texts.setdefault(t.channel, {})[t.locale] = t.text
+    return texts
 
 
 class Dispatcher:
@@ -315,7 +335,12 @@ class Dispatcher:
             template = DIGEST_TEMPLATE
             params = digest_params([m.params for m in members], lead.locale, today)
         bodies: dict[str, str] = {}
+        approved = None if message.digest else await _approved_texts(session, lead)
         for channel in channels_for(lead.channel):
+            if approved is not None:  # what the broadcast's approver approved, as it was
+                if (text := in_locale(approved.get(channel, {}), lead.locale)) is not None:
+                    bodies[channel] = text
+                continue
             texts = await store.template_texts(
                 session, template, channel, locales_to_try(lead.locale)
             )

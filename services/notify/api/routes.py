@@ -1,7 +1,9 @@
-"""Notify API (SPEC §6): templates and policies, opt-outs, statuses per user, the sandbox."""
+"""Notify API (SPEC §6): policies, opt-outs, statuses per user, the sandbox (templates:
+api/templates.py)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import time, timedelta
 from typing import Annotated, Any
 
@@ -15,17 +17,16 @@ from services.notify.api.schemas import (
     Policy,
     PolicyBody,
     SandboxPage,
-    Template,
-    TemplateBody,
     Timeline,
     TimelineEntry,
 )
 from services.notify.domain import policy as domain
 from services.notify.store.config import PolicyRow
 from services.notify.store.notifications import NotificationRow
-from services.notify.usecases import notifications, opt_outs, policies, templates
-from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
+from services.notify.usecases import notifications, opt_outs, policies
+from shared.api_auth import RequireAdmin, RequireCampaignReader
 from shared.api_deps import UserIdPath, UserIdQuery
+from shared.errors import ValidationFailed
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import PageParams
 
@@ -35,35 +36,8 @@ router = APIRouter(
     dependencies=[Depends(reject_unknown_query_params)],
     responses=problems(400, 401, 403, 404, 422),
 )
-TemplateName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Channel = Annotated[str, Path(pattern=r"^(im|sms)$")]
-Locale = Annotated[str, Path(pattern=r"^(zh-CN|en)$")]
 Category = Annotated[str, Path(pattern=r"^(reward|marketing|service)$")]
 NotificationId = Annotated[int, Path(ge=1, le=2**62)]
-
-
-@router.get("/templates", response_model=list[Template], summary="Every template")
-async def list_templates(sessions: Sessions, _: RequireCampaignReader) -> list[Template]:
-    return [Template.of(t) for t in await templates.list_templates(sessions)]
-
-
-@router.put(
-    "/templates/{name}/{channel}/{locale}",
-    response_model=Template,
-    summary="Create or change a template; placeholders are checked (422 names the offender)",
-)
-async def put_template(
-    name: TemplateName,
-    channel: Channel,
-    locale: Locale,
-    body: TemplateBody,
-    sessions: Sessions,
-    owner: RequireCampaignOwner,
-) -> Template:
-    saved = await templates.put_template(
-        sessions, name, channel, locale, body.category, body.text, body.placeholders, owner.key_id
-    )
-    return Template.of(saved)
 
 
 @router.get("/policies", response_model=list[Policy], summary="Send policies per category")
@@ -154,7 +128,8 @@ async def resend(
 @router.get(
     "/notifications/counts",
     response_model=Counts,
-    summary="Notifications by status, optionally for one source prefix (e.g. grant:)",
+    summary="Notifications by status, optionally for one source prefix (e.g. grant:) or one "
+    "campaign's reward notices (with reasons and users, SPEC §12)",
 )
 async def counts(
     sessions: Sessions,
@@ -162,8 +137,13 @@ async def counts(
     source_prefix: Annotated[
         str | None, Query(max_length=64, pattern=r"^[a-z]+:[A-Za-z0-9_:\-]*$")
     ] = None,
+    campaign_id: Annotated[str | None, Query(pattern=r"^cmp_[0-9a-f]{12}$")] = None,
 ) -> dict[str, Any]:
-    return {"counts": await notifications.status_counts(sessions, source_prefix)}
+    if campaign_id is None:
+        return {"counts": await notifications.status_counts(sessions, source_prefix)}
+    if source_prefix is not None:
+        raise ValidationFailed("campaign_id: give source_prefix or campaign_id, not both")
+    return asdict(await notifications.campaign_counts(sessions, campaign_id))
 
 
 @router.get(
@@ -176,11 +156,3 @@ async def sandbox(
 ) -> dict[str, Any]:
     items = await notifications.sandbox_messages(sessions, user_id, page.limit, after_id(page))
     return {"items": items, "next_cursor": page.next_cursor(items, by_id)}
-
-
-@router.get("/templates/{name}/{channel}/{locale}", response_model=Template, summary="A template")
-async def get_template(
-    name: TemplateName, channel: Channel, locale: Locale, sessions: Sessions,
-    _: RequireCampaignReader,
-) -> Template:  # fmt: skip
-    return Template.of(await templates.get_template(sessions, name, channel, locale))

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.notify.domain.broadcast import segment_summary
+from services.notify.domain.templates import Segments
 from services.notify.store.broadcasts import BroadcastRow
 from services.notify.usecases.broadcasts import Preview
-from services.notify.usecases.templates import TemplateView
+from services.notify.usecases.templates import TemplateView, VersionView
 from shared.api_deps import ID_PATTERN
 from shared.pagination import Page
 from shared.records import ParamName, ParamText
@@ -47,22 +48,60 @@ class SmsLength(BaseModel):
     segments: int = Field(description="SMS parts with placeholders empty (a lower bound)")
 
 
+def _sms_length(s: Segments | None) -> SmsLength | None:
+    return SmsLength(encoding=s.encoding, units=s.units, segments=s.count) if s else None
+
+
 class Template(BaseModel):
+    """A template's live version: what notices render."""
+
     name: str
     channel: Literal["im", "sms"]
     locale: Literal["zh-CN", "en"]
     category: str
     text: str
     placeholders: list[str]
-    updated_by: str
-    updated_at: datetime
+    version: int = Field(description="The live version's number")
+    updated_by: str = Field(description="Who wrote the live version")
+    updated_at: datetime = Field(description="When it went live")
+    approved_by: str | None = Field(description="Its second principal, when it needed one")
+    pending_version: int | None = Field(
+        default=None, description="A change awaiting a second principal's approval"
+    )
     sms: SmsLength | None = None
 
     @classmethod
     def of(cls, view: TemplateView) -> Template:
-        s = view.sms
-        sms = SmsLength(encoding=s.encoding, units=s.units, segments=s.count) if s else None
-        return cls(**asdict(view.template), sms=sms)
+        return cls(
+            **asdict(view.template), pending_version=view.pending_version, sms=_sms_length(view.sms)
+        )
+
+
+class TemplateVersion(BaseModel):
+    """One saved version of a template; `pending` ones wait for a second principal (§15)."""
+
+    name: str
+    channel: Literal["im", "sms"]
+    locale: Literal["zh-CN", "en"]
+    version: int
+    category: str
+    text: str
+    placeholders: list[str]
+    status: Literal["pending", "live", "superseded", "rejected"]
+    review: str | None = Field(description="Why it needs a second principal, when it does")
+    authored_by: str
+    authored_at: datetime
+    decided_by: str | None = Field(description="Who approved or rejected it (or superseded it)")
+    decided_at: datetime | None
+    sms: SmsLength | None = None
+
+    @classmethod
+    def of(cls, view: VersionView) -> TemplateVersion:
+        return cls(**asdict(view.version), sms=_sms_length(view.sms))
+
+
+class TemplateVersionPage(Page[TemplateVersion]):
+    """A template's versions, newest first."""
 
 
 class PolicyBody(_Body):
@@ -208,6 +247,9 @@ class RenderedText(BaseModel):
     locale: str
     text: str = Field(description="The template rendered with the broadcast's params")
     sms: SmsParts | None = Field(description="For SMS: the parts this text takes")
+    template_version: int | None = Field(
+        default=None, description="The template version it comes from (frozen at approval)"
+    )
 
 
 class BroadcastPreview(BaseModel):
@@ -230,6 +272,7 @@ class BroadcastPreview(BaseModel):
                     sms=SmsParts(encoding=t.sms.encoding, units=t.sms.units, segments=t.sms.count)
                     if t.sms
                     else None,
+                    template_version=t.template_version,
                 )
                 for t in p.texts
             ],

@@ -96,19 +96,29 @@ class RenderedText:
     locale: str
     text: str
     sms: Segments | None  # the SMS parts it takes, for an SMS text
+    template_version: int | None = None  # the template version it was rendered from
+
+
+def rendered(channel: str, locale: str, body: str, version: int | None) -> RenderedText:
+    return RenderedText(
+        channel, locale, body, sms_segments(body) if channel == "sms" else None, version
+    )
 
 
 def render_texts(
-    texts: Mapping[tuple[str, str], str], params: Mapping[str, Any], today: date
+    texts: Mapping[tuple[str, str], tuple[int, str]], params: Mapping[str, Any], today: date
 ) -> list[RenderedText]:
-    """Each (channel, locale) template text rendered with the broadcast's params."""
-    out = []
-    for (channel, locale), text in sorted(texts.items()):
-        body = render_notice(text, params, channel, locale, today)
-        out.append(
-            RenderedText(channel, locale, body, sms_segments(body) if channel == "sms" else None)
-        )
-    return out
+    """Each (channel, locale) template version's text rendered with the broadcast's params."""
+    return [
+        rendered(channel, locale, render_notice(text, params, channel, locale, today), version)
+        for (channel, locale), (version, text) in sorted(texts.items())
+    ]
+
+
+def broadcast_of(source: str) -> int | None:
+    """The broadcast a notification source belongs to, if it is one's."""
+    kind, _, rest = source.partition(":")
+    return int(rest) if kind == "broadcast" and rest.isdigit() else None
 
 
 def segment_summary(segment: Mapping[str, Any]) -> dict[str, Any]:

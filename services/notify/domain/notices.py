@@ -31,6 +31,7 @@ class NewNotification:
     not_before: datetime | None = None  # None: due at once
     priority: int = OTHER  # lower goes first when cap slots are short
     resent_from: int | None = None  # the notification this one sends again
+    campaign_id: str | None = None  # a reward notice's campaign (a resend: its original's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification |
             "fulfil_by": grant.fulfil_by.isoformat(),
         },
         priority=CREDIT_FIRST if credit else REWARD,
+        campaign_id=grant.campaign_id,
     )
 
 

@@ -1,4 +1,4 @@
-"""Templates, policies, opt-outs and what the sandbox provider stored."""
+"""Policies, opt-outs and what the sandbox provider stored (templates: store/templates.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.domain.policy import Policy
 
-TEMPLATE_COLUMNS = "name, channel, locale, category, text, placeholders, updated_by, updated_at"
 # The send window as local HH:MM, the way it is set.
 POLICY_COLUMNS = (
     "category, daily_cap, to_char(window_start, 'HH24:MI') AS window_start, "
     "to_char(window_end, 'HH24:MI') AS window_end, ttl_seconds, marketing, updated_by, updated_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateRow:
-    name: str
-    channel: str
-    locale: str
-    category: str
-    text: str
-    placeholders: list[str]
-    updated_by: str
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,51 +37,6 @@ class SandboxMessageRow:
     user_id: str
     body: str
     at: datetime
-
-
-async def templates(session: AsyncSession) -> list[TemplateRow]:
-    rows = await session.execute(
-        text(f"SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name, channel, locale")
-    )
-    return [TemplateRow(**r._mapping) for r in rows]
-
-
-async def template(
-    session: AsyncSession, name: str, channel: str, locale: str
-) -> TemplateRow | None:
-    row = (
-        await session.execute(
-            text(
-                f"SELECT {TEMPLATE_COLUMNS} FROM templates "
-                "WHERE name = :n AND channel = :c AND locale = :l"
-            ),
-            {"n": name, "c": channel, "l": locale},
-        )
-    ).first()
-    return TemplateRow(**row._mapping) if row else None
-
-
-async def save_template(
-    session: AsyncSession,
-    name: str,
-    channel: str,
-    locale: str,
-    category: str,
-    body: str,
-    placeholders: list[str],
-    actor: str,
-) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO templates (name, channel, locale, category, text, placeholders, "
-            "updated_by) VALUES (:n, :c, :l, :cat, :t, :p, :by) "
-            "ON CONFLICT (name, channel, locale) DO UPDATE SET category = excluded.category, "
-            "text = excluded.text, placeholders = excluded.placeholders, "
-            "updated_by = excluded.updated_by, updated_at = now()"
-        ),
-        {"n": name, "c": channel, "l": locale, "cat": category, "t": body,
-         "p": placeholders, "by": actor},
-    )  # fmt: skip
 
 
 async def policy_rows(session: AsyncSession) -> list[PolicyRow]:

@@ -66,12 +66,16 @@ async def _insert(session: AsyncSession, items: list[ScheduledNotification]) -> 
     rows = await session.execute(
         text("""
         INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
-                                   status, not_before, expires_at, priority, resent_from)
-        SELECT s, u, t, c, ch, l, p, 'queued', nb, e, pr, rf FROM unnest(
+                                   status, not_before, expires_at, priority, resent_from,
+                                   campaign_id)
+        SELECT s, u, t, c, ch, l, p, 'queued', nb, e, pr, rf,
+            coalesce(cid, (SELECT o.campaign_id FROM notifications o WHERE o.id = rf))
+        FROM unnest(
             CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
             CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
             CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[]), CAST(:pr AS smallint[]),
-            CAST(:rf AS bigint[])) AS x(s, u, t, c, ch, l, p, e, nb, pr, rf)
+            CAST(:rf AS bigint[]), CAST(:cid AS text[]))
+            AS x(s, u, t, c, ch, l, p, e, nb, pr, rf, cid)
         ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
         {
             "s": [i.notice.source for i in items],
@@ -85,6 +89,7 @@ async def _insert(session: AsyncSession, items: list[ScheduledNotification]) -> 
             "nb": [i.not_before for i in items],
             "pr": [i.notice.priority for i in items],
             "rf": [i.notice.resent_from for i in items],
+            "cid": [i.notice.campaign_id for i in items],
         },
     )
     return [int(r.id) for r in rows]
@@ -293,17 +298,6 @@ async def template_texts(
     return {r.locale: r.text for r in rows}
 
 
-async def template_variants(
-    session: AsyncSession, name: str, channels: tuple[str, ...]
-) -> dict[tuple[str, str], str]:
-    """The template's text for each of `channels` in every locale it has, by (channel, locale)."""
-    rows = await session.execute(
-        text("SELECT channel, locale, text FROM templates WHERE name = :n AND channel = ANY(:c)"),
-        {"n": name, "c": list(channels)},
-    )
-    return {(r.channel, r.locale): r.text for r in rows}
-
-
 @dataclass(frozen=True, slots=True)
 class RecipientRow:
     user_id: str
@@ -354,6 +348,45 @@ async def status_counts(
         {"u": user_id, "p": source_prefix, "s": source},
     )
     return {r.status: int(r.n) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignNotices:
+    """A campaign's reward notices (SPEC §12): by status, by status and reason, and how many
+    distinct users each status reached."""
+
+    counts: dict[str, int]
+    reasons: list[dict[str, Any]]
+    users: dict[str, int]
+    told_users: int  # users with at least one notice sent or delivered
+
+
+async def campaign_counts(session: AsyncSession, campaign_id: str) -> CampaignNotices:
+    rows = await session.execute(
+        text(
+            "SELECT status, reason, count(*) AS n "
+            "FROM notifications WHERE campaign_id = :c GROUP BY status, reason "
+            "ORDER BY status, reason NULLS FIRST"
+        ),
+        {"c": campaign_id},
+    )
+    reasons = [{"status": r.status, "reason": r.reason, "n": int(r.n)} for r in rows]
+    users = await session.execute(
+        text(
+            "SELECT coalesce(status, 'told') AS status, count(DISTINCT user_id) AS users "
+            "FROM (SELECT CASE WHEN status IN ('sent', 'delivered') THEN 'told' END AS told, "
+            "status, user_id FROM notifications WHERE campaign_id = :c) n "
+            "GROUP BY GROUPING SETS ((status), (told)) HAVING status IS NOT NULL OR told "
+            "IS NOT NULL"
+        ),
+        {"c": campaign_id},
+    )
+    by_status = {u.status: int(u.users) for u in users}
+    told = by_status.pop("told", 0)
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r["status"]] = counts.get(r["status"], 0) + r["n"]
+    return CampaignNotices(counts, reasons, by_status, told)
 
 
 async def waiting_counts(session: AsyncSession) -> dict[str, int]:

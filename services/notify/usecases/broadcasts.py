@@ -18,6 +18,7 @@ from services.notify.domain.broadcast import (
     check_cancel,
     fan_out,
     render_texts,
+    rendered,
     source_of,
 )
 from services.notify.domain.delivery import channels_for
@@ -25,7 +26,7 @@ from services.notify.domain.notices import schedule
 from services.notify.domain.policy import local_day, policy_for
 from services.notify.domain.templates import TemplateError, in_locale, locales_to_try, render
 from services.notify.segments import ScoringClient, check_resolvable, recipients
-from services.notify.store import broadcasts, notifications
+from services.notify.store import broadcasts, notifications, templates
 from services.notify.store.broadcasts import BroadcastRow
 from services.notify.store.notifications import RecipientRow
 from shared.audit import audit
@@ -45,13 +46,23 @@ class Preview:
 
 
 async def _texts(session: AsyncSession, draft: BroadcastDraft, tz: ZoneInfo) -> list[RenderedText]:
-    variants = await notifications.template_variants(
-        session, draft.template, channels_for(draft.channel)
-    )
+    """The live template versions rendered with the broadcast's params, as of now."""
+    variants = await templates.live_variants(session, draft.template, channels_for(draft.channel))
     try:
         return render_texts(variants, draft.params, local_day(datetime.now(UTC), tz))
     except TemplateError as exc:  # the template changed since the broadcast was created
         raise ValidationFailed(str(exc), code="invalid_params") from None
+
+
+async def _approved_texts(
+    session: AsyncSession, row: BroadcastRow, tz: ZoneInfo
+) -> list[RenderedText]:
+    """What the broadcast sends: the texts its approval froze (SPEC §15) — the live template
+    only for a broadcast not approved yet, or approved before texts were frozen."""
+    frozen = await templates.frozen(session, row.broadcast_id)
+    if frozen:
+        return [rendered(t.channel, t.locale, t.text, t.template_version) for t in frozen]
+    return await _texts(session, row.draft, tz)
 
 
 def _queued(row: BroadcastRow) -> bool:
@@ -70,7 +81,7 @@ async def preview_broadcast(
     recipients are the notifications it queued."""
     async with sessions() as session:
         row = await _get(session, broadcast_id)
-        texts = await _texts(session, row.draft, tz)
+        texts = await _approved_texts(session, row, tz)
         if _queued(row):
             count = sum(row.counts.values())
             sample = [r.user_id for r in await notifications.recipients(
@@ -156,7 +167,8 @@ async def approve_broadcast(
     tz: ZoneInfo,
 ) -> tuple[BroadcastRow, Preview]:
     """Approve (not by its creator) and queue every recipient at its paced time; returns what
-    was approved: the texts as rendered now and the recipients queued.
+    was approved: the texts as rendered now and the recipients queued. Those texts, with their
+    template versions, are frozen: the recipients get them whatever the template becomes.
 
     The segment is resolved through scoring before the approving transaction opens: a slow
     scoring must not hold a transaction (and the broadcast's row lock) open, where the server's
@@ -175,6 +187,9 @@ async def approve_broadcast(
         policy = policy_for(policies, before.category)
         notices = fan_out(broadcast_id, before.draft, users, now, policy, tz)
         texts = await _texts(session, before.draft, tz)
+        await templates.freeze(session, broadcast_id, [
+            templates.FrozenText(t.channel, t.locale, t.template_version or 0, t.text)
+            for t in texts])  # fmt: skip
         await notifications.enqueue(session, schedule(notices, policies, now))
         await broadcasts.mark_approved(session, broadcast_id, approver, now, len(users))
         after = await _get(session, broadcast_id)

@@ -42,6 +42,13 @@ async def status_counts(
         return await notifications.status_counts(session, source_prefix=source_prefix)
 
 
+async def campaign_counts(
+    sessions: async_sessionmaker[AsyncSession], campaign_id: str
+) -> notifications.CampaignNotices:
+    async with sessions() as session:
+        return await notifications.campaign_counts(session, campaign_id)
+
+
 async def sandbox_messages(
     sessions: async_sessionmaker[AsyncSession], user_id: str | None, limit: int, after: int | None
 ) -> list[SandboxMessageRow]:
