@@ -79,6 +79,27 @@ async def issue_keys(stack: Stack) -> Keys:
     )
 
 
+# Two teams, each with a key per role that works on objects (SPEC §15, issue 18).
+TEAMS = ("north", "south")
+TEAM_ROLES = (Role.VIEWER, Role.CAMPAIGN_OWNER, Role.APPROVER)
+TeamKeys = dict[str, dict[str, str]]  # team → role → secret
+
+
+@pytest.fixture(scope="session")
+async def team_keys(stack: Stack) -> TeamKeys:
+    """A key per role of `TEAM_ROLES` for each of `TEAMS`."""
+    url = stack.database_url
+    assert url is not None
+    found: TeamKeys = {}
+    for team in TEAMS:
+        for role in TEAM_ROLES:
+            issued = await issue_api_key(
+                url, f"{team}-{role}", [role], 1e6, stack.kafka_bootstrap, team=team
+            )
+            found.setdefault(team, {})[str(role)] = issued.secret
+    return found
+
+
 @pytest.fixture(scope="session")
 def rewards(stack: Stack) -> ServiceProcess:
     """Rewards with settlement only on demand (POST /v1/settlements:run)."""

@@ -1,13 +1,17 @@
-"""Who may call what (SPEC §7, §14, README): every operation of every service's OpenAPI
+"""Who may call what (SPEC §7, §14, §15, README): every operation of every service's OpenAPI
 document, called anonymously (401), with each role it does not admit (403) and with each it
-admits (neither); every event type posted by every kind of caller (user tokens, relay, narrowed
-and platform keys); and afterwards, no key secret, user token or phone number in any log."""
+admits (neither); every operation on an owned object, with each role it admits, from the
+object's team (admitted), another team and no team (403 `other_team`) and admin (admitted);
+every event type posted by every kind of caller (user tokens, relay, narrowed and platform
+keys); and afterwards, no key secret, user token or phone number in any log."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +24,7 @@ from services.ingest.domain.authority import CLIENT_EVENT_TYPES, USER_TOKEN_EVEN
 from shared.contract import EVENT_TYPES
 from shared.db import make_engine
 from tests.builders import make_event
-from tests.integration.conftest import Keys
+from tests.integration.conftest import TEAMS, Keys, TeamKeys
 
 READERS = frozenset({"viewer", "campaign_owner", "approver"})
 OWNER = frozenset({"campaign_owner"})
@@ -92,6 +96,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/templates"): READERS,
         ("PUT", "/v1/templates/{name}/{channel}/{locale}"): OWNER,
         ("GET", "/v1/templates/{name}/{channel}/{locale}"): READERS,
+        ("GET", "/v1/templates/{name}/{channel}/{locale}/versions"): READERS,
+        ("POST", "/v1/templates/{name}/{channel}/{locale}/versions/{version}:approve"): APPROVER,
+        ("POST", "/v1/templates/{name}/{channel}/{locale}/versions/{version}:reject"): APPROVER,
         ("GET", "/v1/policies"): READERS,
         ("PUT", "/v1/policies/{category}"): ADMIN,
         ("PUT", "/v1/users/{user_id}/opt-out"): ADMIN,
@@ -115,7 +122,7 @@ PHONE = "13812345678"
 
 @pytest.fixture(scope="module")
 async def services(
-    stack: Stack, ingest: ServiceProcess, rewards: ServiceProcess, keys: Keys
+    stack: Stack, ingest: ServiceProcess, rewards: ServiceProcess, keys: Keys, team_keys: TeamKeys
 ) -> AsyncIterator[dict[str, ServiceProcess]]:
     scoring = stack.start_service("scoring", instance="-authz", env={"SCORING_CONSUME": "false"})
     notify = stack.start_service(
@@ -127,9 +134,10 @@ async def services(
     # Keys reach a service on engage.keys.v1 shortly after they are issued: wait for them all
     # (any key with any role answers something other than 401 once it is known).
     probe = {"ingest": "/v1/events", "scoring": "/v1/profiles", "rewards": "/v1/templates"}
+    every_key = [*vars(keys).values(), *(k for t in team_keys.values() for k in t.values())]
     for name, process in running.items():
         path = probe.get(name, "/v1/policies")
-        await wait_keys_known(process.url, path, [*vars(keys).values()])
+        await wait_keys_known(process.url, path, every_key)
     try:
         yield running
     finally:
@@ -202,6 +210,147 @@ def test_every_operation_admits_exactly_the_roles_it_should(
                     wrong.append(f"{method} {path} as {role} → {got}")
     callers = len(by_role) + 1
     print(f"{service}: {calls} calls over {len(POLICY[service])} operations × {callers} callers")
+    assert wrong == []
+
+
+# The object dimension (SPEC §15): each operation that names an owned object in its path, with
+# each role the POLICY admits for it, on an object of team north: a key of north passes (what
+# follows — 200, 404, 409, 422 — is not a refusal), a key of south or of no team gets 403
+# `other_team`, and admin passes. To add a service, list its kinds of object in OWNED.
+
+PathParams = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Owned:
+    """One kind of owned object. `make` creates one for `team` through a client carrying the
+    team's campaign-owner key and returns its path parameters; `operations` are every operation
+    naming it in the path, with a valid body where one is taken (a body that fails validation
+    is refused before the team is looked at)."""
+
+    what: str
+    make: Callable[[httpx.Client, str], PathParams]
+    operations: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+
+
+TEMPLATE_BODY = {"category": "marketing", "text": "Hi {name}", "placeholders": ["name"]}
+
+
+def put_template(client: httpx.Client, name: str) -> httpx.Response:
+    r = client.put(f"/v1/templates/{name}/im/en", json=TEMPLATE_BODY)
+    assert r.status_code in (200, 202), r.text
+    return r
+
+
+def post_broadcast(client: httpx.Client, template: str) -> int:
+    body = {"name": "authz", "template": template, "category": "marketing", "locale": "en",
+            "params": {"name": "friend"},
+            "segment": {"kind": "list", "user_ids": ["authz.u1"]}}  # fmt: skip
+    r = client.post("/v1/broadcasts", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["team"] is not None
+    return int(r.json()["broadcast_id"])
+
+
+def make_broadcast(client: httpx.Client, team: str) -> PathParams:
+    """A pending broadcast of `team`, sending its own template."""
+    put_template(client, f"authz_b_{team}")
+    return {"broadcast_id": str(post_broadcast(client, f"authz_b_{team}"))}
+
+
+def make_template(client: httpx.Client, team: str) -> PathParams:
+    """A template of `team` with a pending version: a broadcast still uses it."""
+    name = f"authz_t_{team}"
+    put_template(client, name)
+    post_broadcast(client, name)
+    pending = put_template(client, name)
+    assert pending.json()["status"] == "pending", pending.text
+    version = str(pending.json()["version"])
+    return {"name": name, "channel": "im", "locale": "en", "version": version}
+
+
+TEMPLATE = "/v1/templates/{name}/{channel}/{locale}"
+BROADCAST = "/v1/broadcasts/{broadcast_id}"
+OWNED: dict[str, list[Owned]] = {
+    "notify": [
+        Owned("broadcast", make_broadcast, {
+            ("GET", BROADCAST): None,
+            ("GET", f"{BROADCAST}/preview"): None,
+            ("GET", f"{BROADCAST}/recipients"): None,
+            ("POST", f"{BROADCAST}:approve"): None,
+            ("POST", f"{BROADCAST}:cancel"): None,
+        }),
+        Owned("template", make_template, {
+            ("GET", TEMPLATE): None,
+            ("GET", f"{TEMPLATE}/versions"): None,
+            ("PUT", TEMPLATE): TEMPLATE_BODY,
+            ("POST", f"{TEMPLATE}/versions/{{version}}:approve"): None,
+            ("POST", f"{TEMPLATE}/versions/{{version}}:reject"): None,
+        }),
+    ],
+}  # fmt: skip
+# Operations with a path id that name no team's object, and why.
+UNOWNED: dict[str, dict[tuple[str, str], str]] = {
+    "notify": {
+        ("PUT", "/v1/policies/{category}"): "admin only: policies are global",
+        ("PUT", "/v1/users/{user_id}/opt-out"): "admin only: a user, not a team's object",
+        ("DELETE", "/v1/users/{user_id}/opt-out"): "admin only: a user, not a team's object",
+        ("GET", "/v1/users/{user_id}/notifications"): "a user's notices, of every team",
+        ("GET", "/v1/users/{user_id}/timeline"): "a user's notices, of every team",
+        ("POST", "/v1/notifications/{notification_id}:resend"): "admin only",
+    },
+}
+
+
+@pytest.mark.parametrize("service", list(OWNED))
+def test_every_operation_with_a_path_id_is_owned_or_says_why_not(service: str) -> None:
+    with_id = {op for op in POLICY[service] if "{" in op[1]}
+    owned = [op for kind in OWNED[service] for op in kind.operations]
+    assert len(owned) == len(set(owned))
+    assert set(owned).isdisjoint(UNOWNED[service])
+    assert with_id == set(owned) | set(UNOWNED[service])
+
+
+def other_team(r: httpx.Response) -> bool:
+    return (
+        r.status_code == 403
+        and r.headers["content-type"].startswith("application/problem+json")
+        and r.json()["code"] == "other_team"
+    )
+
+
+@pytest.mark.parametrize("service", list(OWNED))
+def test_every_operation_on_an_object_admits_its_team_and_admin_only(
+    services: dict[str, ServiceProcess], keys: Keys, team_keys: TeamKeys, service: str
+) -> None:
+    own, other = TEAMS
+    no_team = role_keys(keys)  # the session's keys have no team
+    wrong: list[str] = []
+    calls = 0
+    with httpx.Client(base_url=services[service].url, timeout=30) as client:
+        for kind in OWNED[service]:
+            owner = {"Authorization": f"Bearer {team_keys[own]['campaign_owner']}"}
+            with httpx.Client(base_url=services[service].url, timeout=30, headers=owner) as c:
+                params = kind.make(c, own)
+            for (method, path), body in kind.operations.items():
+                url = path.format(**params)
+                callers = [
+                    (f"{team} {role}", keys_by_role[role], team == own)
+                    for role in sorted(POLICY[service][(method, path)])
+                    for team, keys_by_role in ((other, team_keys[other]), ("no team", no_team),
+                                               (own, team_keys[own]))
+                ] + [("admin", keys.admin, True)]  # fmt: skip
+                for caller, key, admitted in callers:
+                    r = client.request(
+                        method, url, json=body, headers={"Authorization": f"Bearer {key}"}
+                    )
+                    calls += 1
+                    if admitted and (r.status_code in (401, 403) or r.status_code >= 500):
+                        wrong.append(f"{method} {url} as {caller} → {r.status_code} {r.text}")
+                    if not admitted and not other_team(r):
+                        wrong.append(f"{method} {url} as {caller} → {r.status_code}, not 403 "
+                                     f"other_team")  # fmt: skip
+    print(f"{service}: {calls} calls on owned objects")
     assert wrong == []
 
 

@@ -12,8 +12,12 @@ from services.notify.domain.template_versions import (
     PENDING,
     REJECTED,
     check_decision,
+    check_readable,
+    check_usable,
+    owning_team,
     review_reason,
 )
+from shared.auth import Principal, Role
 from shared.errors import Conflict, Forbidden
 
 
@@ -55,3 +59,31 @@ def test_rendered_texts_carry_the_template_version_they_come_from() -> None:
     assert [(t.channel, t.locale, t.text, t.template_version) for t in texts] == [
         ("im", "en", "Hi Li", 3)
     ]
+
+
+def _key(team: str | None, role: Role = Role.CAMPAIGN_OWNER) -> Principal:
+    return Principal("k1", "test", frozenset({role}), 1.0, team=team)
+
+
+def test_a_new_template_belongs_to_its_first_authors_team() -> None:
+    assert owning_team("north_promo", "north") == "north"
+    assert owning_team("rt_promo", None) is None
+
+
+def test_a_reward_template_belongs_to_no_team_whoever_writes_it_first() -> None:
+    assert owning_team("reward_granted", "north") is None
+    assert owning_team("reward_new", "south") is None
+
+
+def test_a_global_template_is_read_and_used_by_every_team() -> None:
+    check_readable(_key("north"), "reward_granted", None)
+    check_usable(_key("south"), "rt_promo", None)
+
+
+def test_a_teams_template_is_read_and_used_by_that_team_or_admin_only() -> None:
+    check_readable(_key("north"), "north_promo", "north")
+    check_usable(_key(None, Role.ADMIN), "north_promo", "north")
+    for team in ("south", None):
+        with pytest.raises(Forbidden) as refused:
+            check_usable(_key(team), "north_promo", "north")
+        assert refused.value.code == "other_team"

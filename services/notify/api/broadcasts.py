@@ -36,14 +36,14 @@ async def create_broadcast(
     body: BroadcastBody, sessions: Sessions, owner: RequireCampaignOwner, scoring: Scoring
 ) -> Broadcast:
     draft = BroadcastDraft(**body.model_dump())
-    return Broadcast.of(await broadcasts.create_broadcast(sessions, draft, owner.key_id, scoring))
+    return Broadcast.of(await broadcasts.create_broadcast(sessions, draft, owner, scoring))
 
 
 @router.get("/{broadcast_id}", response_model=Broadcast, summary="A broadcast and its counts")
 async def get_broadcast(
-    broadcast_id: BroadcastId, sessions: Sessions, _: RequireCampaignReader
+    broadcast_id: BroadcastId, sessions: Sessions, reader: RequireCampaignReader
 ) -> Broadcast:
-    return Broadcast.of(await broadcasts.get_broadcast(sessions, broadcast_id))
+    return Broadcast.of(await broadcasts.get_broadcast(sessions, broadcast_id, reader))
 
 
 @router.get(
@@ -54,11 +54,11 @@ async def get_broadcast(
 async def preview_broadcast(
     broadcast_id: BroadcastId,
     sessions: Sessions,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     tz: TimeZone,
     scoring: Scoring,
 ) -> BroadcastPreview:
-    preview = await broadcasts.preview_broadcast(sessions, scoring, broadcast_id, tz)
+    preview = await broadcasts.preview_broadcast(sessions, scoring, broadcast_id, reader, tz)
     return BroadcastPreview.of(preview)
 
 
@@ -70,14 +70,14 @@ async def preview_broadcast(
 async def broadcast_recipients(
     broadcast_id: BroadcastId,
     sessions: Sessions,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     scoring: Scoring,
     page: PageParams,
 ) -> dict[str, Any]:
     key = page.after(single_text)
     after = None if key is None else str(key[0])
     items = await broadcasts.broadcast_recipients(
-        sessions, scoring, broadcast_id, page.limit, after
+        sessions, scoring, broadcast_id, reader, page.limit, after
     )
     return {"items": items, "next_cursor": page.next_cursor(items, lambda r: [r.user_id])}
 
@@ -96,7 +96,7 @@ async def approve_broadcast(
     scoring: Scoring,
 ) -> ApprovedBroadcast:
     row, approved = await broadcasts.approve_broadcast(
-        sessions, scoring, broadcast_id, approver.key_id, tz
+        sessions, scoring, broadcast_id, approver, tz
     )
     return ApprovedBroadcast(
         **Broadcast.of(row).model_dump(), approved=BroadcastPreview.of(approved)
@@ -111,4 +111,4 @@ async def approve_broadcast(
 async def cancel_broadcast(
     broadcast_id: BroadcastId, sessions: Sessions, owner: RequireCampaignOwner
 ) -> Broadcast:
-    return Broadcast.of(await broadcasts.cancel_broadcast(sessions, broadcast_id, owner.key_id))
+    return Broadcast.of(await broadcasts.cancel_broadcast(sessions, broadcast_id, owner))

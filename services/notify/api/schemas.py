@@ -68,13 +68,19 @@ class Template(BaseModel):
     pending_version: int | None = Field(
         default=None, description="A change awaiting a second principal's approval"
     )
+    team: str | None = Field(
+        default=None,
+        description="The team it belongs to (its first author's); none = global, read by every "
+        "key, changed only by admin keys and keys without a team (every reward_* template)",
+    )
     sms: SmsLength | None = None
 
     @classmethod
     def of(cls, view: TemplateView) -> Template:
         return cls(
-            **asdict(view.template), pending_version=view.pending_version, sms=_sms_length(view.sms)
-        )
+            **asdict(view.template), pending_version=view.pending_version, team=view.team,
+            sms=_sms_length(view.sms),
+        )  # fmt: skip
 
 
 class TemplateVersion(BaseModel):
@@ -307,6 +313,10 @@ class Broadcast(BaseModel):
     approved_by: str | None
     approved_at: datetime | None
     recipients: int | None
+    team: str | None = Field(
+        description="The team it belongs to (its creator key's; none = made by a key without a "
+        "team): only that team's keys and admin keys act on it"
+    )
     counts: dict[str, int] = Field(description="Its notifications by status")
 
     @classmethod

@@ -28,8 +28,8 @@ VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("", response_model=list[Template], summary="Every template's live version")
-async def list_templates(sessions: Sessions, _: RequireCampaignReader) -> list[Template]:
-    return [Template.of(t) for t in await templates.list_templates(sessions)]
+async def list_templates(sessions: Sessions, reader: RequireCampaignReader) -> list[Template]:
+    return [Template.of(t) for t in await templates.list_templates(sessions, reader)]
 
 
 @router.put(
@@ -50,7 +50,7 @@ async def put_template(
     response: Response,
 ) -> TemplateVersion:
     saved = await templates.put_template(
-        sessions, name, channel, locale, body.category, body.text, body.placeholders, owner.key_id
+        sessions, name, channel, locale, body.category, body.text, body.placeholders, owner
     )
     if saved.version.status == PENDING:
         response.status_code = 202
@@ -60,9 +60,9 @@ async def put_template(
 @router.get("/{name}/{channel}/{locale}", response_model=Template, summary="A template (live)")
 async def get_template(
     name: TemplateName, channel: Channel, locale: Locale, sessions: Sessions,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
 ) -> Template:  # fmt: skip
-    return Template.of(await templates.get_template(sessions, name, channel, locale))
+    return Template.of(await templates.get_template(sessions, name, channel, locale, reader))
 
 
 @router.get(
@@ -72,11 +72,13 @@ async def get_template(
 )
 async def template_versions(
     name: TemplateName, channel: Channel, locale: Locale, sessions: Sessions,
-    _: RequireCampaignReader, page: PageParams,
+    reader: RequireCampaignReader, page: PageParams,
 ) -> dict[str, Any]:  # fmt: skip
     key = page.after(single_int)
     before = None if key is None else int(key[0])
-    items = await templates.template_versions(sessions, name, channel, locale, page.limit, before)
+    items = await templates.template_versions(
+        sessions, name, channel, locale, reader, page.limit, before
+    )
     return {
         "items": [TemplateVersion.of(v) for v in items],
         "next_cursor": page.next_cursor(items, lambda v: [v.version.version]),
@@ -94,7 +96,7 @@ async def approve_version(
     sessions: Sessions, approver: RequireApprover,
 ) -> TemplateVersion:  # fmt: skip
     return TemplateVersion.of(
-        await templates.approve_version(sessions, name, channel, locale, version, approver.key_id)
+        await templates.approve_version(sessions, name, channel, locale, version, approver)
     )
 
 
@@ -109,5 +111,5 @@ async def reject_version(
     sessions: Sessions, approver: RequireApprover,
 ) -> TemplateVersion:  # fmt: skip
     return TemplateVersion.of(
-        await templates.reject_version(sessions, name, channel, locale, version, approver.key_id)
+        await templates.reject_version(sessions, name, channel, locale, version, approver)
     )

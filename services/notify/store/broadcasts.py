@@ -16,7 +16,7 @@ from shared.db import jsonb
 
 COLUMNS = (
     "broadcast_id, name, template, category, channel, locale, params, segment, rate_per_s, "
-    "status, created_by, created_at, approved_by, approved_at, recipients"
+    "status, created_by, created_at, approved_by, approved_at, recipients, team"
 )
 
 
@@ -37,6 +37,7 @@ class BroadcastRow:
     approved_by: str | None
     approved_at: datetime | None
     recipients: int | None
+    team: str | None  # the creator key's team (None: no team, SPEC §15)
     counts: dict[str, int]  # its notifications by status
 
     @property
@@ -67,15 +68,15 @@ async def get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> B
     )
 
 
-async def insert(session: AsyncSession, draft: BroadcastDraft, actor: str) -> int:
-    """A new broadcast pending approval; returns its id."""
+async def insert(session: AsyncSession, draft: BroadcastDraft, actor: str, team: str | None) -> int:
+    """A new broadcast pending approval, owned by `team`; returns its id."""
     row = (
         await session.execute(
             text(
                 "INSERT INTO broadcasts (name, template, category, channel, locale, params, "
-                "segment, rate_per_s, status, created_by) VALUES (:name, :template, :category, "
-                ":channel, :locale, CAST(:params AS jsonb), CAST(:segment AS jsonb), :rate, "
-                ":status, :by) RETURNING broadcast_id"
+                "segment, rate_per_s, status, created_by, team) VALUES (:name, :template, "
+                ":category, :channel, :locale, CAST(:params AS jsonb), CAST(:segment AS jsonb), "
+                ":rate, :status, :by, :team) RETURNING broadcast_id"
             ),
             {
                 "name": draft.name,
@@ -88,6 +89,7 @@ async def insert(session: AsyncSession, draft: BroadcastDraft, actor: str) -> in
                 "rate": draft.rate_per_s,
                 "status": PENDING,
                 "by": actor,
+                "team": team,
             },
         )
     ).one()

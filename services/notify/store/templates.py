@@ -1,6 +1,7 @@
 """Templates as stored (SPEC §6, §15): `templates` holds the live version of each (name, channel,
 locale), which notices render; `template_versions` every version ever saved, never
-overwritten; `broadcast_texts` the text each broadcast's approval froze."""
+overwritten; `broadcast_texts` the text each broadcast's approval froze; `template_teams` the
+team each template name belongs to."""
 
 from __future__ import annotations
 
@@ -87,6 +88,30 @@ async def template(
         )
     ).first()
     return TemplateRow(**row._mapping) if row else None
+
+
+async def team_of(session: AsyncSession, name: str) -> str | None:
+    """The team a template name belongs to (None: no team, global; also for a name unknown)."""
+    row = (
+        await session.execute(text("SELECT team FROM template_teams WHERE name = :n"), {"n": name})
+    ).first()
+    return None if row is None else row.team
+
+
+async def teams(session: AsyncSession) -> dict[str, str | None]:
+    """Every template name's team."""
+    rows = await session.execute(text("SELECT name, team FROM template_teams"))
+    return {r.name: r.team for r in rows}
+
+
+async def claim(session: AsyncSession, name: str, team: str | None) -> str | None:
+    """The team of template `name`, recording `team` for it first when the name is new (its
+    first author's; a concurrent first save waits on the row and then sees the winner's)."""
+    await session.execute(
+        text("INSERT INTO template_teams (name, team) VALUES (:n, :t) ON CONFLICT DO NOTHING"),
+        {"n": name, "t": team},
+    )
+    return await team_of(session, name)
 
 
 async def lock_template(session: AsyncSession, name: str, channel: str, locale: str) -> None:

@@ -24,14 +24,17 @@ from services.notify.domain.broadcast import (
 from services.notify.domain.delivery import channels_for
 from services.notify.domain.notices import schedule
 from services.notify.domain.policy import local_day, policy_for
+from services.notify.domain.template_versions import check_usable
 from services.notify.domain.templates import TemplateError, in_locale, locales_to_try, render
 from services.notify.segments import ScoringClient, check_resolvable, recipients
 from services.notify.store import broadcasts, notifications, templates
 from services.notify.store.broadcasts import BroadcastRow
 from services.notify.store.notifications import RecipientRow
 from shared.audit import audit
+from shared.auth import Principal
 from shared.db import unit_of_work
 from shared.errors import NotFound, ValidationFailed
+from shared.ownership import check_team
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +77,14 @@ async def preview_broadcast(
     sessions: async_sessionmaker[AsyncSession],
     scoring: ScoringClient | None,
     broadcast_id: int,
+    reader: Principal,
     tz: ZoneInfo,
 ) -> Preview:
     """Rendered text per channel and locale, the recipient count and a sample. Before approval
     the segment is resolved (through scoring: outside any transaction); after it, the
     recipients are the notifications it queued."""
     async with sessions() as session:
-        row = await _get(session, broadcast_id)
+        row = await _owned(session, broadcast_id, reader)
         texts = await _approved_texts(session, row, tz)
         if _queued(row):
             count = sum(row.counts.values())
@@ -102,13 +106,14 @@ async def broadcast_recipients(
     sessions: async_sessionmaker[AsyncSession],
     scoring: ScoringClient | None,
     broadcast_id: int,
+    reader: Principal,
     limit: int,
     after: str | None,
 ) -> list[Recipient]:
     """One page of the recipients, by user id: its notifications once approved, else its
     segment as it resolves now."""
     async with sessions() as session:
-        row = await _get(session, broadcast_id)
+        row = await _owned(session, broadcast_id, reader)
         if _queued(row):
             found: list[RecipientRow] = await notifications.recipients(
                 session, source_of(broadcast_id), after, limit
@@ -125,21 +130,33 @@ async def _get(session: AsyncSession, broadcast_id: int, lock: bool = False) -> 
     return found
 
 
+async def _owned(
+    session: AsyncSession, broadcast_id: int, principal: Principal, lock: bool = False
+) -> BroadcastRow:
+    """The broadcast, when the key acts for its team (SPEC §15): else 403 `other_team`."""
+    found = await _get(session, broadcast_id, lock=lock)
+    check_team(principal, found.team, f"broadcast {broadcast_id}")
+    return found
+
+
 async def get_broadcast(
-    sessions: async_sessionmaker[AsyncSession], broadcast_id: int
+    sessions: async_sessionmaker[AsyncSession], broadcast_id: int, reader: Principal
 ) -> BroadcastRow:
     async with sessions() as session:
-        return await _get(session, broadcast_id)
+        return await _owned(session, broadcast_id, reader)
 
 
 async def create_broadcast(
     sessions: async_sessionmaker[AsyncSession],
     draft: BroadcastDraft,
-    owner: str,
+    creator: Principal,
     scoring: ScoringClient | None,
 ) -> BroadcastRow:
-    """A broadcast pending approval; its template must exist and its params fill it."""
+    """A broadcast pending approval, owned by the creator's team; its template must exist, be
+    its team's or global, and its params fill it."""
+    owner = creator.key_id
     async with unit_of_work(sessions) as session:
+        check_usable(creator, draft.template, await templates.team_of(session, draft.template))
         texts = await notifications.template_texts(
             session, draft.template, draft.channel, locales_to_try(draft.locale)
         )
@@ -153,7 +170,7 @@ async def create_broadcast(
         except TemplateError as exc:
             raise ValidationFailed(str(exc), code="invalid_params") from None
         check_resolvable(draft.segment, scoring)
-        broadcast_id = await broadcasts.insert(session, draft, owner)
+        broadcast_id = await broadcasts.insert(session, draft, owner, creator.team)
         created = await _get(session, broadcast_id)
         await audit(session, owner, "broadcast.create", source_of(broadcast_id), None, created)
     return created
@@ -163,7 +180,7 @@ async def approve_broadcast(
     sessions: async_sessionmaker[AsyncSession],
     scoring: ScoringClient | None,
     broadcast_id: int,
-    approver: str,
+    approving: Principal,
     tz: ZoneInfo,
 ) -> tuple[BroadcastRow, Preview]:
     """Approve (not by its creator) and queue every recipient at its paced time; returns what
@@ -173,9 +190,11 @@ async def approve_broadcast(
     The segment is resolved through scoring before the approving transaction opens: a slow
     scoring must not hold a transaction (and the broadcast's row lock) open, where the server's
     idle-in-transaction limit would end it. The checks run again under the lock, since another
-    approval or a cancel may have come in meanwhile."""
+    approval or a cancel may have come in meanwhile. The approver works for the broadcast's
+    team (or is admin)."""
+    approver = approving.key_id
     async with sessions() as session:  # a short read, ended before scoring is asked
-        current = await _get(session, broadcast_id)
+        current = await _owned(session, broadcast_id, approving)
     check_approval(broadcast_id, current.status, current.created_by, approver)
     users = await recipients(current.segment, scoring)
 
@@ -200,11 +219,13 @@ async def approve_broadcast(
 
 
 async def cancel_broadcast(
-    sessions: async_sessionmaker[AsyncSession], broadcast_id: int, owner: str
+    sessions: async_sessionmaker[AsyncSession], broadcast_id: int, cancelling: Principal
 ) -> BroadcastRow:
-    """Before approval: cancelled. After: what has not been sent yet is suppressed."""
+    """Before approval: cancelled. After: what has not been sent yet is suppressed. Only by
+    the broadcast's team (or admin)."""
+    owner = cancelling.key_id
     async with unit_of_work(sessions) as session:
-        before = await _get(session, broadcast_id, lock=True)
+        before = await _owned(session, broadcast_id, cancelling, lock=True)
         check_cancel(broadcast_id, before.status)
         await notifications.suppress_waiting(
             session, source_of(broadcast_id), "broadcast_cancelled"
