@@ -16,11 +16,27 @@ POST /v1/settlements:run settles the month's period-end rules of three campaigns
 Reference: reading the same inputs raw (asyncpg, every group-month and user-month row of the
 month) — the floor any settlement has to pay. Figures are printed as seconds and as ratios.
 
+backtest
+A weekly threshold ("weekend chat boost": period week, days_of_week [6, 7],
+user.period.messages_mobile >= 30, at most 5,000 winners a week) simulated over 93 days of
+1,000,000 users (user-days bulk-loaded: each user active on about one day in eight) through
+POST /v1/campaigns/{id}/versions/1:simulate — each day evaluated with the data up to that day,
+streamed user by user. Time and the rewards process's peak RSS growth beside (a) a raw read of
+the same rows (asyncpg cursor, same projection and order) in a fresh process: its time and
+peak RSS.
+
 consume
 A metrics topic pre-loaded with user-day records (as scoring's changelog publishes them) for
 users of whom many qualify; two threshold campaigns (play_and_get_gifts, invite_friends) are
 live. Time for rewards to apply every record (snapshots + thresholds + grants + offsets), beside
 (a) a bare aiokafka consumer decoding the same records — the limit.
+
+report
+A campaign with 1,000,000 grants (bulk-loaded into the ledger: a monthly threshold and a daily
+one over 30 days, 10% held out, a third fulfilled, a few budget_exhausted) and 1,000,000 users'
+month metrics for the month and the next: GET /v1/campaigns/{id}/report (JSON: per rule and
+period, funnel, uplift, budget use) timed beside (a) a raw `SELECT count(*)` of the same grant
+rows — the floor of any answer that reads them.
 """
 
 from __future__ import annotations
@@ -294,6 +310,274 @@ async def consume(records: int, results: dict[str, Any]) -> None:
         stack.stop()
 
 
+async def bulk_load_days(database_url: str, first: Any, days: int, users: int) -> int:
+    """User-days over `days` days from `first`: user i is active on days d with
+    (i + d) % 8 == 0, with 0–59 mobile messages (about a third qualify on a weekend)."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("SET search_path = rewards")
+        await conn.execute(
+            """
+            INSERT INTO user_day (user_id, day, metrics, flags)
+            SELECT 'U' || i, $1::date + d, jsonb_build_object(
+                'messages', (i * 7 + d) % 60 + 1, 'messages_mobile', (i * 7 + d) % 60,
+                'messages_sms', 0, 'online_seconds_pc', 0, 'online_seconds_mobile', 600,
+                'points_delta', 0, 'friends_added', 0, 'checkins', 0, 'logins', 1,
+                'online_points', 2, 'message_points', 20, 'activity_points', 22), '[]'::jsonb
+            FROM generate_series(0, $2 - 1) d, generate_series(0, $3 - 1) i
+            WHERE (i + d) % 8 = 0""",
+            first,
+            days,
+            users,
+        )
+        await conn.execute("ANALYZE user_day")
+        return int(await conn.fetchval("SELECT count(*) FROM user_day"))
+    finally:
+        await conn.close()
+
+
+RAW_READ = """
+import asyncio, resource, sys, time
+from datetime import date
+import asyncpg
+async def main(url, first, last):
+    first, last = date.fromisoformat(first), date.fromisoformat(last)
+    conn = await asyncpg.connect(url)
+    t = time.perf_counter(); n = 0
+    async with conn.transaction():
+        cur = conn.cursor(
+            "SELECT user_id, day, COALESCE(CAST(metrics->>'messages_mobile' AS float8), 0) "
+            "FROM rewards.user_day WHERE day BETWEEN $1::date AND $2::date "
+            "ORDER BY user_id, day", first, last, prefetch=10000)
+        async for _ in cur:
+            n += 1
+    print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def weekend_rule_definition(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+    from services.rewards.domain.templates import weekend_chat_boost
+
+    doc = weekend_chat_boost(starts_at, ends_at)
+    return orjson.loads(orjson.dumps(doc))  # type: ignore[no-any-return]
+
+
+async def backtest(users: int, results: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    stack = Stack(var_dir=OUT / "var-rewards-backtest", fixed_ports=False).start_infra()
+    try:
+        url, bootstrap = stack.database_url, stack.kafka_bootstrap
+        assert url and bootstrap
+        stack.start_service("ingest")
+        rewards = stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
+
+        async def key(name: str, role: Role) -> str:
+            return (await issue_api_key(url, name, [role], 1e9, bootstrap)).secret
+
+        owner = await key("owner", Role.CAMPAIGN_OWNER)
+        await wait_keys_known(rewards.url, "/v1/templates", [owner])
+        today = datetime.now(TZ).date()
+        last = today - timedelta(days=1)
+        first = last - timedelta(days=92)
+        t = time.perf_counter()
+        rows = await bulk_load_days(url, first, 93, users)
+        print(f"  bulk-loaded {rows:,} user-days of {users:,} users in "
+              f"{time.perf_counter() - t:.0f}s")  # fmt: skip
+        starts_at = datetime(first.year, first.month, first.day, tzinfo=TZ)
+        ends_at = datetime(today.year, today.month, today.day, tzinfo=TZ)
+        doc = weekend_rule_definition(starts_at, ends_at)
+        own = {"Authorization": f"Bearer {owner}"}
+        async with httpx.AsyncClient(base_url=rewards.url, timeout=3600) as c:
+            r = await c.post("/v1/campaigns", json={"definition": doc}, headers=own)
+            r.raise_for_status()
+            cid = r.json()["campaign_id"]
+            rss_before = peak_rss_kb(rewards.proc.pid)
+            t = time.perf_counter()
+            r = await c.post(
+                f"/v1/campaigns/{cid}/versions/1:simulate",
+                json={"from": first.isoformat(), "to": last.isoformat(), "sample": 5},
+                headers=own,
+            )
+            seconds = time.perf_counter() - t
+            r.raise_for_status()
+            rss_after = peak_rss_kb(rewards.proc.pid)
+        sim = r.json()
+        print(f"  simulated in {seconds:.1f}s: {sim['grants']:,} grants {sim['by_rule']}; "
+              f"rewards peak RSS {rss_before / 1024:.0f} → {rss_after / 1024:.0f} MB")  # fmt: skip
+        raw = subprocess.run(  # noqa: ASYNC221 — a benchmark, nothing else waits
+            [sys.executable, "-c", RAW_READ, url.replace("+asyncpg", ""), first.isoformat(),
+             last.isoformat()],
+            check=False, capture_output=True, text=True,
+        )  # fmt: skip
+        if raw.returncode:
+            raise RuntimeError(f"raw read failed: {raw.stderr[-2000:]}")
+        raw_rows, raw_s, raw_rss = (int(raw.stdout.split()[0]), float(raw.stdout.split()[1]),
+                                    int(raw.stdout.split()[2]))  # fmt: skip
+        row(f"backtest, {users:,} users × 93 days ({rows:,} user-days)", "seconds", "peak MB",
+            "× raw")  # fmt: skip
+        row("  (a) raw read of the same rows, fresh process", f"{raw_s:.1f}",
+            f"{raw_rss / 1024:.0f}", "1.00")  # fmt: skip
+        row(f"  simulate weekend rule ({sim['grants']:,} grants)", f"{seconds:.1f}",
+            f"{rss_after / 1024:.0f} (+{(rss_after - rss_before) / 1024:.0f})",
+            f"{seconds / raw_s:.2f}")  # fmt: skip
+        results["backtest"] = {
+            "users": users, "user_days": rows, "raw_rows": raw_rows, "raw_read_s": raw_s,
+            "raw_peak_rss_mb": raw_rss / 1024, "simulate_s": seconds,
+            "rewards_peak_rss_mb_before": rss_before / 1024,
+            "rewards_peak_rss_mb_after": rss_after / 1024, "grants": sim["grants"],
+            "by_rule": sim["by_rule"],
+        }  # fmt: skip
+    finally:
+        stack.stop()
+
+
+REPORT_GRANTS = 1_000_000
+
+
+def report_definition(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+    reward = [{"kind": "credit_fen", "amount": 200}, {"kind": "data_mb", "amount": 100}]
+    return {
+        "name": "Report bench",
+        "starts_at": starts_at.isoformat(),
+        "ends_at": ends_at.isoformat(),
+        "holdout_percent": 10,
+        "unit_prices": {"data_mb": 3},
+        "rules": [
+            {"kind": "threshold", "id": "monthly", "period": "month", "rewards": reward,
+             "condition": {"metric": "user.month.checkins", "op": ">=", "value": 3}},
+            {"kind": "threshold", "id": "daily", "period": "day", "rewards": reward[:1],
+             "condition": {"metric": "user.day.checkins", "op": ">=", "value": 1}},
+        ],
+    }  # fmt: skip
+
+
+async def bulk_load_grants(database_url: str, cid: str, month: Any, users: int) -> None:
+    """REPORT_GRANTS grants: one monthly grant per user (up to `users`), the rest daily ones over
+    30 days; user-month metrics for the month and the next."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        monthly = min(users, REPORT_GRANTS // 2)
+        await conn.execute(
+            """
+            INSERT INTO rewards.grants (campaign_id, version, rule_id, role, user_id, period,
+                status, items, fulfil_by, explanation, fulfilment_status, fulfilment_reference,
+                fulfilment_at, created_at)
+            SELECT $1, 1, rule_id, 'user', 'u' || lpad(CAST(n AS text), 7, '0'), period,
+                status, items, CAST($2 AS date) + 40, '{}',
+                CASE WHEN status <> 'granted' THEN NULL WHEN n % 3 = 0 THEN 'fulfilled'
+                     ELSE 'pending' END,
+                CASE WHEN status = 'granted' AND n % 3 = 0 THEN 'ref' END,
+                CASE WHEN status = 'granted' AND n % 3 = 0 THEN now() END,
+                CAST($3 AS timestamptz) + (n % 30) * interval '1 day'
+            FROM (
+                SELECT n, 'monthly' AS rule_id, to_char(CAST($2 AS date), 'YYYY-MM') AS period,
+                    CAST('[{"kind": "credit_fen", "amount": 200},
+                           {"kind": "data_mb", "amount": 100}]' AS jsonb) AS items
+                FROM generate_series(0, CAST($4 AS int) - 1) AS n
+                UNION ALL
+                SELECT n % $5, 'daily',
+                    to_char(CAST($2 AS date) + CAST(n / $5 AS int), 'YYYY-MM-DD'),
+                    CAST('[{"kind": "credit_fen", "amount": 200}]' AS jsonb)
+                FROM generate_series(0, CAST($6 AS int) - 1) AS n
+            ) g CROSS JOIN LATERAL (SELECT CASE WHEN n % 10 = 7 THEN 'held_out'
+                WHEN n % 50 = 1 THEN 'budget_exhausted' ELSE 'granted' END AS status) s
+            """,
+            cid, month, datetime.combine(month, datetime.min.time(), TZ), monthly,
+            max(1, (REPORT_GRANTS - monthly) // 30), REPORT_GRANTS - monthly,
+        )  # fmt: skip
+        for m, points in ((month, "n % 50"), (next_month_of(month), "n % 60 + (n % 10 <> 7)::int")):
+            await conn.execute(
+                "INSERT INTO rewards.user_month (user_id, month, metrics) "
+                "SELECT 'u' || lpad(CAST(n AS text), 7, '0'), CAST($1 AS date), jsonb_build_object("
+                f"'activity_points', {points}, 'active', CAST(n % 4 > 0 AS int)) "
+                "FROM generate_series(0, CAST($2 AS int) - 1) AS n ON CONFLICT DO NOTHING",
+                m, users,
+            )  # fmt: skip
+        await conn.execute("ANALYZE rewards.grants; ANALYZE rewards.user_month")
+    finally:
+        await conn.close()
+
+
+def next_month_of(d: Any) -> Any:
+    return d.replace(year=d.year + (d.month == 12), month=d.month % 12 + 1, day=1)
+
+
+async def raw_count(database_url: str, cid: str) -> float:
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        t = time.perf_counter()
+        await conn.fetchval("SELECT count(*) FROM rewards.grants WHERE campaign_id = $1", cid)
+        return time.perf_counter() - t
+    finally:
+        await conn.close()
+
+
+async def report(users: int, results: dict[str, Any]) -> None:
+    """GET /v1/campaigns/{id}/report over 1,000,000 grants, beside a raw count of them."""
+    stack = Stack(var_dir=OUT / "var-rewards-report", fixed_ports=False).start_infra()
+    try:
+        url, bootstrap = stack.database_url, stack.kafka_bootstrap
+        assert url and bootstrap
+        stack.start_service("ingest")
+        rewards = stack.start_service("rewards", env={"REWARDS_SETTLE_INTERVAL_S": "0"})
+        owner = (await issue_api_key(url, "owner", [Role.CAMPAIGN_OWNER], 1e9, bootstrap)).secret
+        await wait_keys_known(rewards.url, "/v1/templates", [owner])
+        first = (datetime.now(TZ).date() - timedelta(days=70)).replace(day=1)
+        starts_at = datetime(first.year, first.month, first.day, tzinfo=TZ)
+        last = next_month_of(next_month_of(first))
+        ends_at = datetime(last.year, last.month, 1, tzinfo=TZ)
+        own = {"Authorization": f"Bearer {owner}"}
+        async with httpx.AsyncClient(base_url=rewards.url, timeout=600) as c:
+            r = await c.post(
+                "/v1/campaigns",
+                json={"definition": report_definition(starts_at, ends_at)},
+                headers=own,
+            )
+            r.raise_for_status()
+            cid = r.json()["campaign_id"]
+            t = time.perf_counter()
+            await bulk_load_grants(url, cid, first, users)
+            print(f"  bulk-loaded {REPORT_GRANTS:,} grants and {2 * users:,} user-months in "
+                  f"{time.perf_counter() - t:.0f}s")  # fmt: skip
+            reference = min([await raw_count(url, cid) for _ in range(3)])
+            timings = []
+            for _ in range(3):
+                t = time.perf_counter()
+                r = await c.get(f"/v1/campaigns/{cid}/report", headers=own)
+                timings.append(time.perf_counter() - t)
+                r.raise_for_status()
+            t = time.perf_counter()
+            csv = await c.get(f"/v1/campaigns/{cid}/report?format=csv", headers=own)
+            csv_s = time.perf_counter() - t
+            csv.raise_for_status()
+        doc = r.json()
+        grants = sum(doc["totals"]["grants"].values())
+        assert grants == REPORT_GRANTS, grants
+        best = min(timings)
+        row(f"report, {grants:,} grants", "seconds", "× raw count")
+        row("  (a) raw SELECT count(*) of the same rows", f"{reference:.3f}", "1.00")
+        row("  GET /v1/campaigns/{id}/report (best of 3)", f"{best:.3f}", f"{best / reference:.1f}")
+        row("  same, ?format=csv", f"{csv_s:.3f}", f"{csv_s / reference:.1f}")
+        results["report"] = {
+            "grants": grants, "users": users, "periods": len(doc["periods"]),
+            "raw_count_s": reference, "report_s": timings, "report_best_s": best,
+            "csv_s": csv_s, "ratio": best / reference, "uplift": doc["uplift"],
+            "funnel": doc["funnel"],
+        }  # fmt: skip
+    finally:
+        stack.stop()
+
+
 async def main(groups: int, users: int, records: int, parts: list[str]) -> None:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -305,6 +589,10 @@ async def main(groups: int, users: int, records: int, parts: list[str]) -> None:
         await settle(groups, users, results)
     if "consume" in parts:
         await consume(records, results)
+    if "backtest" in parts:
+        await backtest(users, results)
+    if "report" in parts:
+        await report(users, results)
     OUT.mkdir(exist_ok=True)
     (OUT / f"rewards-{results['date'][:10]}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2)

@@ -296,6 +296,9 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         rewards.url, viewer, reviewer, campaigns["my_fetion_my_group"], last_month
     )
     print(render_review(reviewed, "My Fetion, my group", last_month))
+    # The new-friend draw counts "My Fetion" members' tickets: it waited for the release.
+    after_review = await settle_now(rewards.url, campaign_keys.admin)
+    settled["settled"] += after_review["settled"]
     verified = await print_campaigns(rewards.url, viewer, campaigns, settled)
     plan = await fulfil_through_topic(rewards.url, viewer, bootstrap, campaigns)
     await wait_consumed(url, bootstrap, "rewards", FULFILMENT_TOPIC)
@@ -310,11 +313,11 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         {"scoring": scoring.url, "rewards": rewards.url, "notify": notify.url},
         viewer,
         last_month,
-        campaigns["new_friend_draw"],
+        campaigns["daily_checkin_draw"],
         Path(stack.var_dir) / "reports",
     )
     print(f"\nReports (engage report month {last_month}; engage report campaign "
-          f"{campaigns['new_friend_draw']})\n")  # fmt: skip
+          f"{campaigns['daily_checkin_draw']})\n")  # fmt: skip
     print(reports.text)
     for note in reports.notes:
         print(f"  {note}")

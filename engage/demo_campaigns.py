@@ -25,7 +25,11 @@ from services.rewards.domain.templates import TEMPLATES as CAMPAIGN_TEMPLATES
 from shared.records import FulfilmentRecord
 from shared.topics import FULFILMENT_TOPIC
 
-TEMPLATES = tuple(CAMPAIGN_TEMPLATES)  # the six SPEC §1 campaigns, in the spec's order
+# the six SPEC §1 campaigns, in the spec's order (the annual ranking and the weekend boost,
+# SPEC §10, are templates too, not launched by the demo)
+TEMPLATES = tuple(CAMPAIGN_TEMPLATES)[:6]
+# the campaigns groups enroll in (the daily check-in draw is open to their members)
+ENROLLING = ("my_fetion_my_group", "tribe_chief", "daily_checkin_draw")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.rewards.api import campaigns, grants, review, timeline
+from services.rewards.api import campaigns, grants, report, review, timeline
 from services.rewards.consumers.fulfilment import FulfilmentConsumer
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
+from services.rewards.notices import NotifyCounts
 from services.rewards.settings import RewardsSettings
 from services.rewards.settler import Settler
 from shared.outbox import OutboxRelay
@@ -80,7 +81,9 @@ def create_app(
             FULFILMENT_DLQ: 1,
         },
         compacted=frozenset({METRICS_TOPIC}),
-        routers=[campaigns.router, grants.router, review.router, timeline.router],
+        routers=[campaigns.router, grants.router, review.router, timeline.router, report.router],
     )
     app.state.settler = settler
+    if settings.notify_url:  # the campaign report's notices (SPEC §12)
+        app.state.notify_counts = NotifyCounts(settings.notify_url, settings.notify_key)
     return app

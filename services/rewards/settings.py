@@ -35,3 +35,9 @@ class RewardsSettings(BaseSettings):
         description="Wait after a period's first failed settlement; doubles per failure, ≤ 1 h.",
     )
     outbox_interval_s: float = Field(default=0.2, ge=0, le=60)
+    notify_url: str | None = Field(
+        default=None,
+        description="Notify's read API, for the notices of a campaign report; unset = the report "
+        "leaves notices out (`engage report` then asks notify itself).",
+    )
+    notify_key: str = Field(default="", description="A viewer key for notify's read API.")

@@ -106,25 +106,27 @@ async def test_lifecycle_versions_and_every_change_audited(
     r = await api.post(f"/v1/campaigns/{cid}:activate", headers=own)
     assert r.status_code == 409 and r.json()["code"] == "invalid_transition"
     await step("/versions/1:submit", own, "submitted")
-    r = await api.put(
-        f"/v1/campaigns/{cid}/draft", json=c["versions"][0]["definition"], headers=own
-    )
-    assert r.status_code == 409 and r.json()["code"] == "version_submitted"
     await step("/versions/1:approve", approve, "approved")
     live = await step(":activate", own, "active")
     assert live["live_version"] == 1
 
+    # Every save is a new numbered version, never an overwrite (SPEC §10 Versions).
     edited = dict(c["versions"][0]["definition"], name="Invite friends, v2")
     r = await api.put(f"/v1/campaigns/{cid}/draft", json=edited, headers=own)
     assert r.status_code == 200
+    r = await api.put(f"/v1/campaigns/{cid}/draft", json=edited | {"name": "v3"}, headers=own)
     body = r.json()
-    assert [v["status"] for v in body["versions"]] == ["active", "draft"]
+    assert [v["status"] for v in body["versions"]] == ["active", "draft", "draft"]
+    assert body["versions"][1]["definition"]["name"] == "Invite friends, v2"
     assert body["state"] == "active" and body["live_version"] == 1
+    r = await api.post(f"/v1/campaigns/{cid}/versions:fork", json={"from_version": 1}, headers=own)
+    assert r.status_code == 201 and r.json()["versions"][-1]["version"] == 4
+    assert r.json()["versions"][-1]["definition"] == body["versions"][0]["definition"]
     await step("/versions/2:submit", own, "active")
     await step("/versions/2:approve", approve, "active")
     v2 = await step(":activate", own, "active")
     assert v2["live_version"] == 2
-    assert [v["status"] for v in v2["versions"]] == ["superseded", "active"]
+    assert [v["status"] for v in v2["versions"]] == ["superseded", "active", "draft", "draft"]
     await step(":pause", own, "paused")
     await step(":resume", own, "active")
     await step(":end", own, "ended")
@@ -135,7 +137,8 @@ async def test_lifecycle_versions_and_every_change_audited(
     entries = r.json()["items"]
     assert [e["action"] for e in entries] == [
         "campaign.create", "version.submit", "version.approve", "campaign.activate",
-        "campaign.edit", "version.submit", "version.approve", "campaign.activate",
+        "campaign.edit", "campaign.edit", "version.fork", "version.submit", "version.approve",
+        "campaign.activate",
         "campaign.pause", "campaign.resume", "campaign.end",
     ]  # fmt: skip
     assert all(e["after"] is not None and e["actor"] for e in entries)

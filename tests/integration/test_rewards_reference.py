@@ -54,7 +54,9 @@ DAILY_WINNERS = 25
 FRIEND_WINNERS = 60
 TOP_PER_PROVINCE = 1
 METRICS = "engage.metrics.v1"
-TEMPLATES = tuple(CAMPAIGN_TEMPLATES)
+# the six SPEC §1 campaigns and "weekend chat boost" (SPEC §10; the annual ranking settles
+# only once its year has ended: tests/unit/test_rewards_rule_language.py)
+TEMPLATES = (*tuple(CAMPAIGN_TEMPLATES)[:6], "weekend_chat_boost")
 
 
 @dataclass
@@ -127,11 +129,12 @@ async def _create_campaign(w: World, template: str) -> str:
                 rule["fulfil_next_month_day"] = 28
             else:
                 rule["winners"] = DAILY_WINNERS if rule["period"] == "day" else FRIEND_WINNERS
-            assert (
-                await owner.put(f"/v1/campaigns/{cid}/draft", json=definition)
-            ).status_code == 200
-        assert (await owner.post(f"/v1/campaigns/{cid}/versions/1:submit")).status_code == 200
-        assert (await approver.post(f"/v1/campaigns/{cid}/versions/1:approve")).status_code == 200
+            saved = await owner.put(f"/v1/campaigns/{cid}/draft", json=definition)
+            assert saved.status_code == 200
+        # Every saved draft is a new version (SPEC §10): submit the newest.
+        v = (await owner.get(f"/v1/campaigns/{cid}")).json()["versions"][-1]["version"]
+        assert (await owner.post(f"/v1/campaigns/{cid}/versions/{v}:submit")).status_code == 200
+        assert (await approver.post(f"/v1/campaigns/{cid}/versions/{v}:approve")).status_code == 200
         r = await owner.post(f"/v1/campaigns/{cid}:activate")
         assert r.status_code == 200 and r.json()["state"] == "active", r.text
         return cid
@@ -210,13 +213,15 @@ async def world(stack: Stack) -> World:
         )
     w.settled_by_replica = list(await asyncio.gather(_settle(w, 0), _settle(w, 1)))
     await _release_reviewed(w)
+    # The new-friend draw counts "My Fetion" tickets: it waited for their release (SPEC §10).
+    w.settled_by_replica[0] += await _settle(w, 0)
     w.killed = await _sigkilled_deployment(w)
     return w
 
 
 async def _enroll(w: World) -> None:
     async with w.client("owner") as owner:
-        for template in ("my_fetion_my_group", "tribe_chief"):
+        for template in ("my_fetion_my_group", "tribe_chief", "daily_checkin_draw"):
             cid = w.campaigns[template]
             for g in sorted(w.enrolled):
                 body = {"group_id": g, "owner_id": w.exp.groups[g]["owner"]}
@@ -269,6 +274,7 @@ async def _sigkilled_deployment(w: World) -> World:
     await _enroll(k)
     k.settled_by_replica = [await _settle(k, 0)]
     await _release_reviewed(k)
+    k.settled_by_replica[0] += await _settle(k, 0)
     return k
 
 
@@ -320,6 +326,61 @@ async def test_invite_friends_equals_reference(world: World) -> None:
     assert all(g["items"] == [{"kind": "credit_fen", "amount": 1000}] for g in grants)
 
 
+async def _simulated(w: World, template: str, first: date, last: date) -> dict[str, Any]:
+    cid = w.campaigns[template]
+    async with w.client("owner") as owner:
+        version = (await owner.get(f"/v1/campaigns/{cid}")).json()["live_version"]
+        r = await owner.post(
+            f"/v1/campaigns/{cid}/versions/{version}:simulate",
+            json={"from": first.isoformat(), "to": last.isoformat(), "sample": 1000},
+        )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_weekend_chat_boost_equals_reference_live_and_in_the_backtest(world: World) -> None:
+    first, last = world.starts_at.date(), datetime.now(ref.TZ).date()
+    want = {
+        k: (d.isoformat(), float(v))
+        for k, (d, v) in model.weekend_boost(world.exp, first, last).items()
+    }
+    assert len(want) > 10
+
+    def fired(grants: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, float]]:
+        return {
+            (g["user_id"], g["period"]): (
+                g["explanation"]["fired_on"],
+                g["explanation"]["conditions"][0]["actual"],
+            )
+            for g in grants
+        }
+
+    # Live, a grant fires on the day the running sum crossed 30 and shows the sum then (a
+    # day's record grows during the day); the backtest sees the final data of each day.
+    live = fired(await world.grants("weekend_chat_boost"))
+    assert {k: day for k, (day, _) in live.items()} == {k: day for k, (day, _) in want.items()}
+    assert all(v >= 30 for _, v in live.values())
+    sim = await _simulated(world, "weekend_chat_boost", first, last)
+    assert sim["grants"] == len(want)
+    sampled = fired(sim["sample"])
+    assert sampled and all(want[k] == v for k, v in sampled.items())
+
+
+async def test_play_and_get_gifts_backtest_equals_the_live_grants(world: World) -> None:
+    last = datetime.now(ref.TZ).date()
+    live = await world.grants("play_and_get_gifts")
+    sim = await _simulated(world, "play_and_get_gifts", world.starts_at.date(), last)
+    assert sim["grants"] == len(live)
+    # The same users; live, the day a grant fired on is the day whose record made it fire
+    # first — with last month imported in bulk, not always the earliest day the data has.
+    by_user = {g["user_id"]: g["explanation"]["fired_in"] for g in live}
+    assert all(
+        s["user_id"] in by_user and s["explanation"]["fired_in"] <= by_user[s["user_id"]]
+        for s in sim["sample"]
+    )
+
+
 async def test_my_fetion_my_group_equals_reference(world: World) -> None:
     month = world.last_month
     winners = model.top_groups(world.exp, month, world.enrolled, top=TOP_PER_PROVINCE)
@@ -367,7 +428,7 @@ async def _check_draw(
     grants = await world.grants(template, period=period)
     wins = Counter(e.split("#")[0] for e in want)
     assert {g["user_id"]: g["items"][0]["amount"] for g in grants} == {
-        u: n * (100 if template == "daily_checkin_draw" else 50) for u, n in wins.items()
+        u: n * (100 if template == "daily_checkin_draw" else 500) for u, n in wins.items()
     }
     return len(want)
 
@@ -377,7 +438,7 @@ async def test_daily_checkin_draws_equal_reference(world: World) -> None:
     assert len(days) >= 28
     drawn = 0
     for day in days:
-        entries = model.checkin_entries(world.exp, day)
+        entries = model.checkin_entries(world.exp, day, world.enrolled)
         drawn += await _check_draw(
             world,
             "daily_checkin_draw",
@@ -391,11 +452,21 @@ async def test_daily_checkin_draws_equal_reference(world: World) -> None:
 
 
 async def test_new_friend_draw_equals_reference(world: World) -> None:
-    entries = model.friend_tickets(world.exp, world.last_month)
+    entries = _friend_draw_entries(world)
     assert len(entries) > FRIEND_WINNERS
+    assert any(e for e in entries if e.split("#")[0] in _fetion_tickets(world))
     await _check_draw(
         world, "new_friend_draw", "friend-draw", world.last_month, entries, FRIEND_WINNERS, True
     )
+
+
+def _fetion_tickets(w: World) -> set[str]:
+    winners = model.top_groups(w.exp, w.last_month, w.enrolled, top=TOP_PER_PROVINCE)
+    return model.fetion_member_tickets(w.exp, w.last_month, winners)
+
+
+def _friend_draw_entries(w: World) -> list[str]:
+    return model.friend_tickets(w.exp, w.last_month, _fetion_tickets(w))
 
 
 async def test_seed_hashes_were_published_at_activation(world: World) -> None:
@@ -455,18 +526,21 @@ async def test_replayed_metrics_and_settlement_grant_nothing_new(world: World) -
 async def test_simulating_the_live_version_reproduces_its_grants(world: World) -> None:
     cid = world.campaigns["tribe_chief"]
     month_start = world.starts_at.date()
-    body = {"from": month_start.isoformat(), "to": (month_start + timedelta(days=27)).isoformat(),
-            "sample": 1000}  # fmt: skip
+    # The whole month: a period that ends after `to` had not settled by then (SPEC §9).
+    month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    body = {"from": month_start.isoformat(), "to": month_end.isoformat(), "sample": 1000}
     actual = await world.grants("tribe_chief", period=world.last_month)
     async with world.client("owner") as owner:
-        sim = (await owner.post(f"/v1/campaigns/{cid}/versions/1:simulate", json=body)).json()
-        assert sim["diff"] is None and sim["grants"] == len(actual)
+        doc = (await owner.get(f"/v1/campaigns/{cid}")).json()
+        live = doc["live_version"]  # the tuned draft was saved as a version of its own
+        sim = (await owner.post(f"/v1/campaigns/{cid}/versions/{live}:simulate", json=body)).json()
+        assert sim["diff"] is None and sim["against"] is None and sim["grants"] == len(actual)
         assert {(s["group_id"], s["items"][0]["amount"]) for s in sim["sample"]} == {
             (g["group_id"], g["items"][0]["amount"]) for g in actual
         }
         # A draft with a lower cap: the diff names what changes; nothing is written.
         cap = max(g["items"][0]["amount"] for g in actual) // 2
-        definition = (await owner.get(f"/v1/campaigns/{cid}")).json()["versions"][0]["definition"]
+        definition = doc["versions"][live - 1]["definition"]
         definition["rules"][0]["cap"] = cap
         r = await owner.put(f"/v1/campaigns/{cid}/draft", json=definition)
         assert r.status_code == 200 and r.json()["versions"][-1]["status"] == "draft"
@@ -474,7 +548,8 @@ async def test_simulating_the_live_version_reproduces_its_grants(world: World) -
         sim2 = (await owner.post(f"/v1/campaigns/{cid}/versions/{v2}:simulate", json=body)).json()
     capped = sum(1 for g in actual if g["items"][0]["amount"] > cap)
     assert capped > 0
-    assert sim2["diff"]["against_version"] == 1 and sim2["diff"]["changed"] == capped
+    assert sim2["diff"]["against_version"] == live and sim2["diff"]["changed"] == capped
+    assert sim2["against"]["grants"] == sim["grants"]
     assert sim2["diff"]["added"] == sim2["diff"]["removed"] == 0
     assert sim2["budget_use"]["credit_fen"]["units"] < sim["budget_use"]["credit_fen"]["units"]
     assert len(await world.grants("tribe_chief")) == len(actual)
@@ -497,11 +572,11 @@ async def test_sigkilled_deployment_grants_exactly_what_the_clean_one_did(world:
         assert ledger(killed) == ledger(clean), template
     # Its draws have seeds of their own: each is checked against the reference instead.
     for day in _due_days(k):
-        entries = model.checkin_entries(k.exp, day)
+        entries = model.checkin_entries(k.exp, day, k.enrolled)
         await _check_draw(
             k, "daily_checkin_draw", "daily-draw", day.isoformat(), entries, DAILY_WINNERS, False
         )
-    entries = model.friend_tickets(k.exp, k.last_month)
+    entries = _friend_draw_entries(k)
     await _check_draw(
         k, "new_friend_draw", "friend-draw", k.last_month, entries, FRIEND_WINNERS, True
     )

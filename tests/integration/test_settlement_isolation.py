@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engage.progress import wait_consumed, wait_keys_known
 from engage.stack import ServiceProcess, Stack
+from services.rewards.domain.templates import TEMPLATES
 from shared.metric_fields import DAY_POINTS, USER_DAY_COUNTERS
 from shared.topics import METRICS_TOPIC
 from tests.integration.conftest import Keys
@@ -97,10 +98,21 @@ def days(starts_at: datetime, ends_at: datetime) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range(n)]
 
 
+def open_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+    """The check-in draw template open to every user (not only members of enrolled groups):
+    these tests' users belong to no group."""
+    doc = orjson.loads(orjson.dumps(TEMPLATES[TEMPLATE](starts_at, ends_at)))
+    rule = doc["rules"][0]
+    rule["eligibility"]["all"] = [
+        c for c in rule["eligibility"]["all"] if c.get("metric") != "user.member_of_enrolled_group"
+    ]
+    doc["enrollment_required"] = False
+    return dict(doc)
+
+
 async def create_active(r: Rewards, starts_at: datetime, ends_at: datetime) -> str:
     async with r.client(r.keys.owner) as owner, r.client(r.keys.approver) as approver:
-        body = {"template": TEMPLATE, "starts_at": starts_at.isoformat(),
-                "ends_at": ends_at.isoformat()}  # fmt: skip
+        body = {"definition": open_draw(starts_at, ends_at)}
         created = await owner.post("/v1/campaigns", json=body)
         assert created.status_code == 201, created.text
         cid: str = created.json()["campaign_id"]

@@ -47,6 +47,8 @@ class Expected:
     first_seen: dict[str, date] = field(default_factory=dict)  # local day of the earliest event
     seen_groups: set[str] = field(default_factory=set)  # every group an event named
     refused: dict[str, str] = field(default_factory=dict)  # event id → reason (SPEC §14)
+    # the friends each user made each day: first adds of their pairs (SPEC §9)
+    friend_ids: dict[tuple[str, date], list[str]] = field(default_factory=dict)
 
 
 SERVER = ("platform", "import")
@@ -85,6 +87,9 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
     membership: dict[tuple[str, str], list[tuple[datetime, str, bool]]] = defaultdict(list)
     bonus: dict[tuple[str, str], int] = defaultdict(int)
     group_messages: dict[tuple[str, str], int] = defaultdict(int)
+    # SPEC §9: a pair is friends from its earliest friend_added, either direction; only that
+    # one counts, for its actor on its day.
+    friendships: dict[frozenset[str], tuple[datetime, str, str, date, str]] = {}
 
     for e in unique.values():
         why = refusal(e, out.groups)
@@ -115,7 +120,11 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
         elif kind == "points":
             raw[(u, d)]["points_delta"] += e["delta"]
         elif kind == "friend_added":
-            raw[(u, d)]["friends_added"] += 1
+            raw[(u, d)].setdefault("friends_added", 0)  # credited below, to the first only
+            pair = frozenset((u, e["friend_user_id"]))
+            first = (at, e["event_id"].lower(), u, d, e["friend_user_id"])
+            if pair not in friendships or first[:2] < friendships[pair][:2]:
+                friendships[pair] = first
         elif kind == "checkin":
             raw[(u, d)]["checkins"] += 1
         elif kind == "bonus_card":
@@ -156,6 +165,12 @@ def compute(events: list[dict[str, Any]], months: list[str]) -> Expected:
             whole = seconds_between(start, upto) - seconds_between(start, cursor)
             raw[(key[0], d)][f"online_seconds_{client}"] += whole
             cursor = upto
+
+    for _, _, adder, day, friend in friendships.values():
+        raw[(adder, day)]["friends_added"] += 1
+        out.friend_ids.setdefault((adder, day), []).append(friend)
+    for ids in out.friend_ids.values():
+        ids.sort()
 
     fields = (
         "messages",

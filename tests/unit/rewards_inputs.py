@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from services.rewards.domain import draws
 from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
-from services.rewards.domain.periods import Grain, Period, Window
+from services.rewards.domain.periods import Period, Window
 from services.rewards.domain.rules.base import UserKey, Values
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -60,6 +60,8 @@ class InMemoryInputs:
     seed: str = "seed"
     asked_members_of: list[list[str]] = field(default_factory=list)  # what `groups` was asked
     drawn: list[tuple[str, str, list[str]]] = field(default_factory=list)  # rule, period, entries
+    # (campaign, rule, period label) -> user -> tickets granted there (SPEC §10)
+    tickets: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
     async def enrolled(self) -> set[str] | None:
         return self.enrolled_groups
@@ -100,32 +102,41 @@ class InMemoryInputs:
         names = set(fields)
         return {u: {f: v.get(f, 0.0) for f in names} for u, v in rows.items()}
 
-    async def user_days_between(self, first: date, last: date) -> dict[UserKey, Values]:
-        return {k: dict(v) for k, v in self.user_days.items() if first <= k[1] <= last}
+    async def user_series(
+        self, first: date, last: date, fields: Set[str], users: Sequence[str] | None = None
+    ) -> AsyncIterator[tuple[str, list[tuple[date, dict[str, float]]]]]:
+        by_user: dict[str, list[tuple[date, dict[str, float]]]] = {}
+        for (u, d), v in sorted(self.user_days.items()):
+            if first <= d <= last and (users is None or u in users):
+                by_user.setdefault(u, []).append((d, {f: v.get(f, 0.0) for f in fields}))
+        for u in sorted(by_user):
+            yield u, by_user[u]
 
-    async def with_scopes(
-        self, grain: Grain, base: Mapping[UserKey, Mapping[str, float]], metrics: Set[str]
-    ) -> dict[UserKey, Values]:
-        first, last = self.window.days(self.tz)
-        out: dict[UserKey, Values] = {}
-        for (u, d), values in base.items():
-            month = d.replace(day=1)
-            prev = (month - timedelta(days=1)).replace(day=1)
-            campaign: dict[str, float] = {}
-            for (user, day), v in self.user_days.items():
-                if user == u and first <= day <= last:
-                    for k, n in v.items():
-                        campaign[k] = campaign.get(k, 0.0) + n
-            out[(u, d)] = (
-                {f"user.{grain}.{k}": v for k, v in values.items()}
-                | {f"user.month.{k}": v for k, v in self.user_months.get((u, month), {}).items()}
-                | {
-                    f"user.prev_month.{k}": v
-                    for k, v in self.user_months.get((u, prev), {}).items()
+    async def user_context(
+        self, refs: Iterable[tuple[str, date]], metrics: Set[str]
+    ) -> dict[tuple[str, date], Values]:
+        out: dict[tuple[str, date], Values] = {}
+        for u, d in refs:
+            prev = (d.replace(day=1) - timedelta(days=1)).replace(day=1)
+            values = {
+                m: self.user_months.get((u, prev), {}).get(m.removeprefix("user.prev_month."), 0.0)
+                for m in metrics
+                if m.startswith("user.prev_month.")
+            }
+            if "user.member_of_enrolled_group" in metrics:
+                members = {
+                    m
+                    for g in self.group_months
+                    if g.month in (None, d.replace(day=1))
+                    and g.group_id in (self.enrolled_groups or set())
+                    for m in g.member_ids
                 }
-                | {f"user.campaign.{k}": v for k, v in campaign.items()}
-            )
+                values["user.member_of_enrolled_group"] = 1.0 if u in members else 0.0
+            out[(u, d)] = values
         return out
+
+    async def ledger_tickets(self, campaign: str, rule_id: str, period: Period) -> dict[str, int]:
+        return dict(self.tickets.get((campaign, rule_id, period.label), {}))
 
     async def draw(
         self, rule_id: str, period: Period, entries: list[str], winners: int, repeat: bool

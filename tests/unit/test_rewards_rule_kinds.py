@@ -241,15 +241,14 @@ async def test_a_lottery_draws_among_the_periods_eligible_users() -> None:
     assert [(d.user_id, d.period) for d in decided] == [("in", "2026-10-03")]
 
 
-async def test_a_once_per_campaign_threshold_decides_every_day_it_holds_the_first_wins() -> None:
+async def test_a_once_per_campaign_threshold_fires_on_the_first_day_its_sum_holds() -> None:
     r = a(ThresholdRule, once="campaign", condition=leaf("user.campaign.friends_added", ">=", 2))
     days = {("u", date(2026, 10, d)): {"friends_added": 1.0} for d in (3, 4, 5)}
     inputs = InMemoryInputs(user_days=days)
     decided = await threshold.evaluate(r, NewValues(user_days=days), inputs)
-    fired = ["2026-10-03", "2026-10-04", "2026-10-05"]
-    assert [d.explanation["fired_in"] for d in decided] == fired
-    (grant,) = distinct(decided)
-    assert (grant.period, grant.explanation["fired_in"]) == ("campaign", "2026-10-03")
+    # The campaign's sum stops at the evaluated day (SPEC §9): 1 on the 3rd, 2 on the 4th.
+    (grant,) = decided
+    assert (grant.period, grant.explanation["fired_on"]) == ("campaign", "2026-10-04")
 
 
 async def test_a_threshold_ignores_values_outside_the_campaign_window() -> None:
@@ -258,7 +257,8 @@ async def test_a_threshold_ignores_values_outside_the_campaign_window() -> None:
         ("u", date(2026, 9, 30)): {"checkins": 1.0},
         ("u", date(2026, 10, 1)): {"checkins": 1.0},
     }
-    decided = await threshold.evaluate(r, NewValues(user_days=days), InMemoryInputs())
+    inputs = InMemoryInputs(user_days=days)
+    decided = await threshold.evaluate(r, NewValues(user_days=days), inputs)
     assert [d.period for d in decided] == ["2026-10-01"]
 
 

@@ -17,14 +17,16 @@ from services.rewards.api.schemas import (
     Draw,
     Enroll,
     Enrollment,
+    ForkVersion,
     Settlement,
     SimulationRequest,
     SimulationResult,
     Template,
 )
 from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.periods import CAMPAIGN_PERIOD, label_first_day
 from services.rewards.domain.templates import TEMPLATES
-from services.rewards.store import campaigns, draws, settle
+from services.rewards.store import campaigns, draws, holdouts, settle
 from services.rewards.usecases import simulate
 from services.rewards.usecases.enroll import enroll_group
 from shared.api_auth import (
@@ -37,7 +39,7 @@ from shared.api_deps import SessionDep, TimeZone, UnitOfWork
 from shared.errors import ValidationFailed
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import Page, PageParams, PageQuery, single_int, single_text
-from shared.period_params import period_param
+from shared.timebounds import check_day
 
 router = APIRouter(
     prefix="/v1",
@@ -48,7 +50,28 @@ router = APIRouter(
 CampaignId = Annotated[str, Path(pattern=r"^cmp_[0-9a-f]{12}$", description="cmp_…")]
 VersionNo = Annotated[int, Path(ge=1, le=1_000_000)]
 RuleId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")]
-PeriodLabel = Annotated[str, Path(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+PeriodLabel = Annotated[
+    str,
+    Path(
+        pattern=r"^(\d{4}(-\d{2}(-\d{2})?|-W\d{2})?|campaign)$",
+        description="A day (2026-10-03), ISO week (2026-W40), month (2026-10), year (2026) or "
+        "`campaign`",
+    ),
+]
+
+
+def period_label(field: str, label: str) -> str:
+    """A period label that names a real period (or `campaign`), else a 422 naming `field`."""
+    if label != CAMPAIGN_PERIOD:
+        try:
+            check_day(label_first_day(label)[1])  # the span first: its end must exist
+        except ValueError as exc:
+            message = f"{exc}; a period is a day (2026-10-03), an ISO week (2026-W40), a month "
+            message += "(2026-10), a year (2026) or `campaign`"
+            raise ValidationFailed(
+                f"{field}: {message}", extra={"errors": [{"field": field, "message": message}]}
+            ) from None
+    return label
 
 
 def _after_text(page: PageQuery) -> str | None:
@@ -56,7 +79,11 @@ def _after_text(page: PageQuery) -> str | None:
     return None if after is None else str(after[0])
 
 
-@router.get("/templates", response_model=list[Template], summary="The six campaign templates")
+@router.get(
+    "/templates",
+    response_model=list[Template],
+    summary="The campaign templates: the six of SPEC §1, the annual ranking, weekend chat boost",
+)
 async def list_templates(_: RequireCampaignReader) -> list[dict[str, str]]:
     now = datetime.now(UTC)
     return [
@@ -106,7 +133,7 @@ async def get_campaign(
 @router.put(
     "/campaigns/{campaign_id}/draft",
     response_model=Campaign,
-    summary="Edit the draft; editing an approved, active or paused campaign makes a new version",
+    summary="Save a draft: every save is a new numbered version, never an overwrite",
 )
 async def edit_draft(
     campaign_id: CampaignId,
@@ -115,6 +142,18 @@ async def edit_draft(
     owner: RequireCampaignOwner,
 ) -> dict[str, Any]:
     return await campaigns.edit(session, campaign_id, definition, owner.key_id)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/versions:fork",
+    response_model=Campaign,
+    status_code=201,
+    summary="Fork a new draft version from any version",
+)
+async def fork_version(
+    campaign_id: CampaignId, body: ForkVersion, session: UnitOfWork, owner: RequireCampaignOwner
+) -> dict[str, Any]:
+    return await campaigns.fork(session, campaign_id, body.from_version, owner.key_id)
 
 
 @router.post(
@@ -154,7 +193,10 @@ def _state_route(action: str, summary: str) -> None:
     async def change_state(
         campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
     ) -> dict[str, Any]:
-        return await campaigns.run_state(session, campaign_id, action, owner.key_id, tz)
+        after = await campaigns.run_state(session, campaign_id, action, owner.key_id, tz)
+        if action == "activate":  # the holdout's seed hash is public from the first activation
+            await holdouts.commit_seed(session, campaign_id)
+        return after
 
     change_state.__name__ = f"{action}_campaign"
     router.post(f"/campaigns/{{campaign_id}}:{action}", response_model=Campaign, summary=summary)(
@@ -238,7 +280,7 @@ async def get_draw(
     session: SessionDep,
     _: RequireCampaignReader,
 ) -> dict[str, Any]:
-    period_param("period", period)
+    period_label("period", period)
     return await draws.draw_of(session, campaign_id, rule_id, period)
 
 
@@ -264,6 +306,11 @@ async def list_settlements(
     response_model=SimulationResult,
     response_model_by_alias=True,
     summary="Backtest a version over stored metrics, without side effects",
+    description="Each day of [from, to] is evaluated with the data up to that day (SPEC §9): a "
+    "threshold fires on the day it would have fired live, sums stop at the evaluated day and at "
+    "`to`, a period-end rule settles the periods that ended by `to`. `against` (any version, "
+    "default the live one) adds that version's result and the diff. 422 `range_outside_window` "
+    "when the range does not overlap the version's window.",
 )
 async def simulate_version(
     campaign_id: CampaignId,
@@ -274,6 +321,6 @@ async def simulate_version(
     tz: TimeZone,
 ) -> dict[str, Any]:
     request = simulate.SimulationRequest(
-        campaign_id, version, body.from_day, body.to_day, body.sample
+        campaign_id, version, body.from_day, body.to_day, body.sample, body.against
     )
     return await simulate.simulate_version(sessions, request, tz, datetime.now(UTC))

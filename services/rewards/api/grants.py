@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from services.rewards.api.campaigns import period_label
 from services.rewards.api.deps import RequireFulfiller, Sessions, SettlerDep
 from services.rewards.api.schemas import Fulfil, Grant, Revoke, SettlementRunResult
 from services.rewards.domain.fulfilment import FulfilmentReport, fulfilment_view
-from services.rewards.domain.periods import CAMPAIGN_PERIOD
 from services.rewards.store import ledger
 from services.rewards.usecases import fulfil as fulfilments
 from services.rewards.usecases import revoke as revocation
@@ -22,7 +22,6 @@ from shared.api_deps import SessionDep, TimeZone, UserIdQuery
 from shared.errors import NotFound
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import Page, PageParams, single_int
-from shared.period_params import period_param
 
 router = APIRouter(
     prefix="/v1",
@@ -52,7 +51,9 @@ async def list_grants(
     campaign_id: Annotated[str | None, Query(pattern=r"^cmp_[0-9a-f]{12}$")] = None,
     user_id: UserIdQuery = None,
     rule_id: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")] = None,
-    period: Annotated[str | None, Query(pattern=r"^(\d{4}-\d{2}(-\d{2})?|campaign)$")] = None,
+    period: Annotated[
+        str | None, Query(pattern=r"^(\d{4}(-\d{2}(-\d{2})?|-W\d{2})?|campaign)$")
+    ] = None,
     status: Annotated[
         str | None, Query(pattern=r"^(granted|budget_exhausted|revoked|held|excluded)$")
     ] = None,
@@ -65,8 +66,8 @@ async def list_grants(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    if period is not None and period != CAMPAIGN_PERIOD:
-        period_param("period", period)
+    if period is not None:
+        period_label("period", period)
     today = local_today(tz)
     filters = ledger.GrantFilters(
         campaign_id, user_id, rule_id, period, status, fulfilment, today=today
@@ -145,5 +146,6 @@ async def run_settlements(settler: SettlerDep, _: RequireAdmin) -> dict[str, Any
             for s in run.settled
         ],
         "already_settled": run.already_settled,
+        "waiting": run.waiting,
         "failed": [asdict(f) for f in run.failed],
     }

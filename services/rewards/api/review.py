@@ -20,7 +20,7 @@ from services.rewards.api.schemas import (
     Released,
 )
 from services.rewards.domain import exclusions
-from services.rewards.domain.periods import label_days
+from services.rewards.domain.periods import CAMPAIGN_PERIOD, label_days
 from services.rewards.domain.review import period_days
 from services.rewards.store import campaigns, ledger
 from services.rewards.usecases import review
@@ -56,14 +56,20 @@ async def list_held(
     page: PageParams,
     tz: TimeZone,
 ) -> dict[str, Any]:
-    first = label_days(period_label("period", period))[0]
-    await campaigns.get(session, campaign_id)
+    period_label("period", period)
+    doc = await campaigns.get(session, campaign_id)
+    if period == CAMPAIGN_PERIOD:  # the window's days, of the version that settled it
+        version = doc["live_version"] or doc["versions"][-1]["version"]
+        definition = await campaigns.version_definition(session, campaign_id, version)
+        days = definition.window.days(tz)
+    else:
+        days = period_days(period, label_days(period)[0])
     after = page.after(_held_key)
     rows = await ledger.held_page(
         session,
         campaign_id,
         period,
-        period_days(period, first),
+        days,
         page.limit,
         None if after is None else (int(after[0]), int(after[1])),
     )

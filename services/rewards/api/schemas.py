@@ -130,6 +130,13 @@ class SimulationRequest(_Body):
     from_day: BoundedDay = Field(alias="from")
     to_day: BoundedDay = Field(alias="to")
     sample: int = Field(default=50, ge=0, le=1000, description="Grants listed in full.")
+    against: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="The version to compare with (both results and their diff); absent = the "
+        "live version.",
+    )
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
@@ -330,6 +337,11 @@ class SettlementFailure(BaseModel):
 class SettlementRunResult(BaseModel):
     settled: list[Settlement]
     already_settled: int = Field(description="Due periods another replica settled meanwhile")
+    waiting: int = Field(
+        default=0,
+        description="Due draws whose ledger tickets are not final yet (their source period has "
+        "not settled or is held for review); they settle on a later pass",
+    )
     failed: list[SettlementFailure] = Field(
         description="Failed this time: recorded with the reason, retried with backoff; "
         "every other due period settled"
@@ -350,6 +362,112 @@ class SimulationResult(BaseModel):
     by_rule: dict[str, dict[str, int]]
     budget_use: dict[str, dict[str, int | None]]
     sample: list[dict[str, Any]]
-    diff: dict[str, Any] | None = Field(
-        description="Against the live version (null when simulating the live version itself)"
+    against: dict[str, Any] | None = Field(
+        default=None,
+        description="The compared version's own result (`version`, `grants`, `by_rule`, "
+        "`budget_use`, `sample`); null when there is none to compare with",
     )
+    diff: dict[str, Any] | None = Field(
+        description="Against `against` or the live version (null when simulating that version "
+        "itself, or when nothing is live)"
+    )
+
+
+class ForkVersion(_Body):
+    """Fork a new draft from a version (SPEC §10 Versions)."""
+
+    from_version: int = Field(ge=1, le=1_000_000, description="The version to copy.")
+
+
+# -- campaign report (SPEC §12, domain/report.py) -------------------------------------------
+
+
+class ReportPeriod(BaseModel):
+    rule_id: str
+    period: str
+    entrants: int = Field(
+        description="Met the eligibility, held tickets, or were members of an enrolled group"
+    )
+    winners: int = Field(description="Users with a granted grant")
+    held_out: int = Field(description="Would-be winners in the holdout (never granted or told)")
+    grants: dict[str, int] = Field(description="Grants by status")
+    fulfilment: dict[str, int] = Field(
+        description="Granted grants: pending, fulfilled, failed, overdue"
+    )
+    units: dict[str, int] = Field(description="Granted units by reward kind")
+    money_fen: dict[str, int | None] = Field(description="Units × unit price; null = no price")
+    money_fen_total: int
+
+
+class ReportTotals(BaseModel):
+    grants: dict[str, int]
+    fulfilment: dict[str, int]
+    units: dict[str, int]
+    money_fen: dict[str, int | None]
+    money_fen_total: int
+    money_fen_fulfilled: int
+    unpriced_kinds: list[str]
+
+
+class BudgetDay(BaseModel):
+    day: date
+    kind: str
+    units: int = Field(description="Units recorded that local day that stand granted or held")
+    cumulative: int
+
+
+class FunnelStep(BaseModel):
+    step: Literal["reached", "entered", "won", "told", "fulfilled", "active_next_period"]
+    users: int | None = Field(description="null: unknown (told, when notify is not wired)")
+    of: str | None = Field(description="The step these users are a subset of")
+    share: float | None = Field(description="users / the users of `of`")
+
+
+class UpliftResult(BaseModel):
+    metric: str = Field(description="A month metric, in the month after the period won")
+    level: float
+    n_treated: int
+    n_held_out: int
+    mean_treated: float | None
+    mean_held_out: float | None
+    difference: float | None
+    ci_low: float | None = Field(description="95% Welch confidence interval of the difference")
+    ci_high: float | None
+    degrees_of_freedom: float | None
+    significant: bool
+
+
+class HoldoutSeed(BaseModel):
+    percent: int
+    seed_sha256: str | None = Field(default=None, description="Published at activation")
+    committed_at: datetime | None = None
+    seed: str | None = Field(default=None, description="Revealed once the campaign has ended")
+
+
+class NoticeCounts(BaseModel):
+    counts: dict[str, int]
+    reasons: list[dict[str, Any]] | None = None
+    users: dict[str, int] | None = None
+    told_users: int | None = None
+
+
+class CampaignReport(BaseModel):
+    campaign_id: str
+    name: str
+    version: int
+    state: str
+    from_day: date = Field(alias="from")
+    to_day: date = Field(alias="to")
+    generated_at: datetime
+    unit_prices: dict[str, float]
+    holdout: HoldoutSeed
+    periods: list[ReportPeriod]
+    totals: ReportTotals
+    budgets: list[Budget]
+    budget_use: list[BudgetDay]
+    notices: NoticeCounts | None = Field(description="From notify; null when rewards cannot ask it")
+    funnel: list[FunnelStep]
+    uplift: UpliftResult
+    kinds: list[str]
+
+    model_config = ConfigDict(populate_by_name=True)

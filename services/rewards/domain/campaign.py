@@ -11,7 +11,9 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from services.rewards.domain.holdout import MAX_HOLDOUT_PERCENT
 from services.rewards.domain.periods import Window
+from services.rewards.domain.prices import check_prices
 from services.rewards.domain.rules.base import Model, RewardKind
 from services.rewards.domain.rules.registry import AnyRule
 from shared.timebounds import BoundedInstant
@@ -41,6 +43,21 @@ class CampaignDefinition(Model):
         default_factory=dict, description="Most units of each kind ever granted; absent = no limit."
     )
     rules: list[Rule] = Field(min_length=1, max_length=20)
+    unit_prices: dict[RewardKind, float] = Field(
+        default_factory=dict,
+        description="Fen one unit of each reward kind costs (SPEC §10), for the report's money; "
+        "credit_fen is 1 by definition; a kind without a price is reported without money.",
+        examples=[{"data_mb": 3, "sms": 5, "mms": 20, "points": 1, "ticket": 0, "prize": 50000}],
+    )
+    holdout_percent: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_HOLDOUT_PERCENT,
+        description="Share of users evaluated but never granted or notified (recorded "
+        "`held_out`), chosen by HMAC-SHA256(the campaign's holdout seed, user id) — its SHA-256 "
+        "published at activation, the seed once the campaign ends (SPEC §12).",
+        examples=[10],
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CampaignDefinition:
@@ -54,6 +71,7 @@ class CampaignDefinition(Model):
         for kind, units in self.budgets.items():
             if not 0 <= units <= 10**15:
                 raise ValueError(f"budgets.{kind}: must be between 0 and 1e15")
+        check_prices(self.unit_prices)
         return self
 
     @property

@@ -8,6 +8,7 @@ offending part of a rule.
 
 from __future__ import annotations
 
+import difflib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,23 +23,53 @@ from shared.metric_fields import (
 )
 
 # What scoring publishes (SPEC §4) plus what rewards derives; the scope decides the source:
-# user.day / user.month from the changelog, user.prev_month = the month before the period,
-# user.campaign = the day values summed over the campaign window. Anomaly flags (domain/flags.py)
-# read as 0/1: `user.day.flagged`, `user.day.flags.<name>`, and the same of `group.month`.
+# user.day from the changelog; user.week / user.month / user.year / user.campaign /
+# user.period (= the rule's own period) are the day values summed over that span up to the
+# evaluated day, on the rule's days of the week only (SPEC §9, §10), with `active` (messages ≥ 1
+# on some day) and `active_days`; user.prev_month = the stored month before the period;
+# `user.member_of_enrolled_group` = 1 when the user is a member of an enrolled group at the
+# period's end; `user.campaign.new_friends_added` = friends made in the window (up to the
+# evaluated day) whose own first_seen lies in the window, not after that day; group.year = a
+# year's group-months summed (vitality under the rule's weights).
+# Anomaly flags (domain/flags.py) read as 0/1: `user.day.flagged`, `user.day.flags.<name>`, and
+# the same of `group.month`.
 USER_DAY_FIELDS = frozenset(USER_DAY_COUNTERS + DAY_POINTS)
 USER_MONTH_FIELDS = frozenset((*USER_MONTH_COUNTERS, "active"))
+SUMMED_FIELDS = USER_DAY_FIELDS | {"active", "active_days"}
 GROUP_MONTH_FIELDS = frozenset(
     (*GROUP_MONTH_COUNTERS, "vitality", "active_ratio", "effective_active_members")
 )
+GROUP_YEAR_FIELDS = frozenset(
+    ("activity_points", "points_growth", "bonus_points", "group_messages", "vitality",
+     "members", "active_members")
+)  # fmt: skip
+NEW_FRIENDS = "new_friends_added"  # friends made whose own first_seen is inside the window
+NEW_FRIENDS_METRIC = f"user.campaign.{NEW_FRIENDS}"
+SUMMED_SCOPES = ("user.week", "user.month", "user.year", "user.campaign", "user.period")
+MEMBER_OF_ENROLLED_GROUP = "user.member_of_enrolled_group"
 SCOPES: dict[str, frozenset[str]] = {
+    "user": frozenset({"member_of_enrolled_group"}),
     "user.day": USER_DAY_FIELDS | {FLAGGED},
     "user.day.flags": USER_DAY_FLAGS,
-    "user.month": USER_MONTH_FIELDS,
+    "user.week": SUMMED_FIELDS,
+    "user.month": SUMMED_FIELDS,
+    "user.year": SUMMED_FIELDS,
+    "user.period": SUMMED_FIELDS,
     "user.prev_month": USER_MONTH_FIELDS,
-    "user.campaign": USER_DAY_FIELDS,
+    "user.campaign": SUMMED_FIELDS | {NEW_FRIENDS},
     "group.month": GROUP_MONTH_FIELDS | {FLAGGED},
     "group.month.flags": GROUP_MONTH_FLAGS,
+    "group.year": GROUP_YEAR_FIELDS,
 }
+
+
+def is_summed(metric: str) -> bool:
+    """A day value summed over a span (domain/rules/sums.py), not a stored or derived one."""
+    scope, _, name = metric.rpartition(".")
+    return scope in SUMMED_SCOPES and name in SUMMED_FIELDS
+
+
+ALL_METRICS = tuple(sorted(f"{scope}.{f}" for scope, fs in SCOPES.items() for f in fs))
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -84,20 +115,46 @@ Node: TypeAlias = Leaf | AllOf | AnyOf | NotOf
 Values: TypeAlias = Mapping[str, float]
 
 
+def nearest_metric(name: str, allowed_scopes: Iterable[str] | None = None) -> str | None:
+    """The valid metric name closest to `name` (allowed here first), for "did you mean"."""
+    allowed = None if allowed_scopes is None else set(allowed_scopes)
+    here = [m for m in ALL_METRICS if allowed is None or _scope_of(m) in allowed]
+    for pool in (here, ALL_METRICS):
+        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+        if close:
+            return close[0]
+    return None
+
+
+def _scope_of(metric: str) -> str:
+    return metric.rpartition(".")[0].removesuffix(".flags")
+
+
 def parse_metric(name: Any, allowed_scopes: Iterable[str] | None = None, path: str = "") -> str:
-    """Check a metric name (`user.day.messages`) and that its scope is allowed here."""
+    """Check a metric name (`user.day.messages`) and that its scope is allowed here; an unknown
+    name is refused naming the nearest valid one."""
     if not isinstance(name, str):
         raise ConditionError(path, "a metric name must be a string")
-    scope, _, field = name.rpartition(".")
-    if scope not in SCOPES:
-        raise ConditionError(path, f"unknown metric scope '{scope}' (one of {', '.join(SCOPES)})")
-    if field not in SCOPES[scope]:
-        raise ConditionError(
-            path, f"unknown metric '{name}' (fields: {', '.join(sorted(SCOPES[scope]))})"
-        )
     allowed = tuple(allowed_scopes) if allowed_scopes is not None else tuple(SCOPES)
-    if scope.removesuffix(".flags") not in allowed:  # flags go where their record's scope goes
-        raise ConditionError(path, f"metric '{name}' is not available here (use {allowed})")
+    scope, _, field = name.rpartition(".")
+    if scope not in SCOPES or field not in SCOPES[scope]:
+        near = nearest_metric(name, allowed)
+        hint = f"; did you mean {near}?" if near else ""
+        if scope in SCOPES:
+            where = f"fields of {scope}: {', '.join(sorted(SCOPES[scope]))}"
+            what = "metric"
+        else:
+            where = f"scopes here: {', '.join(allowed)}"
+            what = f"metric scope '{scope}' in metric"
+        raise ConditionError(
+            path, f"unknown {what} '{name}'{hint} ({where}; the glossary is docs/metrics.md)"
+        )
+    if _scope_of(name) not in allowed:  # flags go where their record's scope goes
+        near = nearest_metric(f"{allowed[0]}.{field}", allowed) if allowed else None
+        hint = f"; did you mean {near}?" if near else ""
+        raise ConditionError(
+            path, f"metric '{name}' is not available here (scopes here: {', '.join(allowed)}){hint}"
+        )
     return name
 
 

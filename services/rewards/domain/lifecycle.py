@@ -1,8 +1,8 @@
 """Campaign lifecycle (SPEC §5): draft → submitted → approved → active ⇄ paused → ended.
 
 Versions carry the status; the campaign's state is its live version's (active, paused, ended)
-or, before the first activation, its newest version's. Only drafts are edited; editing a
-campaign whose newest version is approved, active or paused makes a new draft version.
+or, before the first activation, its newest version's. Every saved draft is a new numbered
+version, never an overwrite (SPEC §10 Versions); a draft may be forked from any version.
 """
 
 from __future__ import annotations
@@ -23,18 +23,10 @@ class VersionState:
     submitted_by: str | None = None
 
 
-def edit_target(newest: VersionState, campaign_state: str) -> int | None:
-    """The version an edit rewrites, or None when it must create a new draft version."""
+def check_editable(campaign_state: str) -> None:
+    """Whether a new draft version may be saved (SPEC §10: every save is a new version)."""
     if campaign_state == ENDED:
         raise Conflict("the campaign has ended; it cannot be edited", code="campaign_ended")
-    if newest.status == DRAFT:
-        return newest.version
-    if newest.status == SUBMITTED:
-        raise Conflict(
-            f"version {newest.version} is submitted; approve or reject it before editing",
-            code="version_submitted",
-        )
-    return None
 
 
 def check_transition(current: str, action: str) -> str:

@@ -1,4 +1,9 @@
-"""Periods of SPEC §5: local days and months, the grace before settlement, fulfilment dates."""
+"""Periods of SPEC §5 and §10: local days, ISO weeks (Monday first), months and years, the grace
+before settlement, fulfilment dates.
+
+Labels: `2026-10-03` (day), `2026-W40` (ISO week, whose year is the ISO year: 2026-12-31 is in
+`2026-W53`, 2027-01-03 too), `2026-10` (month), `2026` (year).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,15 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-Grain = Literal["day", "month"]
-GRACE: dict[str, timedelta] = {"day": timedelta(hours=2), "month": timedelta(days=2)}
+Grain = Literal["day", "week", "month", "year", "campaign"]
+GRAINS: tuple[Grain, ...] = ("day", "week", "month", "year", "campaign")
+GRACE: dict[str, timedelta] = {
+    "day": timedelta(hours=2),
+    "week": timedelta(hours=2),
+    "month": timedelta(days=2),
+    "year": timedelta(days=2),
+    "campaign": timedelta(days=2),
+}
 CAMPAIGN_PERIOD = "campaign"  # the period label of once-per-campaign grants
 
 
@@ -17,11 +29,22 @@ class Period:
     start: datetime
     end: datetime
     grain: Grain
-    label: str  # YYYY-MM-DD or YYYY-MM
+    label: str  # YYYY-MM-DD, YYYY-Www, YYYY-MM or YYYY
 
     @property
     def first_day(self) -> date:
-        return date.fromisoformat(self.label if self.grain == "day" else f"{self.label}-01")
+        return self.start.date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(microseconds=1)).date()
+
+    def days(self) -> list[date]:
+        d, out = self.first_day, []
+        while d <= self.last_day:
+            out.append(d)
+            d += timedelta(days=1)
+        return out
 
     def settle_due(self) -> datetime:
         """When settlement may run: the period's end plus its grace."""
@@ -47,9 +70,57 @@ def month_period(d: date, tz: ZoneInfo) -> Period:
     )
 
 
+def week_period(d: date, tz: ZoneInfo) -> Period:
+    """The ISO week (Monday to Sunday, local) that `d` falls in."""
+    monday = d - timedelta(days=d.isoweekday() - 1)
+    year, week, _ = monday.isocalendar()
+    return Period(
+        _midnight(monday, tz), _midnight(monday + timedelta(days=7), tz), "week",
+        f"{year}-W{week:02d}",
+    )  # fmt: skip
+
+
+def year_period(d: date, tz: ZoneInfo) -> Period:
+    first = date(d.year, 1, 1)
+    return Period(_midnight(first, tz), _midnight(date(d.year + 1, 1, 1), tz), "year", str(d.year))
+
+
+_PERIOD_ON = {"day": day_period, "week": week_period, "month": month_period, "year": year_period}
+
+
 def period_on(day: date, grain: Grain, tz: ZoneInfo) -> Period:
-    """The day, or the month, that `day` falls in."""
-    return day_period(day, tz) if grain == "day" else month_period(day, tz)
+    """The day, ISO week, month or year that `day` falls in (a campaign period is the
+    window's: `Window.periods`)."""
+    if grain == "campaign":
+        raise ValueError("the campaign period is the window's (Window.periods)")
+    return _PERIOD_ON[grain](day, tz)
+
+
+def label_days(label: str) -> tuple[date, date]:
+    """First and last local day of the period a label names; ValueError if it names none
+    (the campaign period's days are its window's)."""
+    period = period_of_label(label, ZoneInfo("UTC"))  # days do not depend on the zone
+    return period.first_day, period.last_day
+
+
+def label_first_day(label: str) -> tuple[Grain, date]:
+    """The grain and first day a label names (`2026-10-03`, `2026-W40`, `2026-10`, `2026`);
+    ValueError if it names none."""
+    if len(label) == 10:
+        return "day", date.fromisoformat(label)
+    if len(label) == 8 and label[4:6] == "-W" and label[6:].isdigit():
+        return "week", date.fromisocalendar(int(label[:4]), int(label[6:]), 1)
+    if len(label) == 7:
+        return "month", date.fromisoformat(f"{label}-01")
+    if len(label) == 4 and label.isdigit():
+        return "year", date(int(label), 1, 1)
+    raise ValueError(f"'{label}' is not a day, week, month or year")
+
+
+def period_of_label(label: str, tz: ZoneInfo) -> Period:
+    """The period a label names; ValueError if it names none."""
+    grain, first = label_first_day(label)
+    return period_on(first, grain, tz)
 
 
 def period_of(at: datetime, grain: Grain, tz: ZoneInfo) -> Period:
@@ -96,12 +167,25 @@ class Window:
         return period.start < self.ends_at and period.end > self.starts_at
 
     def periods(self, grain: Grain, tz: ZoneInfo) -> list[Period]:
+        if grain == "campaign":
+            return [self.as_period(tz)]
         return periods_in_window(grain, self.starts_at, self.ends_at, tz)
+
+    def as_period(self, tz: ZoneInfo) -> Period:
+        """The whole window as one period (label `campaign`)."""
+        return Period(
+            self.starts_at.astimezone(tz), self.ends_at.astimezone(tz), "campaign", CAMPAIGN_PERIOD
+        )
+
+    def period_on(self, day: date, grain: Grain, tz: ZoneInfo) -> Period:
+        """The period of `grain` that `day` falls in, the window itself for `campaign`."""
+        return self.as_period(tz) if grain == "campaign" else period_on(day, grain, tz)
 
     def days(self, tz: ZoneInfo) -> tuple[date, date]:
         return days_in_window(self.starts_at, self.ends_at, tz)
 
 
-def fulfil_by(period_first_day: date, next_month_day: int) -> date:
-    """The `next_month_day`-th of the month after the one the period falls in."""
-    return _next_month(period_first_day.replace(day=1)).replace(day=next_month_day)
+def fulfil_by(day: date, next_month_day: int) -> date:
+    """The `next_month_day`-th of the month after `day`'s (callers pass a period's last day:
+    a week ending 2026-01-04 is fulfilled in February, a year in the next January)."""
+    return _next_month(day.replace(day=1)).replace(day=next_month_day)

@@ -10,12 +10,12 @@ user's days, flagged ones first.
 
 from __future__ import annotations
 
-from calendar import monthrange
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from services.rewards.domain.budget import GRANTED
+from services.rewards.domain.periods import label_days
 from shared.errors import Forbidden
 
 HELD = "held"
@@ -50,7 +50,5 @@ def check_reviewer(versions: Iterable[VersionPeople], actor: str) -> None:
 
 
 def period_days(label: str, first_day: date) -> tuple[date, date]:
-    """First and last day of the period a label names (`YYYY-MM-DD` or `YYYY-MM`)."""
-    if len(label) == 10:
-        return first_day, first_day
-    return first_day, first_day.replace(day=monthrange(first_day.year, first_day.month)[1])
+    """First and last day of the period a label names (day, ISO week, month or year)."""
+    return label_days(label)

@@ -1,4 +1,5 @@
-"""The six campaigns of SPEC §1 as ready templates, each in the ordinary rule language."""
+"""The six campaigns of SPEC §1 as ready templates, each in the ordinary rule language, plus the
+national annual "My Fetion" ranking and "weekend chat boost" (SPEC §10)."""
 
 from __future__ import annotations
 
@@ -73,10 +74,11 @@ def tribe_chief(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
 def daily_checkin_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
     return {
         "name": "Daily check-in draw",
-        "description": "Each day, 500 winners among users who checked in and whose online points "
-        "that day are >= 4 or whose last month's points growth is > 50.",
+        "description": "Each day, 500 winners among members of enrolled groups who checked in "
+        "and whose online points that day are >= 4 or whose last month's points growth is > 50.",
         "starts_at": starts_at,
         "ends_at": ends_at,
+        "enrollment_required": True,
         "rules": [
             {
                 "id": "daily-draw",
@@ -84,6 +86,7 @@ def daily_checkin_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]
                 "period": "day",
                 "eligibility": {
                     "all": [
+                        _leaf("user.member_of_enrolled_group", "==", 1),
                         _leaf("user.day.checkins", ">=", 1),
                         {
                             "any": [
@@ -103,8 +106,9 @@ def daily_checkin_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]
 def new_friend_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
     return {
         "name": "New-friend draw",
-        "description": "Each friend added in a month is one ticket; 20,000 winners a month, "
-        "repeat wins allowed.",
+        "description": "Each new friend added in a month is one ticket, and so is each ticket "
+        "'My Fetion, my group' gave its winners' members that month; 20,000 winners a month, "
+        "repeat wins allowed, 5 yuan a win.",
         "starts_at": starts_at,
         "ends_at": ends_at,
         "rules": [
@@ -113,9 +117,57 @@ def new_friend_draw(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
                 "kind": "lottery",
                 "period": "month",
                 "tickets": "user.month.friends_added",
+                "tickets_from": {"campaign": "My Fetion, my group", "rule_id": "top20-province"},
                 "winners": 20_000,
                 "repeat_winners": True,
-                "rewards": [{"kind": "points", "amount": 50}],
+                "rewards": [{"kind": "credit_fen", "amount": 500}],
+            }
+        ],
+    }
+
+
+def my_fetion_annual(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+    return {
+        "name": "My Fetion, national annual ranking",
+        "description": "Each year, the top 100 enrolled groups nationwide by the year's "
+        "vitality (the sum of its months'): the owner gets a prize, every member a ticket.",
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "enrollment_required": True,
+        "review": True,
+        "budgets": {"prize": 100},
+        "rules": [
+            {
+                "id": "top100-national",
+                "kind": "rank",
+                "period": "year",
+                "partition": "none",
+                "top": 100,
+                "owner_reward": {"kind": "prize", "amount": 1},
+                "member_reward": {"kind": "ticket", "amount": 1},
+            }
+        ],
+    }
+
+
+def weekend_chat_boost(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+    return {
+        "name": "Weekend chat boost",
+        "description": "Users who send >= 30 mobile messages over a weekend get 50 MB; at most "
+        "1,000 winners a weekend, first come.",
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "budgets": {"data_mb": 50 * 1000 * 60},
+        "rules": [
+            {
+                "id": "weekend-boost",
+                "kind": "threshold",
+                "entity": "user",
+                "period": "week",
+                "days_of_week": [6, 7],
+                "condition": _leaf("user.period.messages_mobile", ">=", 30),
+                "max_grants": {"per_period": 1000},
+                "rewards": [{"kind": "data_mb", "amount": 50}],
             }
         ],
     }
@@ -150,7 +202,8 @@ def play_and_get_gifts(starts_at: datetime, ends_at: datetime) -> dict[str, Any]
 def invite_friends(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
     return {
         "name": "Invite friends",
-        "description": "A user who adds 2 friends within the window gets 10 yuan once.",
+        "description": "A user who adds 2 new users (friends first seen within the window) as "
+        "friends gets 10 yuan once.",
         "starts_at": starts_at,
         "ends_at": ends_at,
         "rules": [
@@ -160,7 +213,7 @@ def invite_friends(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
                 "entity": "user",
                 "period": "day",
                 "once": "campaign",
-                "condition": _leaf("user.campaign.friends_added", ">=", 2),
+                "condition": _leaf("user.campaign.new_friends_added", ">=", 2),
                 "rewards": [{"kind": "credit_fen", "amount": 1000}],
             }
         ],
@@ -174,4 +227,6 @@ TEMPLATES: dict[str, Template] = {
     "new_friend_draw": new_friend_draw,
     "play_and_get_gifts": play_and_get_gifts,
     "invite_friends": invite_friends,
+    "my_fetion_annual": my_fetion_annual,
+    "weekend_chat_boost": weekend_chat_boost,
 }

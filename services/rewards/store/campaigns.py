@@ -129,29 +129,48 @@ def _state(v: dict[str, Any]) -> VersionState:
 async def edit(
     session: AsyncSession, campaign_id: str, definition: CampaignDefinition, actor: str
 ) -> dict[str, Any]:
+    """Save a draft: always a new numbered version (SPEC §10 Versions) — two variants can then
+    be simulated against each other; none is ever overwritten."""
     before = await get(session, campaign_id, lock=True)
-    newest = _newest(before)
-    target = lifecycle.edit_target(_state(newest), before["state"])
-    if target is not None:
-        await session.execute(
-            text(
-                "UPDATE campaign_versions SET definition = CAST(:d AS jsonb), author = :by, "
-                "updated_at = now() WHERE campaign_id = :c AND version = :v"
-            ),
-            {"c": campaign_id, "v": target, "d": _dump(definition), "by": actor},
+    lifecycle.check_editable(before["state"])
+    return await _new_draft(session, before, definition, actor, "campaign.edit")
+
+
+async def fork(
+    session: AsyncSession, campaign_id: str, from_version: int, actor: str
+) -> dict[str, Any]:
+    """A new draft version copied from any version."""
+    before = await get(session, campaign_id, lock=True)
+    lifecycle.check_editable(before["state"])
+    source = next((v for v in before["versions"] if v["version"] == from_version), None)
+    if source is None:
+        raise NotFound(
+            f"campaign '{campaign_id}' has no version {from_version}", code="version_not_found"
         )
-    else:
-        await session.execute(
-            text(
-                "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
-                "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by)"
-            ),
-            {"c": campaign_id, "v": newest["version"] + 1, "d": _dump(definition), "by": actor},
-        )
-        if before["live_version"] is None:
-            await _set_state(session, campaign_id, lifecycle.DRAFT)
+    definition = CampaignDefinition.model_validate(source["definition"])
+    return await _new_draft(session, before, definition, actor, "version.fork")
+
+
+async def _new_draft(
+    session: AsyncSession,
+    before: dict[str, Any],
+    definition: CampaignDefinition,
+    actor: str,
+    action: str,
+) -> dict[str, Any]:
+    campaign_id = before["campaign_id"]
+    await session.execute(
+        text(
+            "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
+            "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by)"
+        ),
+        {"c": campaign_id, "v": _newest(before)["version"] + 1, "d": _dump(definition),
+         "by": actor},
+    )  # fmt: skip
+    if before["live_version"] is None:
+        await _set_state(session, campaign_id, lifecycle.DRAFT)
     after = await get(session, campaign_id)
-    await audit(session, actor, "campaign.edit", f"campaign:{campaign_id}", before, after)
+    await audit(session, actor, action, f"campaign:{campaign_id}", before, after)
     return after
 
 

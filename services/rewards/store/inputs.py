@@ -3,7 +3,7 @@ rewards' own tables — the same answers for real-time thresholds, settlement an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
@@ -11,13 +11,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.conditions import MEMBER_OF_ENROLLED_GROUP, NEW_FRIENDS_METRIC
 from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.groups import GroupMonth
-from services.rewards.domain.periods import Grain, Period, Window
-from services.rewards.domain.rules.base import UserKey, Values, fields_in
+from services.rewards.domain.periods import Period, Window, period_of_label
+from services.rewards.domain.rules.base import Values, fields_in
 from services.rewards.store import snapshots
 from services.rewards.store.campaigns import enrolled_groups
 from services.rewards.store.exclusions import exclusions_of
+from services.rewards.store.tickets import ledger_tickets_of
 
 # (rule id, period, entries, winners, repeat winners) -> the winning entries
 DrawFn = Callable[[str, Period, list[str], int, bool], Awaitable[list[str]]]
@@ -42,7 +44,7 @@ class StoredInputs:
     tz: ZoneInfo
     drawer: DrawFn | None = None  # None: rules that draw are not evaluated here
     _exclusions: Exclusions | None = None
-    _day_ranges: dict[tuple[date, date], dict[UserKey, Values]] = field(default_factory=dict)
+    _members: dict[date, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -81,41 +83,58 @@ class StoredInputs:
         load = snapshots.user_days_on if period.grain == "day" else snapshots.user_months_in
         return await load(self.session, period.first_day, fields)
 
-    async def user_days_between(self, first: date, last: date) -> dict[UserKey, Values]:
-        # Read once per range: a simulation's day thresholds all replay the same days.
-        if (first, last) not in self._day_ranges:
-            rows = await snapshots.user_days_between(self.session, first, last)
-            self._day_ranges[(first, last)] = {(u, d): v for u, d, v in rows}
-        return self._day_ranges[(first, last)]
+    async def user_series(
+        self, first: date, last: date, fields: Set[str], users: Sequence[str] | None = None
+    ) -> AsyncIterator[tuple[str, list[tuple[date, dict[str, float]]]]]:
+        async for user_id, rows in snapshots.user_day_series(
+            self.session, first, last, fields, users
+        ):
+            yield user_id, rows
 
-    async def with_scopes(
-        self, grain: Grain, base: Mapping[UserKey, Mapping[str, float]], metrics: Set[str]
-    ) -> dict[UserKey, Values]:
-        scopes = {m.rpartition(".")[0] for m in metrics}
-        out = {key: _prefixed(f"user.{grain}", vals) for key, vals in base.items()}
-        if grain == "day" and "user.month" in scopes:
-            months = await snapshots.user_months_of(
-                self.session, ((u, d.replace(day=1)) for u, d in base)
-            )
-            for (u, d), vals in out.items():
-                vals.update(_prefixed("user.month", months.get((u, d.replace(day=1)), {})))
-        if "user.prev_month" in scopes:
+    async def user_context(
+        self, refs: Iterable[tuple[str, date]], metrics: Set[str]
+    ) -> dict[tuple[str, date], Values]:
+        refs = list(refs)
+        out: dict[tuple[str, date], Values] = {r: {} for r in refs}
+        prev_fields = fields_in(metrics, "user.prev_month")
+        if prev_fields and refs:
             prev = await snapshots.user_months_of(
-                self.session,
-                ((u, _prev_month(d.replace(day=1))) for u, d in base),
-                fields_in(metrics, "user.prev_month"),
+                self.session, ((u, _prev_month(d.replace(day=1))) for u, d in refs), prev_fields
             )
-            for (u, d), vals in out.items():
-                vals.update(
-                    _prefixed("user.prev_month", prev.get((u, _prev_month(d.replace(day=1))), {}))
-                )
-        if "user.campaign" in scopes:
+            for u, d in refs:
+                found = prev.get((u, _prev_month(d.replace(day=1))), {})
+                out[(u, d)] |= {f"user.prev_month.{f}": found.get(f, 0.0) for f in prev_fields}
+        if MEMBER_OF_ENROLLED_GROUP in metrics and refs:
+            for u, d in refs:
+                members = await self._enrolled_members(d.replace(day=1))
+                out[(u, d)][MEMBER_OF_ENROLLED_GROUP] = 1.0 if u in members else 0.0
+        if NEW_FRIENDS_METRIC in metrics and refs:
             first, last = self.window.days(self.tz)
-            sums = await snapshots.window_sums(
-                self.session, (u for u, _ in base), first, last, fields_in(metrics, "user.campaign")
+            counts = await snapshots.new_friends(self.session, refs, first, last)
+            for ref in refs:
+                out[ref][NEW_FRIENDS_METRIC] = float(counts.get(ref, 0))
+        return out
+
+    async def _enrolled_members(self, month: date) -> frozenset[str]:
+        """Members at the month's end of the campaign's enrolled groups (every group when the
+        campaign does not require enrollment: none is enrolled then)."""
+        if month not in self._members:
+            enrolled = await enrolled_groups(self.session, self.campaign_id)
+            self._members[month] = frozenset(
+                await snapshots.members_of(self.session, month, enrolled)
             )
-            for (u, _), vals in out.items():
-                vals.update(_prefixed("user.campaign", sums.get(u, {})))
+        return self._members[month]
+
+    async def ledger_tickets(self, campaign: str, rule_id: str, period: Period) -> dict[str, int]:
+        found = await ledger_tickets_of(self.session, campaign, rule_id)
+        out: dict[str, int] = {}
+        for user_id, label, units in found:
+            try:
+                p = period_of_label(label, self.tz)
+            except ValueError:
+                continue
+            if period.first_day <= p.first_day and p.last_day <= period.last_day:
+                out[user_id] = out.get(user_id, 0) + units
         return out
 
     async def draw(

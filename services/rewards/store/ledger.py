@@ -27,6 +27,7 @@ from services.rewards.domain.fulfilment import (
     GrantFulfilment,
     initial_fulfilment,
 )
+from services.rewards.domain.holdout import HELD_OUT, Holdout
 from services.rewards.domain.review import EXCLUDED, HELD, VersionPeople
 from shared.db import jsonb
 from shared.records import GrantRecord
@@ -86,11 +87,13 @@ async def record_grants(
     decisions: Sequence[GrantDecision],
     campaign_name: str = "",
     hold: bool = False,
+    holdout: Holdout | None = None,
 ) -> Recorded:
     """Record the decisions that are new (domain/decisions.py `distinct`, then what the ledger
     does not hold yet); spend budgets in decision order. With `hold` (a reviewed campaign's
     period end, domain/review.py) what would be granted is held — its budget reserved — and
-    nothing is published. Only flushes."""
+    nothing is published. Users in the `holdout` are recorded `held_out`: no budget, never
+    published (so never notified). Only flushes."""
     candidates = distinct(decisions)
     if not candidates:
         return Recorded()
@@ -100,13 +103,19 @@ async def record_grants(
     if not new:
         return Recorded()
     remaining = await _remaining_budgets(session, campaign_id)
-    statuses, spent = allocate([d.demand() for d in new], remaining)
+    # Held-out users (SPEC §12) are evaluated like anyone, then recorded apart: no budget.
+    out = [holdout is not None and holdout.holds(d.user_id) for d in new]
+    demands = [d.demand() for d, o in zip(new, out, strict=True) if not o]
+    treated_statuses, spent = allocate(demands, remaining)
     if hold:
-        statuses = review.held(statuses)
+        treated_statuses = review.held(treated_statuses)
+    each = iter(treated_statuses)
+    statuses = [HELD_OUT if o else next(each) for o in out]
     recorded = Recorded(await _insert_grants(session, campaign_id, version, new, statuses))
     await _spend(session, campaign_id, {k: n for k, n in spent.items() if k in remaining})
     if not hold:
-        await publish(session, recorded.rows, "recorded", campaign_name)
+        told = [r for r in recorded.rows if r["status"] != HELD_OUT]
+        await publish(session, told, "recorded", campaign_name)
     return recorded
 
 

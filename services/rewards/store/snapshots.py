@@ -4,7 +4,7 @@ simulation read rewards' own tables (SPEC §2: no service reads another's)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -34,6 +34,8 @@ class MetricValue:
     counters: dict[str, float]  # with a user-day's or group-month's flags as 0/1 values
     group: GroupMonth | None = None
     flags: tuple[dict[str, Any], ...] = ()  # as published: name, reason, values
+    first_seen: date | None = None  # the user's, as published on their records
+    friend_ids: tuple[str, ...] = ()  # a user-day's friends made that day (SPEC §9)
 
 
 def parse(value: bytes) -> MetricValue:
@@ -49,10 +51,13 @@ def parse(value: bytes) -> MetricValue:
         flags = tuple(f.model_dump() for f in record.flags)
         counters |= flag_values(flags, USER_DAY_FLAGS)
         day = date.fromisoformat(record.period)
-        return MetricValue("user_day", record.id, day, counters, flags=flags)
+        return MetricValue(
+            "user_day", record.id, day, counters, flags=flags, first_seen=record.first_seen,
+            friend_ids=tuple(record.friend_ids),
+        )  # fmt: skip
     month = date.fromisoformat(f"{record.period}-01")
     if isinstance(record, UserMonthRecord):
-        return MetricValue("user_month", record.id, month, counters)
+        return MetricValue("user_month", record.id, month, counters, first_seen=record.first_seen)
     flags = tuple(f.model_dump() for f in record.flags)
     counters |= flag_values(flags, GROUP_MONTH_FLAGS)
     group = GroupMonth(
@@ -76,6 +81,8 @@ class SnapshotBatch:
     user_months: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
     groups: dict[tuple[str, date], GroupMonth] = field(default_factory=dict)
     flags: dict[tuple[str, str, date], tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    friend_ids: dict[tuple[str, date], tuple[str, ...]] = field(default_factory=dict)
+    first_seen: dict[str, date] = field(default_factory=dict)  # the earliest in the batch
 
     @classmethod
     def of(cls, values: Iterable[MetricValue]) -> SnapshotBatch:
@@ -85,8 +92,12 @@ class SnapshotBatch:
             key = (m.entity_id, m.period)
             if m.grain != "user_month":
                 batch.flags[(m.grain, *key)] = m.flags
+            if m.first_seen is not None:
+                held = batch.first_seen.get(m.entity_id)
+                batch.first_seen[m.entity_id] = min(held, m.first_seen) if held else m.first_seen
             if m.grain == "user_day":
                 batch.user_days[key] = m.counters
+                batch.friend_ids[key] = m.friend_ids
             elif m.grain == "user_month":
                 batch.user_months[key] = m.counters
             elif m.group is not None:
@@ -98,7 +109,7 @@ def _json(values: Iterable[Mapping[str, Any]]) -> list[str]:
     return [orjson.dumps(v).decode() for v in values]
 
 
-async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
+async def store(session: AsyncSession, batch: SnapshotBatch) -> set[str]:
     """Upsert the batch's latest values (keys in order, so concurrent writers never deadlock).
 
     A user's days and months travel on different partitions, so two replicas may apply the
@@ -113,19 +124,33 @@ async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
     if keys:
         await session.execute(
             text(
-                "INSERT INTO user_day (user_id, day, metrics, flags) "
+                "INSERT INTO user_day (user_id, day, metrics, flags, friend_ids) "
                 "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:p AS date[]), "
-                "CAST(:m AS jsonb[]), CAST(:f AS jsonb[])) "
+                "CAST(:m AS jsonb[]), CAST(:f AS jsonb[]), CAST(:fr AS jsonb[])) "
                 "ON CONFLICT (user_id, day) DO UPDATE SET metrics = excluded.metrics, "
-                "flags = excluded.flags"
+                "flags = excluded.flags, friend_ids = excluded.friend_ids"
             ),
             {
                 "i": [k[0] for k in keys],
                 "p": [k[1] for k in keys],
                 "m": _json(batch.user_days[k] for k in keys),
                 "f": [_flags_json(batch, "user_day", k) for k in keys],
+                "fr": [orjson.dumps(list(batch.friend_ids.get(k, ()))).decode() for k in keys],
             },
         )
+    users, seen = sorted(batch.first_seen), set()
+    if users:
+        # First seen only moves earlier; records of one user arrive on several partitions.
+        moved = await session.execute(
+            text(
+                "INSERT INTO user_first_seen (user_id, first_seen) "
+                "SELECT * FROM unnest(CAST(:u AS text[]), CAST(:d AS date[])) "
+                "ON CONFLICT (user_id) DO UPDATE SET first_seen = excluded.first_seen "
+                "WHERE excluded.first_seen < user_first_seen.first_seen RETURNING user_id"
+            ),
+            {"u": users, "d": [batch.first_seen[u] for u in users]},
+        )
+        seen = {r.user_id for r in moved}
     keys = sorted(batch.user_months)
     if keys:
         await session.execute(
@@ -167,6 +192,20 @@ async def store(session: AsyncSession, batch: SnapshotBatch) -> None:
                 "f": [_flags_json(batch, "group_month", k) for k in keys],
             },
         )
+    return seen
+
+
+async def befriended(session: AsyncSession, users: Iterable[str]) -> list[tuple[str, date]]:
+    """(user, day) of the days on which somebody made one of `users` a friend: their new-friend
+    counts change when those users' first_seen does."""
+    ids = sorted(set(users))
+    if not ids:
+        return []
+    rows = await session.execute(
+        text("SELECT user_id, day FROM user_day WHERE friend_ids ?| CAST(:u AS text[])"),
+        {"u": ids},
+    )
+    return [(r.user_id, r.day) for r in rows]
 
 
 def _flags_json(batch: SnapshotBatch, grain: str, key: tuple[str, date]) -> str:
@@ -216,17 +255,73 @@ async def user_days_on(
     return await _users_in(session, "user_day", "day", day, fields)
 
 
-async def user_days_between(
-    session: AsyncSession, first: date, last: date
-) -> list[tuple[str, date, dict[str, float]]]:
+async def user_day_series(
+    session: AsyncSession,
+    first: date,
+    last: date,
+    fields: Iterable[str],
+    users: Sequence[str] | None = None,
+) -> AsyncIterator[tuple[str, list[tuple[date, dict[str, float]]]]]:
+    """Each user's stored days in [first, last] (only `fields`, as float8 columns), one user
+    at a time in user id order, streamed from a server-side cursor in the session's
+    transaction: memory holds one fetch and one user's days, whatever the number of users
+    (SPEC §9 backtests of 1 M users). Read through the driver: a backtest reads every row of
+    its range, and rows without a mapping layer cost a tenth as much."""
+    cols, names = _projection(fields)
+    names = names or []
+    query = (
+        f"SELECT user_id, day, {cols} FROM user_day WHERE day BETWEEN $1 AND $2 "
+        "AND (CAST($3 AS text[]) IS NULL OR user_id = ANY($3)) ORDER BY user_id, day"
+    )
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    wanted = None if users is None else sorted(set(users))
+    current: str | None = None
+    days: list[tuple[date, dict[str, float]]] = []
+    async for r in driver.cursor(query, first, last, wanted, prefetch=10_000):
+        if r[0] != current:
+            if current is not None:
+                yield current, days
+            current, days = r[0], []
+        days.append((r[1], dict(zip(names, r[2:], strict=True)) if names else {}))
+    if current is not None:
+        yield current, days
+
+
+async def new_friends(
+    session: AsyncSession, refs: Sequence[tuple[str, date]], first: date, last: date
+) -> dict[tuple[str, date], int]:
+    """For (user, evaluated day): the friends the user made in [first, that day] whose own
+    first_seen lies in [first, last] and is not after that day (SPEC §10, §9)."""
+    keys = sorted(set(refs))
+    if not keys:
+        return {}
     rows = await session.execute(
         text(
-            "SELECT user_id, day, metrics FROM user_day WHERE day BETWEEN :a AND :b "
-            "ORDER BY day, user_id"
+            "SELECT k.u, k.e, count(DISTINCT f.fid) AS n "
+            "FROM unnest(CAST(:u AS text[]), CAST(:e AS date[])) AS k(u, e) "
+            "JOIN user_day d ON d.user_id = k.u AND d.day BETWEEN :a AND LEAST(k.e, :b) "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(d.friend_ids) AS f(fid) "
+            "JOIN user_first_seen s ON s.user_id = f.fid "
+            "AND s.first_seen BETWEEN :a AND LEAST(k.e, :b) GROUP BY k.u, k.e"
         ),
-        {"a": first, "b": last},
+        {"u": [k[0] for k in keys], "e": [k[1] for k in keys], "a": first, "b": last},
     )
-    return [(r.user_id, r.day, _float_values(r.metrics)) for r in rows]
+    return {(r.u, r.e): int(r.n) for r in rows}
+
+
+async def members_of(session: AsyncSession, month: date, group_ids: Iterable[str]) -> set[str]:
+    """Members at the month's end (now, for the current month) of these groups."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT m.u FROM group_month gm "
+            "CROSS JOIN LATERAL jsonb_array_elements_text(gm.member_ids) AS m(u) "
+            "WHERE gm.month = :m AND gm.group_id = ANY(:g)"
+        ),
+        {"m": month, "g": sorted(set(group_ids))},
+    )
+    return {r.u for r in rows}
 
 
 async def user_months_in(

@@ -36,8 +36,10 @@ from services.rewards.domain.rules.base import PeriodEndKind
 from services.rewards.domain.rules.registry import KINDS, AnyRule
 from services.rewards.domain.settlement import periods_past_grace
 from services.rewards.store import settle as settlements
+from services.rewards.store import tickets
 from services.rewards.store.campaigns import LiveCampaign, live_campaign_rows, read_live
 from services.rewards.store.draws import FrozenDraws
+from services.rewards.store.holdouts import holdout_of
 from services.rewards.store.inputs import StoredInputs
 from services.rewards.store.ledger import (
     dissolutions,
@@ -121,6 +123,7 @@ class Settled:
 class SettlementRun:
     settled: list[Settled] = field(default_factory=list)
     already_settled: int = 0  # by another replica meanwhile
+    waiting: int = 0  # draws whose ledger tickets are not final yet (SPEC §10)
     failed: list[Failed] = field(default_factory=list)  # recorded, to be retried
 
 
@@ -142,6 +145,9 @@ async def settle_due(
         )
     for item in plan.due:
         try:
+            if await _waits(sessions, item, tz):
+                run.waiting += 1
+                continue
             done = await settle_period(sessions, item, tz, clock())
         except Exception as exc:
             if is_transient(exc):
@@ -231,8 +237,15 @@ async def settle_period(
         decisions, _ = without_excluded(
             await due.kind.settle(rule, period, inputs), await inputs.exclusions()
         )
+        holdout = await holdout_of(session, c.campaign_id, c.definition.holdout_percent)
         recorded = await record_grants(
-            session, c.campaign_id, c.version, decisions, c.definition.name, c.definition.review
+            session,
+            c.campaign_id,
+            c.version,
+            decisions,
+            c.definition.name,
+            c.definition.review,
+            holdout,
         )
         # A group dissolved before this settlement (its record may have come first) still
         # loses its revocable grants: recorded, then revoked, so the ledger shows both.
@@ -246,6 +259,20 @@ async def settle_period(
     recorded.count()
     SETTLEMENT_SECONDS.labels(due.kind.name).observe(seconds)
     return Settled(c.campaign_id, rule.id, period.label, c.version, len(recorded.rows), seconds)
+
+
+async def _waits(sessions: Sessions, due: Due, tz: ZoneInfo) -> bool:
+    """Whether the period reads another rule's grants that are not final yet: it settles on a
+    later pass (a draw counting "My Fetion" tickets waits for their month and its review)."""
+    source = due.kind.reads_grants_of(due.rule)
+    if source is None:
+        return False
+    async with sessions() as session:
+        why = await tickets.source_waiting(session, *source, due.period, tz)
+    if why is not None:
+        log.info("settlement waits", extra={"campaign": due.campaign.campaign_id,
+                 "rule": due.rule.id, "period": due.period.label, "reason": why})  # fmt: skip
+    return why is not None
 
 
 async def record_failure(

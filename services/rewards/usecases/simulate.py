@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.rewards.domain import draws
 from services.rewards.domain.campaign import CampaignDefinition
-from services.rewards.domain.decisions import GrantDecision
+from services.rewards.domain.decisions import GrantDecision, distinct
 from services.rewards.domain.periods import Period
+from services.rewards.domain.rules.base import RealTimeKind
 from services.rewards.domain.rules.registry import kind_of
 from services.rewards.domain.simulation import Simulation, diff, outcome, summary
 from services.rewards.store import campaigns
@@ -31,6 +32,7 @@ class SimulationRequest:
     first: date
     last: date
     sample: int  # grants listed in full
+    against: int | None = None  # the version to compare with; None = the live one
 
 
 async def simulate_version(
@@ -51,13 +53,15 @@ async def simulate_version(
             await session.execute(campaigns.READ_ONLY)
             doc = await campaigns.get(session, r.campaign_id)
             definition = await campaigns.version_definition(session, r.campaign_id, r.version)
+            _check_overlap(r, definition, tz)
             candidate = await _simulate(session, r, definition, tz, now)
-            against = None
-            live = doc["live_version"]
-            if live is not None and live != r.version:
-                live_definition = await campaigns.version_definition(session, r.campaign_id, live)
-                baseline = await _simulate(session, r, live_definition, tz, now)
-                against = {"against_version": live, **diff(candidate, baseline, r.sample)}
+            against, compared = None, None
+            other = r.against if r.against is not None else doc["live_version"]
+            if other is not None and other != r.version:
+                other_definition = await campaigns.version_definition(session, r.campaign_id, other)
+                baseline = await _simulate(session, r, other_definition, tz, now)
+                against = {"against_version": other, **diff(candidate, baseline, r.sample)}
+                compared = {"version": other, **summary(baseline, r.sample)}
     except EngageError:
         raise
     except Exception as exc:
@@ -72,8 +76,21 @@ async def simulate_version(
         "from_day": r.first,
         "to_day": r.last,
         **summary(candidate, r.sample),
+        "against": compared,
         "diff": against,
     }
+
+
+def _check_overlap(r: SimulationRequest, definition: CampaignDefinition, tz: ZoneInfo) -> None:
+    """A range outside the version's window would say `grants: 0` about nothing: 422 (SPEC §9)."""
+    first, last = definition.window.days(tz)
+    if r.last < first or r.first > last:
+        raise ValidationFailed(
+            f"from/to: the range {r.first}..{r.last} does not overlap version {r.version}'s "
+            f"window {first}..{last} (local days); nothing to simulate",
+            code="range_outside_window",
+            extra={"errors": [{"field": "from", "message": "outside the version's window"}]},
+        )
 
 
 async def _simulate(
@@ -89,7 +106,11 @@ async def _simulate(
     inputs = StoredInputs.of(session, r.campaign_id, definition, tz, draw)
     decisions: list[GrantDecision] = []
     for rule in definition.rules:
-        decisions += await kind_of(rule).replay(rule, r.first, r.last, now, inputs)
+        kind = kind_of(rule)
+        decided = await kind.replay(rule, r.first, r.last, now, inputs)
+        if isinstance(kind, RealTimeKind) and kind.capped(rule):
+            decided = kind.cap(rule, distinct(decided), {}, 0)
+        decisions += decided
     return outcome(decisions, {str(k): v for k, v in definition.budgets.items()})
 
 

@@ -23,25 +23,41 @@ from services.rewards.domain.periods import Period
 from services.rewards.domain.rules.base import (
     Condition,
     MetricName,
+    Model,
     PeriodEndKind,
     Reward,
     RuleBase,
     RuleInputs,
+    check_days_of_week,
     fulfilment,
+    period_context,
     period_users,
     reward_items,
     user_scopes,
 )
 
 
+class TicketsFrom(Model):
+    """Grants of kind `ticket` of a named campaign (its id or its name) and rule, whose period
+    lies within the draw's period: one entry per ticket (SPEC §10 Tickets from the ledger)."""
+
+    campaign: str = Field(min_length=1, max_length=120, examples=["My Fetion, my group"])
+    rule_id: str = Field(min_length=1, max_length=40, examples=["top20-province"])
+
+
 class LotteryRule(RuleBase):
     """At each period's end, K winners among eligible users by smallest HMAC (verifiable)."""
 
     kind: Literal["lottery"]
-    period: Literal["day", "month"] = "day"
+    period: Literal["day", "week", "month", "year", "campaign"] = "day"
     eligibility: Condition | None = None
     tickets: MetricName | None = Field(
         default=None, description="Tickets per entrant from this metric; absent = 1 ticket."
+    )
+    tickets_from: TicketsFrom | None = Field(
+        default=None,
+        description="More tickets: granted `ticket` rewards of another campaign's rule in the "
+        "period (added to the metric's).",
     )
     winners: int = Field(ge=1, le=1_000_000)
     repeat_winners: bool = Field(default=False, description="May one user win several tickets?")
@@ -52,6 +68,7 @@ class LotteryRule(RuleBase):
 
     @model_validator(mode="after")
     def _check(self) -> LotteryRule:
+        check_days_of_week(self.days_of_week)
         self._check_conditions(eligibility=self.eligibility)
         if self.tickets is not None:
             try:
@@ -76,19 +93,25 @@ def eligible(rule: LotteryRule, users: Mapping[str, Mapping[str, float]]) -> lis
 
 
 def entries(
-    rule: LotteryRule, users: Mapping[str, Mapping[str, float]], excluded: Exclusions = NONE
+    rule: LotteryRule,
+    users: Mapping[str, Mapping[str, float]],
+    excluded: Exclusions = NONE,
+    ledger_tickets: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """The frozen entries: a ticket per eligible user, or as many as the tickets metric says;
-    none for an excluded user."""
+    """The frozen entries: a ticket per eligible user, or as many as the tickets metric says
+    plus the user's tickets from the ledger (`tickets_from`); none for an excluded user."""
     out: list[str] = []
+    extra = ledger_tickets or {}
     for user_id in eligible(rule, users):
         values = users[user_id]
         if excluded.user(user_id):
             continue
-        if rule.tickets is None:
+        if rule.tickets is None and rule.tickets_from is None:
             out.append(user_id)
-        else:
-            out.extend(draws.ticket_entries(user_id, int(values.get(rule.tickets, 0))))
+            continue
+        n = int(values.get(rule.tickets, 0)) if rule.tickets else 0
+        n += extra.get(user_id, 0)
+        out.extend(draws.ticket_entries(user_id, n))
     return draws.frozen(out)
 
 
@@ -108,7 +131,7 @@ def grants(
             user_id,
             period.label,
             reward_items(rule.rewards, len(won)),
-            fulfilment(rule.rewards, period.first_day),
+            fulfilment(rule.rewards, period.last_day),
             None,
             {"winning_entries": won, **why},
         )
@@ -117,13 +140,33 @@ def grants(
 
 
 async def settle(rule: LotteryRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
-    users = await period_users(inputs, period, reads(rule))
+    users = await period_users(inputs, period, reads(rule), rule.days_of_week)
     excluded = await inputs.exclusions()
+    ledger: dict[str, int] = {}
+    if rule.tickets_from is not None:
+        ledger = await inputs.ledger_tickets(
+            rule.tickets_from.campaign, rule.tickets_from.rule_id, period
+        )
+        for u in ledger.keys() - users.keys():  # a ticket holder with no stored day enters
+            users[u] = (await period_context(inputs, period, reads(rule), [u])).get(u, {})
+        users = dict(sorted(users.items()))
     won = await inputs.draw(
-        rule.id, period, entries(rule, users, excluded), rule.winners, rule.repeat_winners
+        rule.id, period, entries(rule, users, excluded, ledger), rule.winners, rule.repeat_winners
     )
     left_out = [u for u in eligible(rule, users) if excluded.user(u)]
     return grants(rule, period, won, left_out)
 
 
-KIND = PeriodEndKind(name="lottery", model=LotteryRule, reads=reads, settle=settle, draws=True)
+def reads_grants_of(rule: LotteryRule) -> tuple[str, str] | None:
+    source = rule.tickets_from
+    return None if source is None else (source.campaign, source.rule_id)
+
+
+KIND = PeriodEndKind(
+    name="lottery",
+    model=LotteryRule,
+    reads=reads,
+    settle=settle,
+    draws=True,
+    reads_grants_of=reads_grants_of,
+)

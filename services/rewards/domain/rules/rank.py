@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
@@ -19,7 +20,7 @@ from services.rewards.domain import conditions
 from services.rewards.domain.decisions import GrantDecision
 from services.rewards.domain.exclusions import NONE, Exclusions
 from services.rewards.domain.groups import GroupMonth, Weights, considered
-from services.rewards.domain.periods import Period
+from services.rewards.domain.periods import Period, month_period, months_between
 from services.rewards.domain.rules.base import (
     Condition,
     PeriodEndKind,
@@ -35,7 +36,9 @@ class RankRule(RuleBase):
     """Top N groups per partition by vitality (SPEC §4 order) at the end of each month."""
 
     kind: Literal["rank"]
-    period: Literal["month"] = "month"
+    period: Literal["month", "year"] = Field(
+        default="month", description="A year ranks the sum of its months (SPEC §10)."
+    )
     partition: Literal["province", "none"] = "province"
     top: int = Field(ge=1, le=10_000)
     weights: Weights = Weights()
@@ -44,10 +47,12 @@ class RankRule(RuleBase):
     member_reward: Reward | None = None
 
     def scopes(self) -> tuple[str, ...]:
-        return ("group.month",)
+        return ("group.year",) if self.period == "year" else ("group.month",)
 
     @model_validator(mode="after")
     def _check(self) -> RankRule:
+        if self.days_of_week is not None:
+            raise ValueError("days_of_week: a ranking reads whole months")
         if self.owner_reward is None and self.member_reward is None:
             raise ValueError("a rank rule needs owner_reward, member_reward or both")
         self._check_conditions(eligibility=self.eligibility)
@@ -55,10 +60,33 @@ class RankRule(RuleBase):
 
 
 def reads(rule: RankRule) -> frozenset[str]:
+    scope = rule.scopes()[0]
     return frozenset(
-        {"group.month.vitality", "group.month.active_members"}
-        | conditions.metrics_of(rule.eligibility)
+        {f"{scope}.vitality", f"{scope}.active_members"} | conditions.metrics_of(rule.eligibility)
     )
+
+
+SUMMED_OVER_YEAR = ("activity_points", "points_growth", "bonus_points", "group_messages")
+
+
+def year_groups(months: Sequence[Sequence[GroupMonth]]) -> list[GroupMonth]:
+    """A year's groups: each group's latest month (attributes, members, member counts) with
+    the vitality components summed over the year's months — a year's vitality is the sum of
+    its months' (SPEC §10), under any weights, since vitality is linear in them."""
+    latest: dict[str, GroupMonth] = {}
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for month in months:
+        for g in month:
+            latest[g.group_id] = g
+            for k in SUMMED_OVER_YEAR:
+                sums[g.group_id][k] += float(g.counters.get(k, 0))
+    return [replace(g, counters={**g.counters, **sums[gid]}) for gid, g in sorted(latest.items())]
+
+
+def _scoped(values: Mapping[str, float], scope: str) -> dict[str, float]:
+    if scope == "group.month":
+        return dict(values)
+    return {f"{scope}.{k.removeprefix('group.month.')}": v for k, v in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +108,14 @@ def winners(
     """Top `rule.top` eligible groups per partition (SPEC §4 order), best ranks first; an
     excluded group is passed over and the next one takes its place."""
     by_partition: dict[str, list[tuple[float, float, str, GroupMonth]]] = defaultdict(list)
+    scope = rule.scopes()[0]
     for g in considered(groups, period, enrolled):
-        values = g.values(rule.weights)
+        values = _scoped(g.values(rule.weights), scope)
         if rule.eligibility is not None and not conditions.evaluate(rule.eligibility, values):
             continue
         part = (g.province or "") if rule.partition == "province" else "all"
-        vit = values["group.month.vitality"]
-        by_partition[part].append(
-            (-vit, -values.get("group.month.active_members", 0), g.group_id, g)
-        )
+        vit = values[f"{scope}.vitality"]
+        by_partition[part].append((-vit, -values.get(f"{scope}.active_members", 0), g.group_id, g))
     ranked: list[RankedGroup] = []
     for part, rows in by_partition.items():
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
@@ -143,7 +170,7 @@ def grants(
                     g.owner_id,
                     period.label,
                     reward_items(rewards),
-                    fulfilment(rewards, period.first_day),
+                    fulfilment(rewards, period.last_day),
                     g.group_id,
                     why,
                 )
@@ -158,7 +185,7 @@ def grants(
                         member,
                         period.label,
                         reward_items(rewards),
-                        fulfilment(rewards, period.first_day),
+                        fulfilment(rewards, period.last_day),
                         g.group_id,
                         why,
                     )
@@ -170,12 +197,22 @@ async def settle(rule: RankRule, period: Period, inputs: RuleInputs) -> list[Gra
     """Rank the month's groups; fetch member lists only of the winners (a month has 100k
     groups, its winners a few hundred)."""
     enrolled, excluded = await inputs.enrolled(), await inputs.exclusions()
-    ranked = winners(rule, period, await inputs.groups(period, members=False), enrolled, excluded)
+    if rule.period == "year":
+        months = [await inputs.groups(p, members=False) for p in _months_of(period, inputs.tz)]
+        groups = year_groups(months)
+    else:
+        groups = await inputs.groups(period, members=False)
+    ranked = winners(rule, period, groups, enrolled, excluded)
     members: dict[str, tuple[str, ...]] = {}
     if rule.member_reward is not None and ranked:
-        with_members = await inputs.groups(period, only=[w.group.group_id for w in ranked])
+        last = _months_of(period, inputs.tz)[-1]
+        with_members = await inputs.groups(last, only=[w.group.group_id for w in ranked])
         members = {g.group_id: g.member_ids for g in with_members}
     return grants(rule, period, ranked, members, excluded)
+
+
+def _months_of(period: Period, tz: ZoneInfo) -> list[Period]:
+    return [month_period(m, tz) for m in months_between(period.first_day, period.last_day)]
 
 
 KIND = PeriodEndKind(name="rank", model=RankRule, reads=reads, settle=settle)

@@ -26,6 +26,7 @@ from services.rewards.domain.rules.base import (
     RewardKind,
     RuleBase,
     RuleInputs,
+    check_days_of_week,
     period_users,
     user_scopes,
 )
@@ -37,7 +38,7 @@ class ScaledRule(RuleBase):
 
     kind: Literal["scaled"]
     entity: Literal["user", "group"] = "group"
-    period: Literal["day", "month"] = "month"
+    period: Literal["day", "week", "month", "year", "campaign"] = "month"
     eligibility: Condition | None = None
     metric: MetricName
     reward_kind: RewardKind
@@ -56,6 +57,9 @@ class ScaledRule(RuleBase):
     def _check(self) -> ScaledRule:
         if self.entity == "group" and self.period != "month":
             raise ValueError("group rules have period 'month'")
+        if self.entity == "group" and self.days_of_week is not None:
+            raise ValueError("days_of_week: group rules read whole months")
+        check_days_of_week(self.days_of_week)
         if self.revoke_if_group_dissolved and self.entity != "group":
             raise ValueError("revoke_if_group_dissolved needs entity 'group'")
         self._check_conditions(
@@ -113,7 +117,7 @@ def group_grants(
                 g.owner_id,
                 period.label,
                 ((rule.reward_kind, granted),),
-                fulfil_by(period.first_day, rule.fulfil_next_month_day),
+                fulfil_by(period.last_day, rule.fulfil_next_month_day),
                 g.group_id,
                 why,
                 rule.revoke_if_group_dissolved,
@@ -145,7 +149,7 @@ def user_grants(
                     user_id,
                     period.label,
                     ((rule.reward_kind, granted),),
-                    fulfil_by(period.first_day, rule.fulfil_next_month_day),
+                    fulfil_by(period.last_day, rule.fulfil_next_month_day),
                     None,
                     why,
                 )
@@ -156,7 +160,7 @@ def user_grants(
 async def settle(rule: ScaledRule, period: Period, inputs: RuleInputs) -> list[GrantDecision]:
     excluded = await inputs.exclusions()
     if rule.entity == "user":
-        users = await period_users(inputs, period, reads(rule))
+        users = await period_users(inputs, period, reads(rule), rule.days_of_week)
         return user_grants(rule, period, users, excluded)
     groups = considered(await inputs.groups(period), period, await inputs.enrolled())
     active = await inputs.active_users(period, (g.group_id for g in groups))

@@ -1,0 +1,106 @@
+"""`engage report` (SPEC §12): tables printed and PNG charts written from the services' answers
+(here, documents shaped like them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engage import report
+
+FUNNEL: list[dict[str, Any]] = [
+    {"step": "reached", "users": 1000, "of": None, "share": None},
+    {"step": "entered", "users": 400, "of": "reached", "share": 0.4},
+    {"step": "won", "users": 100, "of": "entered", "share": 0.25},
+    {"step": "told", "users": None, "of": "won", "share": None},
+    {"step": "fulfilled", "users": 80, "of": "won", "share": 0.8},
+    {"step": "active_next_period", "users": 60, "of": "won", "share": 0.6},
+]
+
+
+def campaign_doc() -> dict[str, Any]:
+    return {
+        "campaign_id": "cmp_0123456789ab",
+        "name": "New friends draw",
+        "version": 2,
+        "state": "active",
+        "from": "2026-10-01",
+        "to": "2026-11-30",
+        "unit_prices": {"data_mb": 3},
+        "holdout": {"percent": 10},
+        "kinds": ["credit_fen"],
+        "periods": [
+            {
+                "rule_id": "draw",
+                "period": "2026-10",
+                "entrants": 400,
+                "winners": 100,
+                "held_out": 11,
+                "grants": {"granted": 100},
+                "fulfilment": {"fulfilled": 80},
+                "units": {"credit_fen": 50000},
+                "money_fen": {"credit_fen": 50000},
+                "money_fen_total": 50000,
+            }
+        ],
+        "totals": {
+            "units": {"credit_fen": 50000},
+            "money_fen": {"credit_fen": 50000},
+            "money_fen_total": 50000,
+            "money_fen_fulfilled": 40000,
+        },
+        "budgets": [{"kind": "credit_fen", "total": 100000}],
+        "budget_use": [
+            {"day": "2026-11-02", "kind": "credit_fen", "units": 50000, "cumulative": 50000}
+        ],
+        "notices": None,
+        "funnel": FUNNEL,
+        "uplift": {
+            "metric": "activity_points",
+            "n_treated": 100,
+            "n_held_out": 11,
+            "mean_treated": 42.0,
+            "mean_held_out": 35.5,
+            "difference": 6.5,
+            "ci_low": 1.2,
+            "ci_high": 11.8,
+            "significant": True,
+        },
+    }
+
+
+def test_a_campaign_report_prints_its_tables_and_writes_three_charts(tmp_path: Path) -> None:
+    printed = report.render_campaign(campaign_doc(), tmp_path)
+    assert "Funnel" in printed.text and "active next period" in printed.text
+    assert "¥500.00" in printed.text and "95% CI [+1.20, +11.80]" in printed.text
+    assert [p.name for p in printed.charts] == [
+        "cmp_0123456789ab-funnel.png", "cmp_0123456789ab-uplift.png",
+        "cmp_0123456789ab-budget.png",
+    ]  # fmt: skip
+    for chart in printed.charts:
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_notify_fills_in_who_was_told() -> None:
+    funnel = report._with_told(FUNNEL, 90)
+    assert funnel[3]["users"] == 90 and funnel[3]["share"] == 0.9
+    assert funnel[4]["share"] == 0.8  # fulfilled is a share of the winners, not of the told
+
+
+def test_a_month_report_charts_provinces_days_and_lifecycle(tmp_path: Path) -> None:
+    item = {"province": None, "client": None, "active_users": 50, "new_users": 5,
+            "messages": 900, "online_hours": 12.5, "sessions": 70, "checkins": 30,
+            "returning_users": 40, "resurrecting_users": 3, "dormant_users": 7,
+            "loyal_users": 20, "mau": 50, "dau_mean": 20.0, "dau_mau": 0.4}  # fmt: skip
+    doc = {
+        "month": "2026-10",
+        "all": {"days_counted": 31, "items": [item]},
+        "province": {"items": [item | {"province": "BJ"}, item | {"province": "SH"}]},
+        "client": {"items": [item | {"client": "mobile"}]},
+        "days": [{"day": "2026-10-01", "items": [item]}, {"day": "2026-10-02", "items": [item]}],
+    }
+    printed = report.render_month(doc, tmp_path)
+    assert "By province" in printed.text and "BJ" in printed.text
+    assert sorted(p.name for p in printed.charts) == [
+        "month-2026-10-days.png", "month-2026-10-lifecycle.png", "month-2026-10-provinces.png"
+    ]  # fmt: skip
