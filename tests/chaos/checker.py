@@ -111,10 +111,11 @@ async def check(pipe: Pipeline, scenario: str, faults: dict[str, Any]) -> Report
     months = sorted({ref.month_key(ref.day_of(ref.ts(e["occurred_at"]))) for e in events})
     exp = ref.compute(events, months)
     conn = await asyncpg.connect(pipe.url.replace("+asyncpg", ""))
+    published = await _published(pipe)
     try:
-        await _events(pipe, conn, report, accepted, exp)
-        await _scores(pipe, conn, report, exp, months)
-        await _flags(pipe, report, events)
+        await _events(pipe, conn, report, accepted, exp, published)
+        await _scores(pipe, conn, report, exp, months, published)
+        await _flags(report, events, published)
         granted = await _grants(pipe, conn, report, events, exp)
         await _notices(pipe, conn, report, granted)
     finally:
@@ -122,8 +123,42 @@ async def check(pipe: Pipeline, scenario: str, faults: dict[str, Any]) -> Report
     return report
 
 
+Published = dict[tuple[str, str, str, str], dict[str, Any]]
+
+
+async def _published(pipe: Pipeline) -> Published:
+    """The latest record of every entity on scoring's changelog (engage.metrics.v1): the state
+    rewards sees, and where `friends_added` is (scoring counts it from friend pairs, SPEC §9;
+    the user_day column keeps only what the batch adds by itself)."""
+    latest: Published = {}
+
+    def on_record(record: Any) -> None:
+        if record.value is not None:
+            doc = orjson.loads(record.value)
+            latest[(doc["entity"], doc["grain"], doc["id"], doc["period"])] = doc
+
+    await read_topic(pipe.bootstrap, METRICS_TOPIC, on_record)
+    return latest
+
+
+def _with_friends(
+    rows: dict[tuple[str, Any], dict[str, Any]], grain: str, published: Published
+) -> dict[tuple[str, Any], dict[str, Any]]:
+    """`friends_added` of each row as scoring published it (0 when never published)."""
+    for (user, period), row in rows.items():
+        label = period.isoformat() if grain == "day" else str(period)
+        doc = published.get(("user", grain, user, label))
+        row["friends_added"] = int(doc["friends_added"]) if doc else 0
+    return rows
+
+
 async def _events(
-    pipe: Pipeline, conn: asyncpg.Connection, report: Report, accepted: set[str], exp: ref.Expected
+    pipe: Pipeline,
+    conn: asyncpg.Connection,
+    report: Report,
+    accepted: set[str],
+    exp: ref.Expected,
+    published: Published,
 ) -> None:
     tally = await tally_topic(pipe.bootstrap, EVENTS_TOPIC)
     on_topic = {i.lower() for i in tally.event_ids}
@@ -138,7 +173,7 @@ async def _events(
     # An event applied twice is one ledger row but counters above the reference; one skipped
     # counters below it. Only these counters grow by one per event.
     rows = await conn.fetch(f"SELECT user_id, day, {', '.join(DAY_COUNTERS)} FROM scoring.user_day")
-    got = {(r["user_id"], r["day"]): r for r in rows}
+    got = _with_friends({(r["user_id"], r["day"]): dict(r) for r in rows}, "day", published)
     over = under = 0
     for key in set(got) | set(exp.user_day):
         for f in DAY_COUNTERS:
@@ -150,13 +185,20 @@ async def _events(
 
 
 async def _scores(
-    pipe: Pipeline, conn: asyncpg.Connection, report: Report, exp: ref.Expected, months: list[str]
+    pipe: Pipeline,
+    conn: asyncpg.Connection,
+    report: Report,
+    exp: ref.Expected,
+    months: list[str],
+    published: Published,
 ) -> None:
     days = {(r["user_id"], r["day"]): dict(r) for r in await conn.fetch(
         f"SELECT user_id, day, {', '.join(DAY_FIELDS)} FROM scoring.user_day")}  # fmt: skip
-    _compare(report, "user-days", days, exp.user_day, DAY_FIELDS)
+    _compare(report, "user-days", _with_friends(days, "day", published), exp.user_day, DAY_FIELDS)
     month_rows = await conn.fetch("SELECT * FROM scoring.user_month")
-    user_months = {(r["user_id"], ref.month_key(r["month"])): dict(r) for r in month_rows}
+    user_months = _with_friends(
+        {(r["user_id"], ref.month_key(r["month"])): dict(r) for r in month_rows}, "month", published
+    )
     _compare(report, "user-months", user_months, exp.user_month, MONTH_FIELDS)
 
     headers = {"Authorization": f"Bearer {pipe.keys['viewer']}"}
@@ -182,21 +224,16 @@ async def _scores(
                 report.compared["leaderboards"] += 1
 
 
-async def _flags(pipe: Pipeline, report: Report, events: list[dict[str, Any]]) -> None:
+async def _flags(report: Report, events: list[dict[str, Any]], latest: Published) -> None:
     """The anomaly flags on the latest published record of every user-day and group-month
     (scoring's changelog is the state rewards sees) against the independent model, for the
     flags it models; the harness plants a rigger for each."""
-    latest: dict[tuple[str, str, str], list[str]] = {}
-
-    def on_record(record: Any) -> None:
-        if record.value is None:
-            return
-        doc = orjson.loads(record.value)
-        key = (doc["entity"], doc["id"], doc["period"])
-        latest[key] = [f["name"] for f in doc.get("flags", [])]
-
-    await read_topic(pipe.bootstrap, METRICS_TOPIC, on_record)
-    published = {(*k, f) for k, names in latest.items() for f in names if f in anomalies.MODELLED}
+    published = {
+        (entity, ident, period, f["name"])
+        for (entity, _, ident, period), doc in latest.items()
+        for f in doc.get("flags", [])
+        if f["name"] in anomalies.MODELLED
+    }
     expected = anomalies.flags(events)
     report.tallies.append(Tally.of("anomaly flags (" + ", ".join(anomalies.MODELLED) + ")",
                                    expected, published))  # fmt: skip
