@@ -7,9 +7,12 @@ keys); and afterwards, no key secret, user token or phone number in any log."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from engage.progress import wait_keys_known
 from engage.stack import ServiceProcess, Stack
 from engage.tokens import LocalIssuer
 from services.ingest.domain.authority import CLIENT_EVENT_TYPES, USER_TOKEN_EVENT_TYPES
+from services.rewards.domain.campaign import CampaignDefinition
+from services.rewards.domain.templates import TEMPLATES
 from shared.contract import EVENT_TYPES
 from shared.db import make_engine
 from tests.builders import make_event
@@ -224,12 +229,13 @@ PathParams = dict[str, str]
 @dataclass(frozen=True)
 class Owned:
     """One kind of owned object. `make` creates one for `team` through a client carrying the
-    team's campaign-owner key and returns its path parameters; `operations` are every operation
-    naming it in the path, with a valid body where one is taken (a body that fails validation
-    is refused before the team is looked at)."""
+    team's campaign-owner key (and the stack's database URL, for what no API makes on demand)
+    and returns its path parameters; `operations` are every operation naming it in the path,
+    with a valid body where one is taken (a body that fails validation is refused before the
+    team is looked at)."""
 
     what: str
-    make: Callable[[httpx.Client, str], PathParams]
+    make: Callable[[httpx.Client, str, str], PathParams]
     operations: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
 
 
@@ -252,13 +258,13 @@ def post_broadcast(client: httpx.Client, template: str) -> int:
     return int(r.json()["broadcast_id"])
 
 
-def make_broadcast(client: httpx.Client, team: str) -> PathParams:
+def make_broadcast(client: httpx.Client, team: str, _database_url: str) -> PathParams:
     """A pending broadcast of `team`, sending its own template."""
     put_template(client, f"authz_b_{team}")
     return {"broadcast_id": str(post_broadcast(client, f"authz_b_{team}"))}
 
 
-def make_template(client: httpx.Client, team: str) -> PathParams:
+def make_template(client: httpx.Client, team: str, _database_url: str) -> PathParams:
     """A template of `team` with a pending version: a broadcast still uses it."""
     name = f"authz_t_{team}"
     put_template(client, name)
@@ -269,9 +275,94 @@ def make_template(client: httpx.Client, team: str) -> PathParams:
     return {"name": name, "channel": "im", "locale": "en", "version": version}
 
 
+# A rewards campaign of January 2030: version 1 a draft, its one rule `chief-credit` monthly.
+WINDOW = {"starts_at": "2030-01-01T00:00:00+08:00", "ends_at": "2030-02-01T00:00:00+08:00"}
+DRAFT = CampaignDefinition.model_validate(
+    TEMPLATES["tribe_chief"](*(datetime.fromisoformat(WINDOW[k]) for k in ("starts_at", "ends_at")))
+).model_dump(mode="json")
+
+
+def make_campaign(client: httpx.Client, team: str, _database_url: str) -> PathParams:
+    """A draft campaign of `team`, with its first version, rule and period."""
+    r = client.post("/v1/campaigns", json={"template": "tribe_chief", **WINDOW})
+    assert r.status_code == 201, r.text
+    assert r.json()["team"] == team
+    return {"campaign_id": r.json()["campaign_id"], "version": "1", "rule_id": "chief-credit",
+            "period": "2030-01"}  # fmt: skip
+
+
+def make_grant(client: httpx.Client, team: str, database_url: str) -> PathParams:
+    """A granted grant of a campaign of `team`, written straight into rewards' ledger: settling
+    one needs a month of metrics, and what is tested here is only whose it is."""
+    campaign_id = make_campaign(client, team, database_url)["campaign_id"]
+
+    async def insert() -> int:
+        engine = make_engine(database_url, "rewards", pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                return int(
+                    await conn.scalar(
+                        text(
+                            "INSERT INTO grants (campaign_id, version, rule_id, role, user_id, "
+                            "period, status, items, fulfil_by, explanation, fulfilment_status) "
+                            "VALUES (:c, 1, 'chief-credit', 'owner', 'authz.u1', '2030-01', "
+                            '\'granted\', \'[{"kind": "credit_fen", "amount": 100}]\', '
+                            "'2030-02-15', '{}', 'pending') RETURNING grant_id"
+                        ),
+                        {"c": campaign_id},
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    # This test is synchronous, its event loop idle: the insert runs on a loop of its own.
+    with ThreadPoolExecutor(1) as pool:
+        grant_id = pool.submit(asyncio.run, insert()).result()
+    r = client.get(f"/v1/grants/{grant_id}")
+    assert r.status_code == 200 and r.json()["campaign_id"] == campaign_id, r.text
+    return {"grant_id": str(grant_id)}
+
+
 TEMPLATE = "/v1/templates/{name}/{channel}/{locale}"
 BROADCAST = "/v1/broadcasts/{broadcast_id}"
+CAMPAIGN = "/v1/campaigns/{campaign_id}"
+VERSION = f"{CAMPAIGN}/versions/{{version}}"
+PERIOD = f"{CAMPAIGN}/periods/{{period}}"
+LISTS = {"user_ids": ["authz.u9"], "group_ids": [], "reason": "matrix"}
 OWNED: dict[str, list[Owned]] = {
+    "rewards": [
+        # In this order on one campaign: the team's keys and admin pass each in turn, so the
+        # lists are set before admin authors a version (an author may not keep them), and each
+        # step of the lifecycle finds the state the step before left.
+        Owned("campaign", make_campaign, {
+            ("GET", CAMPAIGN): None,
+            ("GET", f"{CAMPAIGN}/exclusions"): None,
+            ("PUT", f"{CAMPAIGN}/exclusions"): LISTS,
+            ("GET", f"{CAMPAIGN}/enrollments"): None,
+            ("GET", f"{CAMPAIGN}/audit"): None,
+            ("GET", f"{CAMPAIGN}/draws"): None,
+            ("GET", f"{CAMPAIGN}/draws/{{rule_id}}/{{period}}"): None,
+            ("GET", f"{CAMPAIGN}/settlements"): None,
+            ("GET", f"{CAMPAIGN}/report"): None,
+            ("GET", f"{PERIOD}/held"): None,
+            ("POST", f"{PERIOD}:release"): None,
+            ("POST", f"{PERIOD}:exclude"): LISTS,
+            ("POST", f"{VERSION}:simulate"): {"from": "2030-01-01", "to": "2030-01-31"},
+            ("POST", f"{VERSION}:submit"): None,
+            ("POST", f"{VERSION}:reject"): None,
+            ("POST", f"{VERSION}:approve"): None,
+            ("POST", f"{CAMPAIGN}:activate"): None,
+            ("POST", f"{CAMPAIGN}:pause"): None,
+            ("POST", f"{CAMPAIGN}:resume"): None,
+            ("POST", f"{CAMPAIGN}:end"): None,
+            ("PUT", f"{CAMPAIGN}/draft"): DRAFT,
+            ("POST", f"{CAMPAIGN}/versions:fork"): {"from_version": 1},
+        }),
+        Owned("grant", make_grant, {
+            ("GET", "/v1/grants/{grant_id}"): None,
+            ("POST", "/v1/grants/{grant_id}:revoke"): {"reason": "matrix"},
+        }),
+    ],
     "notify": [
         Owned("broadcast", make_broadcast, {
             ("GET", BROADCAST): None,
@@ -291,6 +382,12 @@ OWNED: dict[str, list[Owned]] = {
 }  # fmt: skip
 # Operations with a path id that name no team's object, and why.
 UNOWNED: dict[str, dict[tuple[str, str], str]] = {
+    "rewards": {
+        ("POST", f"{CAMPAIGN}/enrollments"): "the group owner's token or a platform key, acting "
+        "for a user: enrolling is the group's choice, not the campaign team's (SPEC §14)",
+        ("POST", "/v1/grants/{grant_id}:fulfil"): "fulfilment systems credit every team's rewards",
+        ("GET", "/v1/users/{user_id}/timeline"): "the care view: a user's grants, of every team",
+    },
     "notify": {
         ("PUT", "/v1/policies/{category}"): "admin only: policies are global",
         ("PUT", "/v1/users/{user_id}/opt-out"): "admin only: a user, not a team's object",
@@ -321,8 +418,9 @@ def other_team(r: httpx.Response) -> bool:
 
 @pytest.mark.parametrize("service", list(OWNED))
 def test_every_operation_on_an_object_admits_its_team_and_admin_only(
-    services: dict[str, ServiceProcess], keys: Keys, team_keys: TeamKeys, service: str
+    services: dict[str, ServiceProcess], stack: Stack, keys: Keys, team_keys: TeamKeys, service: str
 ) -> None:
+    assert stack.database_url
     own, other = TEAMS
     no_team = role_keys(keys)  # the session's keys have no team
     wrong: list[str] = []
@@ -331,7 +429,7 @@ def test_every_operation_on_an_object_admits_its_team_and_admin_only(
         for kind in OWNED[service]:
             owner = {"Authorization": f"Bearer {team_keys[own]['campaign_owner']}"}
             with httpx.Client(base_url=services[service].url, timeout=30, headers=owner) as c:
-                params = kind.make(c, own)
+                params = kind.make(c, own, stack.database_url)
             for (method, path), body in kind.operations.items():
                 url = path.format(**params)
                 callers = [

@@ -30,6 +30,7 @@ from services.rewards.domain.fulfilment import FulfilmentReport
 from services.rewards.domain.holdout import Holdout
 from services.rewards.store import holdouts, ledger
 from services.rewards.usecases.report import ReportRequest, campaign_report
+from shared.auth import Principal, Role
 from shared.db import make_engine, make_sessionmaker, migrate
 from shared.records import GrantRecord
 from tests.integration.conftest import Keys
@@ -38,6 +39,7 @@ from tests.reference import report_model as ref
 pytestmark = pytest.mark.asyncio
 SCHEMA = "rewards_report_test"
 TZ = ZoneInfo("Asia/Shanghai")
+READER = Principal("k_report", "report", frozenset({Role.VIEWER}), 1.0)  # no team, as CAMPAIGN
 CAMPAIGN = "cmp_00000000a11c"
 HOLDOUT = 20
 EFFECT = 8.0
@@ -184,7 +186,7 @@ async def test_the_report_equals_the_reference(
     w = World(seed="c0ffee" * 10)
     await feed(sessions, w)
     now = datetime(2026, 4, 20, tzinfo=UTC)  # grants due by 04-10 and not fulfilled: overdue
-    doc = await campaign_report(sessions, ReportRequest(CAMPAIGN), TZ, now, told)
+    doc = await campaign_report(sessions, ReportRequest(CAMPAIGN), READER, TZ, now, told)
 
     periods = {(p["rule_id"], p["period"]): p for p in doc["periods"]}
     for rule, exp in (("checkin", w.checkin), ("draw", w.draw)):

@@ -26,8 +26,7 @@ from services.rewards.api.schemas import (
 from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.periods import CAMPAIGN_PERIOD, label_first_day
 from services.rewards.domain.templates import TEMPLATES
-from services.rewards.store import campaigns, draws, holdouts, settle
-from services.rewards.usecases import simulate
+from services.rewards.usecases import campaigns, simulate
 from services.rewards.usecases.enroll import enroll_group
 from shared.api_auth import (
     RequireApprover,
@@ -112,22 +111,26 @@ async def create_campaign(
             definition = CampaignDefinition.model_validate(doc)
         except ValidationError as exc:
             raise ValidationFailed(str(exc.errors()[0]["msg"]), code="invalid_window") from None
-    return await campaigns.create(session, definition, body.template, owner.key_id)
+    return await campaigns.create_campaign(session, definition, body.template, owner)
 
 
-@router.get("/campaigns", response_model=Page[CampaignSummary], summary="Campaigns, by id")
+@router.get(
+    "/campaigns",
+    response_model=Page[CampaignSummary],
+    summary="Campaigns of the key's team (every team's for admin), by id",
+)
 async def list_campaigns(
-    session: SessionDep, _: RequireCampaignReader, page: PageParams
+    session: SessionDep, reader: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    items = await campaigns.list_page(session, page.limit, _after_text(page))
+    items = await campaigns.list_campaigns(session, reader, page.limit, _after_text(page))
     return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["campaign_id"]])}
 
 
 @router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="One campaign")
 async def get_campaign(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader
 ) -> dict[str, Any]:
-    return await campaigns.get(session, campaign_id)
+    return await campaigns.get_campaign(session, campaign_id, reader)
 
 
 @router.put(
@@ -141,7 +144,7 @@ async def edit_draft(
     session: UnitOfWork,
     owner: RequireCampaignOwner,
 ) -> dict[str, Any]:
-    return await campaigns.edit(session, campaign_id, definition, owner.key_id)
+    return await campaigns.edit_draft(session, campaign_id, definition, owner)
 
 
 @router.post(
@@ -153,7 +156,7 @@ async def edit_draft(
 async def fork_version(
     campaign_id: CampaignId, body: ForkVersion, session: UnitOfWork, owner: RequireCampaignOwner
 ) -> dict[str, Any]:
-    return await campaigns.fork(session, campaign_id, body.from_version, owner.key_id)
+    return await campaigns.fork_version(session, campaign_id, body.from_version, owner)
 
 
 @router.post(
@@ -164,7 +167,7 @@ async def fork_version(
 async def submit_version(
     campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, owner: RequireCampaignOwner
 ) -> dict[str, Any]:
-    return await campaigns.review(session, campaign_id, version, "submit", owner.key_id)
+    return await campaigns.review_version(session, campaign_id, version, "submit", owner)
 
 
 @router.post(
@@ -175,7 +178,7 @@ async def submit_version(
 async def approve_version(
     campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, approver: RequireApprover
 ) -> dict[str, Any]:
-    return await campaigns.review(session, campaign_id, version, "approve", approver.key_id)
+    return await campaigns.review_version(session, campaign_id, version, "approve", approver)
 
 
 @router.post(
@@ -186,17 +189,14 @@ async def approve_version(
 async def reject_version(
     campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, approver: RequireApprover
 ) -> dict[str, Any]:
-    return await campaigns.review(session, campaign_id, version, "reject", approver.key_id)
+    return await campaigns.review_version(session, campaign_id, version, "reject", approver)
 
 
 def _state_route(action: str, summary: str) -> None:
     async def change_state(
         campaign_id: CampaignId, session: UnitOfWork, owner: RequireCampaignOwner, tz: TimeZone
     ) -> dict[str, Any]:
-        after = await campaigns.run_state(session, campaign_id, action, owner.key_id, tz)
-        if action == "activate":  # the holdout's seed hash is public from the first activation
-            await holdouts.commit_seed(session, campaign_id)
-        return after
+        return await campaigns.change_state(session, campaign_id, action, owner, tz)
 
     change_state.__name__ = f"{action}_campaign"
     router.post(f"/campaigns/{{campaign_id}}:{action}", response_model=Campaign, summary=summary)(
@@ -234,9 +234,11 @@ async def enroll(
     summary="Enrollments",
 )
 async def list_enrollments(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    items = await campaigns.enrollments_page(session, campaign_id, page.limit, _after_text(page))
+    items = await campaigns.list_enrollments(
+        session, campaign_id, reader, page.limit, _after_text(page)
+    )
     return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["group_id"]])}
 
 
@@ -246,12 +248,11 @@ async def list_enrollments(
     summary="Every change to the campaign: who, when, before and after",
 )
 async def campaign_audit(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    await campaigns.get(session, campaign_id)
     after = page.after(single_int)
     items = await campaigns.audit_page(
-        session, f"campaign:{campaign_id}", page.limit, None if after is None else int(after[0])
+        session, campaign_id, reader, page.limit, None if after is None else int(after[0])
     )
     return {"items": items, "next_cursor": page.next_cursor(items, lambda i: [i["id"]])}
 
@@ -262,10 +263,9 @@ async def campaign_audit(
     summary="Draws: seed hashes (published at activation), seeds once drawn",
 )
 async def list_draws(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader
 ) -> list[dict[str, Any]]:
-    await campaigns.get(session, campaign_id)
-    return await draws.draws_of(session, campaign_id)
+    return await campaigns.list_draws(session, campaign_id, reader)
 
 
 @router.get(
@@ -278,10 +278,10 @@ async def get_draw(
     rule_id: RuleId,
     period: PeriodLabel,
     session: SessionDep,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
 ) -> dict[str, Any]:
     period_label("period", period)
-    return await draws.draw_of(session, campaign_id, rule_id, period)
+    return await campaigns.get_draw(session, campaign_id, rule_id, period, reader)
 
 
 @router.get(
@@ -291,10 +291,11 @@ async def get_draw(
     "reason and the next attempt",
 )
 async def list_settlements(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader, page: PageParams
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader, page: PageParams
 ) -> dict[str, Any]:
-    await campaigns.get(session, campaign_id)
-    items = await settle.settlements_page(session, campaign_id, page.limit, _after_text(page))
+    items = await campaigns.list_settlements(
+        session, campaign_id, reader, page.limit, _after_text(page)
+    )
     return {
         "items": items,
         "next_cursor": page.next_cursor(items, lambda i: [f"{i['rule_id']}/{i['period']}"]),
@@ -317,10 +318,10 @@ async def simulate_version(
     version: VersionNo,
     body: Annotated[SimulationRequest, Body()],
     sessions: Sessions,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     tz: TimeZone,
 ) -> dict[str, Any]:
     request = simulate.SimulationRequest(
         campaign_id, version, body.from_day, body.to_day, body.sample, body.against
     )
-    return await simulate.simulate_version(sessions, request, tz, datetime.now(UTC))
+    return await simulate.simulate_version(sessions, request, reader, tz, datetime.now(UTC))

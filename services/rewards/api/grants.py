@@ -15,11 +15,11 @@ from services.rewards.api.deps import RequireFulfiller, Sessions, SettlerDep
 from services.rewards.api.schemas import Fulfil, Grant, Revoke, SettlementRunResult
 from services.rewards.domain.fulfilment import FulfilmentReport, fulfilment_view
 from services.rewards.store import ledger
+from services.rewards.usecases import campaigns
 from services.rewards.usecases import fulfil as fulfilments
 from services.rewards.usecases import revoke as revocation
 from shared.api_auth import RequireAdmin, RequireCampaignOwner, RequireCampaignReader
 from shared.api_deps import SessionDep, TimeZone, UserIdQuery
-from shared.errors import NotFound
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import Page, PageParams, single_int
 
@@ -42,10 +42,14 @@ def shown(grant: dict[str, Any], today: date) -> dict[str, Any]:
     return {**grant, "fulfilment": view}
 
 
-@router.get("/grants", response_model=Page[Grant], summary="Grants, oldest first, filtered")
+@router.get(
+    "/grants",
+    response_model=Page[Grant],
+    summary="Grants of the key's team's campaigns (every team's for admin), oldest first, filtered",
+)
 async def list_grants(
     session: SessionDep,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     page: PageParams,
     tz: TimeZone,
     campaign_id: Annotated[str | None, Query(pattern=r"^cmp_[0-9a-f]{12}$")] = None,
@@ -73,8 +77,8 @@ async def list_grants(
         campaign_id, user_id, rule_id, period, status, fulfilment, today=today
     )
     after = page.after(single_int)
-    items = await ledger.grants_page(
-        session, filters, page.limit, None if after is None else int(after[0])
+    items = await campaigns.list_grants(
+        session, filters, reader, page.limit, None if after is None else int(after[0])
     )
     return {
         "items": [shown(g, today) for g in items],
@@ -87,12 +91,9 @@ GrantId = Annotated[int, Path(ge=1, le=2**62)]
 
 @router.get("/grants/{grant_id}", response_model=Grant, summary="One grant with its explanation")
 async def get_grant(
-    grant_id: GrantId, session: SessionDep, _: RequireCampaignReader, tz: TimeZone
+    grant_id: GrantId, session: SessionDep, reader: RequireCampaignReader, tz: TimeZone
 ) -> dict[str, Any]:
-    grant = await ledger.grant_by_id(session, grant_id)
-    if grant is None:
-        raise NotFound(f"no grant {grant_id}", code="grant_not_found")
-    return shown(grant, local_today(tz))
+    return shown(await campaigns.owned_grant(session, grant_id, reader), local_today(tz))
 
 
 @router.post(
@@ -113,14 +114,12 @@ async def fulfil_grant(
     "/grants/{grant_id}:revoke",
     response_model=Grant,
     summary="Revoke a granted grant not yet fulfilled (a recorded state change; its budget is "
-    "released)",
+    "released) — by the campaign's team or admin",
 )
 async def revoke_grant(
     grant_id: GrantId, body: Revoke, sessions: Sessions, owner: RequireCampaignOwner, tz: TimeZone
 ) -> dict[str, Any]:
-    grant = await revocation.revoke_grant(
-        sessions, grant_id, body.reason, owner.key_id, datetime.now(UTC)
-    )
+    grant = await revocation.revoke_grant(sessions, grant_id, body.reason, owner, datetime.now(UTC))
     return shown(grant, local_today(tz))
 
 

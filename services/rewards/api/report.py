@@ -44,7 +44,7 @@ def _notify(request: Request) -> NotifyCounts | None:
 async def campaign_report(
     campaign_id: Annotated[str, Path(pattern=r"^cmp_[0-9a-f]{12}$", description="cmp_…")],
     sessions: Sessions,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     tz: TimeZone,
     notify: Annotated[NotifyCounts | None, Depends(_notify)],
     first: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
@@ -66,7 +66,12 @@ async def campaign_report(
         metric,
     )
     doc = await report.campaign_report(
-        sessions, request, tz, datetime.now(UTC), None if notify is None else notify.campaign
+        sessions,
+        request,
+        reader,
+        tz,
+        datetime.now(UTC),
+        None if notify is None else notify.campaign,
     )
     if format == "csv" or (format is None and accept is not None and "text/csv" in accept):
         return Response(report.report_csv(doc), media_type="text/csv; charset=utf-8")

@@ -23,6 +23,7 @@ from services.rewards.domain import exclusions
 from services.rewards.domain.periods import CAMPAIGN_PERIOD, label_days
 from services.rewards.domain.review import period_days
 from services.rewards.store import campaigns, ledger
+from services.rewards.usecases import campaigns as owned
 from services.rewards.usecases import review
 from shared.api_auth import RequireApprover, RequireCampaignReader
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
@@ -52,12 +53,12 @@ async def list_held(
     campaign_id: CampaignId,
     period: PeriodLabel,
     session: SessionDep,
-    _: RequireCampaignReader,
+    reader: RequireCampaignReader,
     page: PageParams,
     tz: TimeZone,
 ) -> dict[str, Any]:
     period_label("period", period)
-    doc = await campaigns.get(session, campaign_id)
+    doc = await owned.get_campaign(session, campaign_id, reader)
     if period == CAMPAIGN_PERIOD:  # the window's days, of the version that settled it
         version = doc["live_version"] or doc["versions"][-1]["version"]
         definition = await campaigns.version_definition(session, campaign_id, version)
@@ -95,7 +96,7 @@ async def release_period(
 ) -> dict[str, Any]:
     period_label("period", period)
     return await review.release_period(
-        sessions, campaign_id, period, approver.key_id, datetime.now(UTC), tz
+        sessions, campaign_id, period, approver, datetime.now(UTC), tz
     )
 
 
@@ -115,7 +116,7 @@ async def exclude_subjects(
     period_label("period", period)
     subjects = exclusions.Exclusions(frozenset(body.user_ids), frozenset(body.group_ids))
     return await review.exclude_subjects(
-        sessions, campaign_id, period, subjects, body.reason, approver.key_id, datetime.now(UTC)
+        sessions, campaign_id, period, subjects, body.reason, approver, datetime.now(UTC)
     )
 
 
@@ -125,9 +126,9 @@ async def exclude_subjects(
     summary="The users and groups that never win in this campaign",
 )
 async def get_exclusions(
-    campaign_id: CampaignId, session: SessionDep, _: RequireCampaignReader
+    campaign_id: CampaignId, session: SessionDep, reader: RequireCampaignReader
 ) -> dict[str, Any]:
-    return await review.get_exclusions(session, campaign_id)
+    return await review.get_exclusions(session, campaign_id, reader)
 
 
 @router.put(
@@ -144,4 +145,4 @@ async def put_exclusions(
     editor: RequireApprover,
 ) -> dict[str, Any]:
     lists = exclusions.Exclusions(frozenset(body.user_ids), frozenset(body.group_ids))
-    return await review.put_exclusions(session, campaign_id, lists, body.reason, editor.key_id)
+    return await review.put_exclusions(session, campaign_id, lists, body.reason, editor)

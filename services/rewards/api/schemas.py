@@ -173,6 +173,10 @@ class Campaign(BaseModel):
     live_version: int | None = Field(description="The version grants come from now")
     created_by: str
     created_at: datetime
+    team: str | None = Field(
+        description="The team it belongs to (its creator key's; none = made by a key without a "
+        "team): only that team's keys and admin keys act on it and its grants"
+    )
     versions: list[Version]
     budgets: list[Budget]
 
@@ -186,6 +190,7 @@ class CampaignSummary(BaseModel):
     newest_version: int
     created_by: str
     created_at: datetime
+    team: str | None = Field(description="The team it belongs to (none: no team)")
 
 
 class Enrollment(BaseModel):

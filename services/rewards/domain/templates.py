@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from services.rewards.domain.prices import SUGGESTED_FEN
+
 Template = Callable[[datetime, datetime], dict[str, Any]]
 
 
@@ -220,13 +222,46 @@ def invite_friends(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
     }
 
 
+# What a unit of each kind costs (SPEC §10 unit prices; domain/prices.py's suggestions, in fen).
+# A "My Fetion" prize is the business's to set: 500 yuan stands in until it does.
+PRIZE_PLACEHOLDER_FEN = 50_000.0
+
+
+def _kinds(node: Any) -> set[str]:
+    """Every reward kind a definition can pay."""
+    if isinstance(node, dict):
+        found = {node["kind"]} if isinstance(node.get("kind"), str) and "amount" in node else set()
+        if isinstance(node.get("reward_kind"), str):  # a scaled rule pays one kind
+            found.add(node["reward_kind"])
+        return found.union(*(_kinds(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_kinds(v) for v in node))
+    return set()
+
+
+def priced(template: Template) -> Template:
+    """The template with `unit_prices` for every kind it pays, so reports give money."""
+
+    def definition(starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+        doc = template(starts_at, ends_at)
+        prices = {**SUGGESTED_FEN, "prize": PRIZE_PLACEHOLDER_FEN}
+        doc["unit_prices"] = {k: prices[k] for k in sorted(_kinds(doc)) if k in prices}
+        return doc
+
+    definition.__name__ = template.__name__
+    return definition
+
+
 TEMPLATES: dict[str, Template] = {
-    "my_fetion_my_group": my_fetion_my_group,
-    "tribe_chief": tribe_chief,
-    "daily_checkin_draw": daily_checkin_draw,
-    "new_friend_draw": new_friend_draw,
-    "play_and_get_gifts": play_and_get_gifts,
-    "invite_friends": invite_friends,
-    "my_fetion_annual": my_fetion_annual,
-    "weekend_chat_boost": weekend_chat_boost,
+    name: priced(t)
+    for name, t in {
+        "my_fetion_my_group": my_fetion_my_group,
+        "tribe_chief": tribe_chief,
+        "daily_checkin_draw": daily_checkin_draw,
+        "new_friend_draw": new_friend_draw,
+        "play_and_get_gifts": play_and_get_gifts,
+        "invite_friends": invite_friends,
+        "my_fetion_annual": my_fetion_annual,
+        "weekend_chat_boost": weekend_chat_boost,
+    }.items()
 }

@@ -24,6 +24,7 @@ from services.rewards.store.snapshots import group_owner
 from shared.audit import audit
 from shared.db import jsonb
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.ownership import TeamScope
 
 log = logging.getLogger(__name__)
 UNREADABLE = Counter(
@@ -52,7 +53,7 @@ async def get(session: AsyncSession, campaign_id: str, *, lock: bool = False) ->
     row = (
         await session.execute(
             text(
-                "SELECT campaign_id, template, created_by, created_at, live_version, state "
+                "SELECT campaign_id, template, created_by, created_at, live_version, state, team "
                 f"FROM campaigns WHERE campaign_id = :c{' FOR UPDATE' if lock else ''}"
             ),
             {"c": campaign_id},
@@ -80,31 +81,56 @@ async def get(session: AsyncSession, campaign_id: str, *, lock: bool = False) ->
     return doc
 
 
-async def list_page(session: AsyncSession, limit: int, after: str | None) -> list[dict[str, Any]]:
+async def team_of(session: AsyncSession, campaign_id: str, *, lock: bool = False) -> str | None:
+    """The team the campaign belongs to (None: no team); 404 for an unknown campaign."""
+    row = (
+        await session.execute(
+            text(
+                f"SELECT team FROM campaigns WHERE campaign_id = :c{' FOR UPDATE' if lock else ''}"
+            ),
+            {"c": campaign_id},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no campaign '{campaign_id}'", code="campaign_not_found")
+    team: str | None = row.team
+    return team
+
+
+async def list_page(
+    session: AsyncSession, scope: TeamScope, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    """The campaigns `scope` shows, by id."""
+    in_scope, params = scope.where("c.team")
     rows = await session.execute(
         text(
             "SELECT c.campaign_id, c.template, c.state, c.live_version, c.created_by, "
-            "c.created_at, v.definition->>'name' AS name, v.version AS newest_version "
+            "c.created_at, c.team, v.definition->>'name' AS name, v.version AS newest_version "
             "FROM campaigns c JOIN LATERAL (SELECT version, definition FROM campaign_versions "
             "WHERE campaign_id = c.campaign_id ORDER BY version DESC LIMIT 1) v ON true "
-            "WHERE (CAST(:after AS text) IS NULL OR c.campaign_id > :after) "
+            f"WHERE {in_scope} AND (CAST(:after AS text) IS NULL OR c.campaign_id > :after) "
             "ORDER BY c.campaign_id LIMIT :n"
         ),
-        {"after": after, "n": limit},
+        {**params, "after": after, "n": limit},
     )
     return [dict(r._mapping) for r in rows]
 
 
 async def create(
-    session: AsyncSession, definition: CampaignDefinition, template: str | None, actor: str
+    session: AsyncSession,
+    definition: CampaignDefinition,
+    template: str | None,
+    actor: str,
+    team: str | None,
 ) -> dict[str, Any]:
+    """A new campaign of `team` (its creator key's; SPEC §15), version 1 a draft."""
     campaign_id = f"cmp_{secrets.token_hex(6)}"
     await session.execute(
         text(
-            "INSERT INTO campaigns (campaign_id, template, created_by, state) "
-            "VALUES (:c, :t, :by, 'draft')"
+            "INSERT INTO campaigns (campaign_id, template, created_by, state, team) "
+            "VALUES (:c, :t, :by, 'draft', :team)"
         ),
-        {"c": campaign_id, "t": template, "by": actor},
+        {"c": campaign_id, "t": template, "by": actor, "team": team},
     )
     await session.execute(
         text(

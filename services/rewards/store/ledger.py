@@ -30,6 +30,7 @@ from services.rewards.domain.fulfilment import (
 from services.rewards.domain.holdout import HELD_OUT, Holdout
 from services.rewards.domain.review import EXCLUDED, HELD, VersionPeople
 from shared.db import jsonb
+from shared.ownership import TeamScope
 from shared.records import GrantRecord
 
 GRANTS = Counter(
@@ -460,9 +461,9 @@ class GrantFilters:
 
 
 async def grants_page(
-    session: AsyncSession, filters: GrantFilters, limit: int, after: int | None
+    session: AsyncSession, filters: GrantFilters, scope: TeamScope, limit: int, after: int | None
 ) -> list[dict[str, Any]]:
-    """Grants matching the filters, by id."""
+    """Grants matching the filters, of the campaigns `scope` shows (SPEC §15), by id."""
     columns = {k: v for k, v in asdict(filters).items() if k not in {"fulfilment", "today"}}
     given = {column: v for column, v in columns.items() if v is not None}
     conditions = [f"{column} = :{column}" for column in sorted(given)]
@@ -470,6 +471,13 @@ async def grants_page(
         assert filters.today is not None, "the fulfilment a reader sees depends on the day"
         conditions.append(f"{FULFILMENT_VIEW_SQL} = :fulfilment")
         given |= {"fulfilment": filters.fulfilment, "today": filters.today}
+    if not scope.every_team:  # a grant is its campaign's team's
+        in_scope, params = scope.where("c.team")
+        conditions.append(
+            "EXISTS (SELECT 1 FROM campaigns c WHERE c.campaign_id = grants.campaign_id "
+            f"AND {in_scope})"
+        )
+        given |= params
     where = " AND ".join(conditions) or "true"
     rows = await session.execute(
         text(

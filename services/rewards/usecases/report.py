@@ -18,7 +18,9 @@ from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.holdout import uplift_of
 from services.rewards.store import campaigns, holdouts
 from services.rewards.store import report as counts
+from shared.auth import Principal
 from shared.errors import ValidationFailed
+from shared.ownership import check_team
 
 REPORT_WORK_MEM = "256MB"
 NoticeCounts = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -53,17 +55,20 @@ def period_labels(first: date, last: date) -> list[str]:
 async def campaign_report(
     sessions: async_sessionmaker[AsyncSession],
     request: ReportRequest,
+    reader: Principal,
     tz: ZoneInfo,
     now: datetime,
     notices: NoticeCounts | None,
 ) -> dict[str, Any]:
-    """The report as a document; 404 for an unknown campaign, 422 for an empty range."""
+    """The report as a document; 404 for an unknown campaign, 403 `other_team` for another
+    team's, 422 for an empty range."""
     today = now.astimezone(tz).date()
     async with sessions() as session, session.begin():
         await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         # Grouping a million grants by user hashes in memory rather than spilling to disk.
         await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
         doc = await campaigns.get(session, request.campaign_id)
+        check_team(reader, doc["team"], f"campaign {request.campaign_id}")
         version, d = _definition(doc)
         window = (
             d.starts_at.astimezone(tz).date(),

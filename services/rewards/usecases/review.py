@@ -4,7 +4,8 @@ Release: the period's held grants become granted and are published through the o
 same transaction — once: a second release finds nothing held. Subjects on the campaign's
 exclusion list at release time are excluded instead. Exclude: the period's held grants of the
 named users or groups become `excluded` with the reason, never published. Both only by an
-approver who neither authored nor submitted the version (domain/review.py); both audited.
+approver who neither authored nor submitted the version (domain/review.py), of the campaign's
+team (or admin); both audited.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from services.rewards.store.exclusions import (
     replace_exclusions,
     version_people,
 )
+from services.rewards.usecases.campaigns import owned_campaign
 from shared.audit import audit
+from shared.auth import Principal
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -34,11 +37,18 @@ def _ids(rows: Sequence[dict[str, Any]]) -> list[int]:
 
 
 async def release_period(
-    sessions: Sessions, campaign_id: str, period: str, actor: str, now: datetime, tz: ZoneInfo
+    sessions: Sessions,
+    campaign_id: str,
+    period: str,
+    approver: Principal,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> dict[str, Any]:
     """Publish the period's held grants (those of excluded subjects excluded instead)."""
+    actor = approver.key_id
     async with sessions() as session, session.begin():
-        doc = await campaigns.get(session, campaign_id, lock=True)
+        await owned_campaign(session, campaign_id, approver, lock=True)
+        doc = await campaigns.get(session, campaign_id)
         check_reviewer(await ledger.period_versions(session, campaign_id, period), actor)
         listed = await ledger.exclude_held(
             session, campaign_id, period, await exclusions_of(session, campaign_id),
@@ -71,12 +81,13 @@ async def exclude_subjects(
     period: str,
     subjects: Exclusions,
     reason: str,
-    actor: str,
+    approver: Principal,
     now: datetime,
 ) -> dict[str, Any]:
     """The period's held grants of these users or groups become excluded, with the reason."""
+    actor = approver.key_id
     async with sessions() as session, session.begin():
-        await campaigns.get(session, campaign_id, lock=True)
+        await owned_campaign(session, campaign_id, approver, lock=True)
         check_reviewer(await ledger.period_versions(session, campaign_id, period), actor)
         excluded = await ledger.exclude_held(
             session, campaign_id, period, subjects, reason, actor, now
@@ -99,12 +110,13 @@ async def exclude_subjects(
 
 
 async def put_exclusions(
-    session: AsyncSession, campaign_id: str, lists: Exclusions, reason: str, actor: str
+    session: AsyncSession, campaign_id: str, lists: Exclusions, reason: str, editor: Principal
 ) -> dict[str, Any]:
     """Replace the campaign's lists; audited with before and after. Only by an approver who
     wrote and submitted none of its versions: a list decides who can win, so an author must
     not keep one (they could pass over rivals without a second pair of eyes)."""
-    await campaigns.get(session, campaign_id, lock=True)
+    actor = editor.key_id
+    await owned_campaign(session, campaign_id, editor, lock=True)
     check_reviewer(await version_people(session, campaign_id), actor)
     before = exclusion_document(campaign_id, await exclusions_of(session, campaign_id))
     await replace_exclusions(session, campaign_id, lists.users, lists.groups)
@@ -116,8 +128,10 @@ async def put_exclusions(
     return after
 
 
-async def get_exclusions(session: AsyncSession, campaign_id: str) -> dict[str, Any]:
-    await campaigns.get(session, campaign_id)
+async def get_exclusions(
+    session: AsyncSession, campaign_id: str, reader: Principal
+) -> dict[str, Any]:
+    await owned_campaign(session, campaign_id, reader)
     return exclusion_document(campaign_id, await exclusions_of(session, campaign_id))
 
 

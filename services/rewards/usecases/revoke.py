@@ -10,22 +10,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.rewards.domain.fulfilment import FULFILLED
 from services.rewards.store import ledger
+from services.rewards.usecases.campaigns import owned_grant
 from shared.audit import audit
-from shared.errors import Conflict, NotFound
+from shared.auth import Principal
+from shared.errors import Conflict
 
 
 async def revoke_grant(
     sessions: async_sessionmaker[AsyncSession],
     grant_id: int,
     reason: str,
-    actor: str,
+    revoking: Principal,
     now: datetime,
 ) -> dict[str, Any]:
-    """The revoked grant; 404 if there is none, 409 unless it is granted and not fulfilled."""
+    """The revoked grant; 404 if there is none, 403 `other_team` unless the key acts for its
+    campaign's team (or is admin), 409 unless it is granted and not fulfilled."""
+    actor = revoking.key_id
     async with sessions() as session, session.begin():
-        before = await ledger.grant_by_id(session, grant_id)
-        if before is None:
-            raise NotFound(f"no grant {grant_id}", code="grant_not_found")
+        before = await owned_grant(session, grant_id, revoking)
         await ledger.lock_campaign_grants(session, before["campaign_id"])
         after = await ledger.revoke_grant(session, grant_id, reason, now)
         if after is None:

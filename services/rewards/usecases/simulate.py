@@ -21,8 +21,10 @@ from services.rewards.domain.simulation import Simulation, diff, outcome, summar
 from services.rewards.store import campaigns
 from services.rewards.store.draws import revealed_seeds
 from services.rewards.store.inputs import DrawFn, StoredInputs
+from shared.auth import Principal
 from shared.errors import EngageError, ValidationFailed
 from shared.failures import failure_reason, is_transient
+from shared.ownership import check_team
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +40,23 @@ class SimulationRequest:
 async def simulate_version(
     sessions: async_sessionmaker[AsyncSession],
     request: SimulationRequest,
+    reader: Principal,
     tz: ZoneInfo,
     now: datetime,
 ) -> dict[str, Any]:
     """The version's grants over [first, last], their summary and the diff from the live one.
 
-    A version that cannot be simulated (a stored definition that no longer validates, a
-    window whose periods cannot be represented, a stored value that is not a number) is the
-    request's problem: 422 `simulation_failed` with the reason, not a 500.
+    Only by a reader of the campaign's team (or admin). A version that cannot be simulated (a
+    stored definition that no longer validates, a window whose periods cannot be represented, a
+    stored value that is not a number) is the request's problem: 422 `simulation_failed` with
+    the reason, not a 500.
     """
     r = request
     try:
         async with sessions() as session, session.begin():
             await session.execute(campaigns.READ_ONLY)
             doc = await campaigns.get(session, r.campaign_id)
+            check_team(reader, doc["team"], f"campaign {r.campaign_id}")  # before the version
             definition = await campaigns.version_definition(session, r.campaign_id, r.version)
             _check_overlap(r, definition, tz)
             candidate = await _simulate(session, r, definition, tz, now)
