@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,7 +22,6 @@ import psutil
 import pytest
 
 from engage.progress import wait_keys_known
-from engage.runtime import free_port
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
 
@@ -104,10 +104,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 
 def free_port_block(n: int = 4) -> int:
-    """A base port with n consecutive free ports above it."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65535 and all(_free(base + i) for i in range(n)):
+    """A base port with n consecutive free ports above it, below the kernel's ephemeral range
+    (32768–60999 by default): a port the kernel hands out for an outgoing connection between
+    this check and the stack's start would otherwise make the start fail, rightly."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000 - n)
+        if all(_free(base + i) for i in range(n)):
             return base
     raise AssertionError("no block of free ports")
 

@@ -252,7 +252,7 @@ async def test_a_day_outside_the_span_or_calendar_is_a_422_naming_it(
         ("scoring", "/v1/users/u1/days/2026-01-05", 404),  # u1 never seen (SPEC §9)
         ("scoring", "/v1/users/u1/months/2099-12", 404),
         ("scoring", "/v1/months/2000-01/active-users", 200),
-        ("scoring", "/v1/groups/g1/months/2026-01", 404),
+        ("scoring", "/v1/groups/g-never-seen/months/2026-01", 404),  # no event names it
         ("rewards", "/v1/campaigns/{cid}/draws/r1/2026-01", 404),
         ("rewards", "/v1/grants?period=2026-01-05", 200),
         ("rewards", "/v1/campaigns/{cid}/report?from=2000-01-01&to=2099-12-31", 200),
