@@ -67,6 +67,10 @@ def _event(kind: str, user_id: str, at: datetime, **fields: Any) -> Event:
     }
 
 
+def _group_created(group_id: str, owner: str, at: datetime, name: str, province: str) -> Event:
+    return _event("group_created", owner, at, group_id=group_id, name=name, province=province)
+
+
 def drill_days(now: datetime, tz: ZoneInfo) -> tuple[date, date, date]:
     """(first usable day of the previous month, the day its late joins happen, yesterday):
     every event of the drill is live, so none may be older than ingest's 35 days."""
@@ -338,14 +342,7 @@ class Drill:
         # A group whose 30 members all join on the month's second-to-last day.
         late_group, late_owner = f"{p}-late-group", f"{p}-late-0"
         created = [
-            _event(
-                "group_created",
-                late_owner,
-                _at(first, tz, 8),
-                group_id=late_group,
-                name="Late joiners",
-                province=province,
-            )
+            _group_created(late_group, late_owner, _at(first, tz, 8), "Late joiners", province)
         ]
         joins = [
             _event("group_join", f"{p}-late-{k}", _at(late, tz, 20, k), group_id=late_group)
@@ -367,14 +364,7 @@ class Drill:
         # The same hidden as early joins: members join now, dated back into last month.
         back_group, back_owner = f"{p}-back-group", f"{p}-back-0"
         created = [
-            _event(
-                "group_created",
-                back_owner,
-                _at(first, tz, 8),
-                group_id=back_group,
-                name="Backdaters",
-                province=province,
-            )
+            _group_created(back_group, back_owner, _at(first, tz, 8), "Backdaters", province)
         ]
         backdated = [
             _event("group_join", f"{p}-back-{k}", _at(first, tz, 10, k), group_id=back_group)
@@ -387,13 +377,12 @@ class Drill:
         dom_group, dom_owner = f"{p}-dom-group", f"{p}-dom-0"
         dom_days = _days(max(yesterday.replace(day=1), yesterday - timedelta(days=9)), yesterday)
         created = [
-            _event(
-                "group_created",
+            _group_created(
+                dom_group,
                 dom_owner,
                 _at(dom_days[0] - timedelta(days=1), tz, 8),
-                group_id=dom_group,
-                name="One-man band",
-                province=province,
+                "One-man band",
+                province,
             )
         ]
         members = [
