@@ -126,8 +126,8 @@ async def feed(sessions: async_sessionmaker[AsyncSession], w: World) -> None:
         )
         await s.execute(
             text(
-                "INSERT INTO campaign_versions (campaign_id, version, status, definition, author)"
-                " VALUES (:c, 1, 'active', CAST(:d AS jsonb), 'test')"
+                "INSERT INTO campaign_versions (campaign_id, version, status, definition, author,"
+                " authors) VALUES (:c, 1, 'active', CAST(:d AS jsonb), 'test', '{test}')"
             ),
             {"c": CAMPAIGN, "d": orjson.dumps(DEFINITION).decode()},
         )

@@ -134,8 +134,9 @@ async def create(
     )
     await session.execute(
         text(
-            "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
-            "VALUES (:c, 1, 'draft', CAST(:d AS jsonb), :by)"
+            "INSERT INTO campaign_versions "
+            "(campaign_id, version, status, definition, author, authors) "
+            "VALUES (:c, 1, 'draft', CAST(:d AS jsonb), :by, ARRAY[:by])"
         ),
         {"c": campaign_id, "d": _dump(definition), "by": actor},
     )
@@ -187,8 +188,9 @@ async def _new_draft(
     campaign_id = before["campaign_id"]
     await session.execute(
         text(
-            "INSERT INTO campaign_versions (campaign_id, version, status, definition, author) "
-            "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by)"
+            "INSERT INTO campaign_versions "
+            "(campaign_id, version, status, definition, author, authors) "
+            "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by, ARRAY[:by])"
         ),
         {"c": campaign_id, "v": _newest(before)["version"] + 1, "d": _dump(definition),
          "by": actor},
