@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.notify.api import broadcasts, routes, templates
+from services.notify.api import broadcasts, links, routes, templates
 from services.notify.consumers.inputs import InputsConsumer
 from services.notify.dispatcher import Dispatcher
 from services.notify.inbound import Inbound
@@ -18,6 +18,7 @@ from services.notify.providers.sandbox import SandboxProvider
 from services.notify.providers.smpp import SmppProvider
 from services.notify.segments import ScoringClient
 from services.notify.settings import NotifySettings
+from shared.openapi_links import document_links
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
 from shared.topics import GRANTS_TOPIC, NOTIFY_DLQ, NOTIFY_TOPIC
@@ -96,5 +97,6 @@ def create_app(
         },
         routers=[routes.router, templates.router, broadcasts.router],
     )
+    document_links(app, links.LINKS)
     app.state.scoring = scoring
     return app

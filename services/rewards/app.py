@@ -7,13 +7,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.rewards.api import campaigns, grants, report, review, timeline
+from services.rewards.api import campaigns, grants, links, report, review, timeline
 from services.rewards.consumers.fulfilment import FulfilmentConsumer
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
 from services.rewards.notices import NotifyCounts
 from services.rewards.settings import RewardsSettings
 from services.rewards.settler import Settler
+from shared.openapi_links import document_links
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
@@ -83,6 +84,7 @@ def create_app(
         compacted=frozenset({METRICS_TOPIC}),
         routers=[campaigns.router, grants.router, review.router, timeline.router, report.router],
     )
+    document_links(app, links.LINKS)
     app.state.settler = settler
     if settings.notify_url:  # the campaign report's notices (SPEC §12)
         app.state.notify_counts = NotifyCounts(settings.notify_url, settings.notify_key)

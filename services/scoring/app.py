@@ -7,11 +7,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.scoring.api import profiles, reads, stats
+from services.scoring.api import links, profiles, reads, stats
 from services.scoring.consumers.events import EventsConsumer
 from services.scoring.settings import ScoringSettings
 from services.scoring.usecases import changelog
 from services.scoring.usecases.ledger_retention import retention_loop
+from shared.openapi_links import document_links
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
@@ -68,6 +69,7 @@ def create_app(
         compacted=frozenset({METRICS_TOPIC}),
         routers=[reads.router, profiles.router, stats.router],
     )
+    document_links(app, links.LINKS)
     app.state.consumer = consumer
     app.state.anomaly_thresholds = settings.anomaly_thresholds()
     return app
