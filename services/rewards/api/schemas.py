@@ -152,7 +152,14 @@ class Version(BaseModel):
     version: int
     status: Literal["draft", "submitted", "approved", "active", "paused", "ended", "superseded"]
     definition: dict[str, Any]
-    author: str
+    author: str = Field(description="The key that saved this version (see `authors`)")
+    authors: list[str] = Field(
+        description="Everyone who wrote this version, in the order they first did: whoever "
+        "saved it, plus whoever wrote the version it was copied from (a fork) or built on (a "
+        "save while the newest version was not yet approved). None of them may approve it, "
+        "nor may its submitter or anyone who wrote another version of this campaign with "
+        "exactly the same definition (403 `self_approval`, SPEC §15 four eyes)"
+    )
     submitted_by: str | None
     approved_by: str | None
     created_at: datetime

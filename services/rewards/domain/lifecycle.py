@@ -3,24 +3,80 @@
 Versions carry the status; the campaign's state is its live version's (active, paused, ended)
 or, before the first activation, its newest version's. Every saved draft is a new numbered
 version, never an overwrite (SPEC §10 Versions); a draft may be forked from any version.
+
+Four eyes (SPEC §15): everyone who edited or submitted a version is barred from approving it.
+With immutable versions "edited" means more than "saved this row", so a version records its
+`authors` — the principal who saved it and every author of the content it was saved from
+(`authors_of_save`) — and approval is also refused to an author of any version of the campaign
+with an identical definition (`barred_from_approving`): re-saving someone else's edit, through
+the chain or as a fresh save of the same JSON, does not make it approvable by them.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from shared.errors import Conflict, Forbidden
 
 DRAFT, SUBMITTED, APPROVED = "draft", "submitted", "approved"
 ACTIVE, PAUSED, ENDED, SUPERSEDED = "active", "paused", "ended", "superseded"
+# Not yet approved: an edit saved on top of such a version continues its content.
+UNAPPROVED = frozenset({DRAFT, SUBMITTED})
+SELF_APPROVAL = (
+    "four eyes (SPEC §15): a version is approved only by a principal who wrote or submitted none "
+    "of it — not its submitter, not an author of it or of the edits it was saved from, and not "
+    "an author of another version of the campaign with the same definition"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class VersionState:
     version: int
     status: str
-    author: str
+    author: str  # who saved this version
     submitted_by: str | None = None
+    authors: tuple[str, ...] = ()  # every author (see `authors_of_save`); () = just `author`
+    content: str = ""  # `content_key` of its definition; "" = unknown
+
+    @property
+    def editors(self) -> tuple[str, ...]:
+        """Everyone who wrote this version's content, the saver included."""
+        return self.authors if self.author in self.authors else (*self.authors, self.author)
+
+
+def content_key(definition: Mapping[str, Any]) -> str:
+    """A digest equal for two definitions exactly when they are the same JSON (key order aside)."""
+    canonical = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def edit_base(versions: Sequence[VersionState]) -> VersionState | None:
+    """The version an edit (`PUT …/draft`) continues: the newest version while it is not yet
+    approved (draft or submitted) — one chain of edits since the last approval. Once the newest
+    is approved, live or done, its content has had its second pair of eyes and an edit starts a
+    new chain (content identity in `barred_from_approving` still covers a save of the same
+    definition)."""
+    newest = versions[-1] if versions else None
+    return newest if newest is not None and newest.status in UNAPPROVED else None
+
+
+def authors_of_save(saver: str, saved_from: VersionState | None) -> tuple[str, ...]:
+    """A new version's authors: every author of the version it was saved from — a fork's source
+    (whatever its status), an edit's `edit_base` — then the saver, each once, in the order
+    they first wrote it."""
+    inherited = saved_from.editors if saved_from is not None else ()
+    return inherited if saver in inherited else (*inherited, saver)
+
+
+def withdrawn_by_save(versions: Iterable[VersionState]) -> list[int]:
+    """Versions that go back to draft when a new draft of the campaign is saved: every submitted
+    one, so an approver never approves a version while the campaign is being edited on."""
+    return [v.version for v in versions if v.status == SUBMITTED]
 
 
 def check_editable(campaign_state: str) -> None:
@@ -49,9 +105,29 @@ def check_transition(current: str, action: str) -> str:
     return target
 
 
-def check_approver(version: VersionState, approver: str) -> None:
-    """Approval must come from a different principal than the author and the submitter."""
-    if approver in {version.author, version.submitted_by}:
-        raise Forbidden(
-            "a version cannot be approved by its author or submitter", code="self_approval"
-        )
+def writers(version: VersionState, versions: Iterable[VersionState] = ()) -> frozenset[str]:
+    """Everyone who wrote `version`'s content: its authors and the authors of every version in
+    `versions` with the same definition."""
+    found = set(version.editors)
+    for other in versions:
+        if version.content and other.content == version.content:
+            found.update(other.editors)
+    return frozenset(found)
+
+
+def barred_from_approving(
+    version: VersionState, versions: Iterable[VersionState] = ()
+) -> frozenset[str]:
+    """Who may not approve `version` (SPEC §15): its writers (`writers`, over the campaign's
+    `versions`) and its submitter."""
+    submitter = {version.submitted_by} if version.submitted_by else set()
+    return writers(version, versions) | submitter
+
+
+def check_approver(
+    version: VersionState, approver: str, versions: Iterable[VersionState] = ()
+) -> None:
+    """403 `self_approval` when `approver` wrote or submitted any of `version` (the refusal
+    names the rule, never who else wrote it)."""
+    if approver in barred_from_approving(version, versions):
+        raise Forbidden(SELF_APPROVAL, code="self_approval")

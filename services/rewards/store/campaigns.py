@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.rewards.domain import lifecycle
 from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.lifecycle import VersionState
+from services.rewards.domain.review import VersionPeople
 from services.rewards.domain.rules.registry import kind_of
 from services.rewards.store.draws import commit_seeds
 from services.rewards.store.snapshots import group_owner
@@ -64,12 +66,15 @@ async def get(session: AsyncSession, campaign_id: str, *, lock: bool = False) ->
     doc = dict(row._mapping)
     versions = await session.execute(
         text(
-            "SELECT version, status, definition, author, submitted_by, approved_by, created_at, "
-            "updated_at FROM campaign_versions WHERE campaign_id = :c ORDER BY version"
+            "SELECT version, status, definition, author, authors, submitted_by, approved_by, "
+            "created_at, updated_at FROM campaign_versions WHERE campaign_id = :c ORDER BY version"
         ),
         {"c": campaign_id},
     )
-    doc["versions"] = [{**dict(v._mapping), "definition": jsonb(v.definition)} for v in versions]
+    doc["versions"] = [
+        {**dict(v._mapping), "definition": jsonb(v.definition), "authors": list(v.authors)}
+        for v in versions
+    ]
     budgets = await session.execute(
         text(
             "SELECT kind, total, spent, total - spent AS remaining FROM budgets "
@@ -136,7 +141,7 @@ async def create(
         text(
             "INSERT INTO campaign_versions "
             "(campaign_id, version, status, definition, author, authors) "
-            "VALUES (:c, 1, 'draft', CAST(:d AS jsonb), :by, ARRAY[:by])"
+            "VALUES (:c, 1, 'draft', CAST(:d AS jsonb), :by, ARRAY[CAST(:by AS text)])"
         ),
         {"c": campaign_id, "d": _dump(definition), "by": actor},
     )
@@ -150,23 +155,28 @@ def _newest(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state(v: dict[str, Any]) -> VersionState:
-    return VersionState(v["version"], v["status"], v["author"], v["submitted_by"])
+    return VersionState(
+        v["version"], v["status"], v["author"], v["submitted_by"], tuple(v["authors"]),
+        lifecycle.content_key(v["definition"]),
+    )  # fmt: skip
 
 
 async def edit(
     session: AsyncSession, campaign_id: str, definition: CampaignDefinition, actor: str
 ) -> dict[str, Any]:
     """Save a draft: always a new numbered version (SPEC §10 Versions) — two variants can then
-    be simulated against each other; none is ever overwritten."""
+    be simulated against each other; none is ever overwritten. It continues the newest
+    version's authors while that one is not yet approved (lifecycle.edit_base)."""
     before = await get(session, campaign_id, lock=True)
     lifecycle.check_editable(before["state"])
-    return await _new_draft(session, before, definition, actor, "campaign.edit")
+    base = lifecycle.edit_base([_state(v) for v in before["versions"]])
+    return await _new_draft(session, before, definition, actor, base, "campaign.edit")
 
 
 async def fork(
     session: AsyncSession, campaign_id: str, from_version: int, actor: str
 ) -> dict[str, Any]:
-    """A new draft version copied from any version."""
+    """A new draft version copied from any version, with that version's authors."""
     before = await get(session, campaign_id, lock=True)
     lifecycle.check_editable(before["state"])
     source = next((v for v in before["versions"] if v["version"] == from_version), None)
@@ -175,7 +185,7 @@ async def fork(
             f"campaign '{campaign_id}' has no version {from_version}", code="version_not_found"
         )
     definition = CampaignDefinition.model_validate(source["definition"])
-    return await _new_draft(session, before, definition, actor, "version.fork")
+    return await _new_draft(session, before, definition, actor, _state(source), "version.fork")
 
 
 async def _new_draft(
@@ -183,22 +193,37 @@ async def _new_draft(
     before: dict[str, Any],
     definition: CampaignDefinition,
     actor: str,
+    saved_from: VersionState | None,
     action: str,
 ) -> dict[str, Any]:
+    """Insert the next version as a draft; every submitted version goes back to draft (its
+    review withdrawn, audited as `version.withdraw`) — issue 18's "an edit after submission
+    returns the version to draft" where versions are never overwritten (SPEC §10, §15)."""
     campaign_id = before["campaign_id"]
+    version = _newest(before)["version"] + 1
     await session.execute(
         text(
             "INSERT INTO campaign_versions "
             "(campaign_id, version, status, definition, author, authors) "
-            "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by, ARRAY[:by])"
+            "VALUES (:c, :v, 'draft', CAST(:d AS jsonb), :by, CAST(:authors AS text[]))"
         ),
-        {"c": campaign_id, "v": _newest(before)["version"] + 1, "d": _dump(definition),
-         "by": actor},
+        {"c": campaign_id, "v": version, "d": _dump(definition), "by": actor,
+         "authors": list(lifecycle.authors_of_save(actor, saved_from))},
     )  # fmt: skip
+    withdrawn = lifecycle.withdrawn_by_save(_state(v) for v in before["versions"])
+    for number in withdrawn:
+        await _set_version(session, campaign_id, number, lifecycle.DRAFT)
     if before["live_version"] is None:
         await _set_state(session, campaign_id, lifecycle.DRAFT)
     after = await get(session, campaign_id)
     await audit(session, actor, action, f"campaign:{campaign_id}", before, after)
+    for number in withdrawn:
+        await audit(
+            session, actor, "version.withdraw", f"campaign:{campaign_id}",
+            {"version": number, "status": lifecycle.SUBMITTED},
+            {"version": number, "status": lifecycle.DRAFT,
+             "reason": f"version {version} was saved while it awaited approval"},
+        )  # fmt: skip
     return after
 
 
@@ -239,7 +264,7 @@ async def review(
         )
     status = lifecycle.check_transition(v["status"], action)
     if action == "approve":
-        lifecycle.check_approver(_state(v), actor)
+        lifecycle.check_approver(_state(v), actor, [_state(x) for x in before["versions"]])
         await _set_version(session, campaign_id, version, status, approved_by=actor)
     elif action == "submit":
         await _set_version(session, campaign_id, version, status, submitted_by=actor)
@@ -362,6 +387,33 @@ async def live_campaigns(session: AsyncSession) -> list[LiveCampaign]:
                        "error": str(exc)[:300]},
             )  # fmt: skip
     return out
+
+
+async def version_people(
+    session: AsyncSession, campaign_id: str, versions: Collection[int] | None = None
+) -> list[VersionPeople]:
+    """Who wrote and submitted each of the campaign's versions (all, or those in `versions`),
+    with every writer of its content (lifecycle.writers: its authors and those of any version
+    with the same definition) — what a reviewer must be none of (domain/review.py)."""
+    rows = await session.execute(
+        text(
+            "SELECT version, status, definition, author, authors, submitted_by "
+            "FROM campaign_versions WHERE campaign_id = :c ORDER BY version"
+        ),
+        {"c": campaign_id},
+    )
+    states = [
+        VersionState(r.version, r.status, r.author, r.submitted_by, tuple(r.authors),
+                     lifecycle.content_key(jsonb(r.definition)))
+        for r in rows
+    ]  # fmt: skip
+    return [
+        VersionPeople(
+            s.version, s.author, s.submitted_by, tuple(sorted(lifecycle.writers(s, states)))
+        )
+        for s in states
+        if versions is None or s.version in versions
+    ]
 
 
 async def version_definition(

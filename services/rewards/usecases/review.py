@@ -4,8 +4,9 @@ Release: the period's held grants become granted and are published through the o
 same transaction — once: a second release finds nothing held. Subjects on the campaign's
 exclusion list at release time are excluded instead. Exclude: the period's held grants of the
 named users or groups become `excluded` with the reason, never published. Both only by an
-approver who neither authored nor submitted the version (domain/review.py), of the campaign's
-team (or admin); both audited.
+approver who neither authored nor submitted the version — none of its authors, nor an author of
+a version with the same definition (domain/review.py, domain/lifecycle.py `writers`) — of the
+campaign's team (or admin); both audited.
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.rewards.domain.exclusions import Exclusions
 from services.rewards.domain.review import EXCLUDED_BY_LIST, check_reviewer
 from services.rewards.store import campaigns, ledger
-from services.rewards.store.exclusions import (
-    exclusions_of,
-    replace_exclusions,
-    version_people,
-)
+from services.rewards.store.exclusions import exclusions_of, replace_exclusions
 from services.rewards.usecases.campaigns import owned_campaign
 from shared.audit import audit
 from shared.auth import Principal
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _check_period_reviewer(
+    session: AsyncSession, campaign_id: str, period: str, actor: str
+) -> None:
+    """403 `self_review` when `actor` wrote or submitted a version the period's grants (or the
+    live campaign) come from — every author of it counts."""
+    versions = {v.version for v in await ledger.period_versions(session, campaign_id, period)}
+    check_reviewer(await campaigns.version_people(session, campaign_id, versions), actor)
 
 
 def _ids(rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -49,7 +55,7 @@ async def release_period(
     async with sessions() as session, session.begin():
         await owned_campaign(session, campaign_id, approver, lock=True)
         doc = await campaigns.get(session, campaign_id)
-        check_reviewer(await ledger.period_versions(session, campaign_id, period), actor)
+        await _check_period_reviewer(session, campaign_id, period, actor)
         listed = await ledger.exclude_held(
             session, campaign_id, period, await exclusions_of(session, campaign_id),
             EXCLUDED_BY_LIST, actor, now,
@@ -88,7 +94,7 @@ async def exclude_subjects(
     actor = approver.key_id
     async with sessions() as session, session.begin():
         await owned_campaign(session, campaign_id, approver, lock=True)
-        check_reviewer(await ledger.period_versions(session, campaign_id, period), actor)
+        await _check_period_reviewer(session, campaign_id, period, actor)
         excluded = await ledger.exclude_held(
             session, campaign_id, period, subjects, reason, actor, now
         )
@@ -117,7 +123,7 @@ async def put_exclusions(
     not keep one (they could pass over rivals without a second pair of eyes)."""
     actor = editor.key_id
     await owned_campaign(session, campaign_id, editor, lock=True)
-    check_reviewer(await version_people(session, campaign_id), actor)
+    check_reviewer(await campaigns.version_people(session, campaign_id), actor)
     before = exclusion_document(campaign_id, await exclusions_of(session, campaign_id))
     await replace_exclusions(session, campaign_id, lists.users, lists.groups)
     after = exclusion_document(campaign_id, lists)
