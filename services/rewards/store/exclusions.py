@@ -8,7 +8,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.domain.exclusions import Exclusions
-from services.rewards.domain.review import VersionPeople
 
 
 async def exclusions_of(session: AsyncSession, campaign_id: str) -> Exclusions:
@@ -39,15 +38,3 @@ async def replace_exclusions(
             ),
             {"c": campaign_id, "s": [s for s, _ in subjects], "i": [i for _, i in subjects]},
         )
-
-
-async def version_people(session: AsyncSession, campaign_id: str) -> list[VersionPeople]:
-    """Who wrote and submitted each of the campaign's versions."""
-    rows = await session.execute(
-        text(
-            "SELECT version, author, submitted_by FROM campaign_versions "
-            "WHERE campaign_id = :c ORDER BY version"
-        ),
-        {"c": campaign_id},
-    )
-    return [VersionPeople(r.version, r.author, r.submitted_by) for r in rows]

@@ -269,17 +269,22 @@ async def user_day_series(
     its range, and rows without a mapping layer cost a tenth as much."""
     cols, names = _projection(fields)
     names = names or []
-    query = (
-        f"SELECT user_id, day, {cols} FROM user_day WHERE day BETWEEN $1 AND $2 "
-        "AND (CAST($3 AS text[]) IS NULL OR user_id = ANY($3)) ORDER BY user_id, day"
-    )
+    # Two statements, not one with `$3 IS NULL OR user_id = ANY($3)`: the driver prepares
+    # statements, and PostgreSQL's generic plan for that OR cannot use the primary key — it
+    # scanned every user's days of the range for each batch's few users (the consumption
+    # regression measured in bench/RESULTS.md).
+    query = f"SELECT user_id, day, {cols} FROM user_day WHERE day BETWEEN $1 AND $2 "
+    args: tuple[object, ...] = (first, last)
+    if users is not None:
+        query += "AND user_id = ANY($3) "
+        args += (sorted(set(users)),)
+    query += "ORDER BY user_id, day"
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
-    wanted = None if users is None else sorted(set(users))
     current: str | None = None
     days: list[tuple[date, dict[str, float]]] = []
-    async for r in driver.cursor(query, first, last, wanted, prefetch=10_000):
+    async for r in driver.cursor(query, *args, prefetch=10_000):
         if r[0] != current:
             if current is not None:
                 yield current, days
