@@ -23,7 +23,11 @@ class _Body(SafeTextModel):
 class CreateCampaign(_Body):
     """Either a template with its window (and optionally a name), or a full definition."""
 
-    template: str | None = Field(default=None, description=f"One of {', '.join(TEMPLATES)}.")
+    template: str | None = Field(
+        default=None,
+        description=f"One of {', '.join(TEMPLATES)}.",
+        json_schema_extra={"enum": [*TEMPLATES, None]},  # documented; the error names them
+    )
     starts_at: BoundedInstant | None = None
     ends_at: BoundedInstant | None = None
     name: str | None = Field(default=None, min_length=1, max_length=120)
