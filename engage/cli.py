@@ -80,6 +80,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     """Run one service in the foreground; start the embedded default for what is not configured."""
     import uvicorn
 
+    from shared.http_protocol import HeaderDeadlineProtocol
+
     stack = Stack.from_env().start_infra(fresh_database=False)
     os.environ.update(
         {
@@ -91,7 +93,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("ENGAGE_USER_TOKEN_PUBLIC_KEYS", str(stack.user_token_issuer().jwks_path))
     factory, port = SERVICES[args.service]
     try:
-        uvicorn.run(factory, factory=True, host=args.host, port=args.port or port, access_log=False)
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=args.host,
+            port=args.port or port,
+            access_log=False,
+            http=HeaderDeadlineProtocol,
+        )
     finally:
         stack.stop()
     return 0
@@ -101,6 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     """Run one service as deployed (the container's entrypoint): Kafka and PostgreSQL must be
     configured — no embedded default — and a stop signal drains requests for 10 s."""
     import uvicorn
+
+    from shared.http_protocol import HeaderDeadlineProtocol
 
     factory, port = SERVICES[args.service]
     uvicorn.run(
@@ -114,6 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         limit_concurrency=2000,  # beyond it, 503 at once: no pile-up of slow clients
         timeout_keep_alive=5,
+        http=HeaderDeadlineProtocol,  # 408 for a request head slower than 10 s
     )
     return 0
 

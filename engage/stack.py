@@ -24,6 +24,9 @@ import httpx
 from engage.runtime import EmbeddedBroker, EmbeddedPostgres, free_port
 from engage.tokens import JWKS_FILE, LocalIssuer
 
+# uvicorn --http: its HTTP/1.1 protocol with a deadline on request heads (shared/http_protocol.py)
+HEADER_DEADLINE_PROTOCOL = "shared.http_protocol:HeaderDeadlineProtocol"
+
 # name → (ASGI app factory, default port); later services join this table.
 SERVICES: dict[str, tuple[str, int]] = {
     "ingest": ("services.ingest.app:create_app", 8001),
@@ -270,6 +273,8 @@ class Stack:
                 "5",
                 "--limit-concurrency",  # beyond it, 503 at once: no pile-up of slow clients
                 "2000",
+                "--http",  # a deadline on request heads (slow clients)
+                HEADER_DEADLINE_PROTOCOL,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -80,8 +80,7 @@ async def test_a_statement_over_the_timeout_is_cancelled_and_answered_503(
 
 async def test_a_body_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -> None:
     """A client that sends its headers and then drips (or stalls) its body holds the
-    connection only until the body read timeout: then a 408 problem and the connection closed.
-    Slow headers are the ingress's to cut (docs/operations.md)."""
+    connection only until the body read timeout: then a 408 problem and the connection closed."""
     notify = stack.start_service(
         "notify",
         instance="-drip",
@@ -108,3 +107,51 @@ async def test_a_body_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -
         assert b"application/problem+json" in rest and b"request_timeout" in rest
     finally:
         notify.stop()
+
+
+async def _drip_head(port: int, first: bytes = b"") -> bytes:
+    """Send `first` (whole requests), then a request head one byte at a time, never ending it,
+    until the server closes the connection; what the server answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def drip() -> None:
+        writer.write(first)
+        for byte in b"GET /v1/profiles HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    dripping = asyncio.create_task(drip())
+    try:
+        # Data keeps arriving: only a deadline that data does not extend can end this read.
+        return await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        dripping.cancel()
+        await asyncio.gather(dripping, return_exceptions=True)
+        writer.close()
+
+
+async def test_a_head_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -> None:
+    """A client that drips its request head (slowloris) holds the connection only until the
+    head deadline (ENGAGE_HEADER_READ_TIMEOUT_S), on a new connection and on a kept-alive one;
+    a request whose head arrived is answered as usual."""
+    scoring = stack.start_service(
+        "scoring",
+        instance="-slowhead",
+        env={"SCORING_CONSUME": "false", "ENGAGE_HEADER_READ_TIMEOUT_S": "1"},
+    )
+    try:
+        await wait_keys_known(scoring.url, "/v1/profiles", [keys.viewer])
+        answer = await _drip_head(scoring.port)
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 408 Request Timeout", answer[:300]
+        assert b"application/problem+json" in rest and b"request_timeout" in rest
+
+        whole = (
+            f"GET /v1/profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys.viewer}\r\n\r\n"
+        ).encode()
+        answer = await _drip_head(scoring.port, first=whole)
+        responses = answer.split(b"HTTP/1.1 ")[1:]
+        assert [r[:3] for r in responses] == [b"200", b"408"], answer[:500]
+    finally:
+        scoring.stop()
