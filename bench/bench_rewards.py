@@ -36,7 +36,8 @@ A campaign with 1,000,000 grants (bulk-loaded into the ledger: a monthly thresho
 one over 30 days, 10% held out, a third fulfilled, a few budget_exhausted) and 1,000,000 users'
 month metrics for the month and the next: GET /v1/campaigns/{id}/report (JSON: per rule and
 period, funnel, uplift, budget use) timed beside (a) a raw `SELECT count(*)` of the same grant
-rows — the floor of any answer that reads them.
+rows — the floor of any answer that reads them. The ledger's triggers (migration 0009) count
+the bulk load as it goes; the first report folds those counts (printed apart), the next read them.
 """
 
 from __future__ import annotations
@@ -567,6 +568,8 @@ async def report(users: int, results: dict[str, Any]) -> None:
         row(f"report, {grants:,} grants", "seconds", "× raw count")
         row("  (a) raw SELECT count(*) of the same rows", f"{reference:.3f}", "1.00")
         row("  GET /v1/campaigns/{id}/report (best of 3)", f"{best:.3f}", f"{best / reference:.1f}")
+        # The first also folds the deltas the bulk load's one statement left (store/report.py).
+        row("  same, the first call", f"{timings[0]:.3f}", f"{timings[0] / reference:.1f}")
         row("  same, ?format=csv", f"{csv_s:.3f}", f"{csv_s / reference:.1f}")
         results["report"] = {
             "grants": grants, "users": users, "periods": len(doc["periods"]),

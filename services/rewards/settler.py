@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.rewards.consumers.metrics import MetricsConsumer
 from services.rewards.domain.retry import Backoff
+from services.rewards.usecases.report import compact_pending
 from services.rewards.usecases.settlement import SettlementRun, refresh_gauges, settle_due
 from shared.consumer import stored_offsets
 from shared.errors import Unavailable
@@ -87,6 +88,7 @@ class Settler:
                 if self._interval_s > 0:
                     await self.run_once()
                 await refresh_gauges(self._sessions, self._today())
+                await compact_pending(self._sessions)  # the campaign reports' kept counts
             except (Unavailable, OperationalError, DBAPIError, OSError) as exc:
                 log.warning("settlement pass deferred", extra={"error": repr(exc)[:300]})
             await asyncio.sleep(self._interval_s if self._interval_s > 0 else 15.0)

@@ -12,7 +12,8 @@ Definitions (docs/metrics.md, "Campaign report"):
   without a price has no money (null), never 0;
 - **funnel**: reached (users with stored metrics in a month of the range) → entered → won →
   told (a reward notice sent or delivered, from notify) → fulfilled (a grant fulfilled) →
-  active next period (a winner active in the month after the period they won);
+  active next period (a winner active in the month after the first period they won or, held
+  out, would have won: the earliest such month);
 - **uplift**: the chosen month metric in the month after the period, treated would-be winners
   (granted) against held-out ones (domain/holdout.py).
 """

@@ -1,14 +1,16 @@
-"""The counts a campaign report is made of (SPEC §12, domain/report.py): one pass over the
-campaign's grants for counts, units and budget use; one grouped by user for the funnel and the
-uplift (its means and variances computed in PostgreSQL); the draws' frozen entries and the
-enrolled groups' members for entrants who won nothing. No row leaves PostgreSQL but a count.
-`labels`: the period labels the report's range covers."""
+"""The counts a campaign report is made of (SPEC §12, domain/report.py). The ledger's figures are
+kept as it changes (migration 0009: append-only deltas written by triggers on `grants` in the
+transaction of every write), so the report sums a few rows per rule, period and day instead of
+scanning the campaign's grants; the funnel and the uplift sum one row per user and month
+(`report_people`) and join the winners to the month after the first period they won. The draws'
+frozen entries and the enrolled groups' members count entrants who won nothing. No row leaves
+PostgreSQL but a count. `labels`: the period labels the report's range covers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,31 +22,111 @@ from services.rewards.domain.report import LedgerCount
 from services.rewards.store.ledger import FULFILMENT_VIEW_SQL
 
 _SCOPE = "g.campaign_id = :c AND g.period = ANY(:labels)"
+_COUNT_KEY = "campaign_id, rule_id, period, status, fulfilment_status, fulfil_by, recorded_at, kind"
+_PEOPLE_KEY = "campaign_id, user_id, next_month"
+_PEOPLE_COUNTS = ("grants", "granted", "held_out", "fulfilled")
+# Users whose deltas one compaction folds at most: a backlog (a bulk load) is folded over a few
+# reports, each well within the API's statement timeout; the reader sums what is left.
+COMPACT_USERS = 500_000
+ANALYZE_AFTER_USERS = 50_000
 
-# The first day of the month after the one a period label starts in (day, week, month or year
-# labels; `campaign` → NULL: a once-per-campaign grant has no next period of its own).
-_NEXT_MONTH_SQL = """CAST(CASE
-    WHEN {label} ~ '^\\d{{4}}-\\d{{2}}' THEN
-        CAST(substr({label}, 1, 7) || '-01' AS date) + interval '1 month'
-    WHEN {label} ~ '^\\d{{4}}-W\\d{{2}}$' THEN
-        date_trunc('month', to_date({label}, 'IYYY-"W"IW')) + interval '1 month'
-    WHEN {label} ~ '^\\d{{4}}$' THEN CAST({label} || '-01-01' AS date) + interval '1 year'
-    END AS date)"""
+
+async def compact(session: AsyncSession, campaign_id: str) -> None:
+    """Fold the campaign's count deltas written since the last compaction into one row per key,
+    and the month reach's (READ COMMITTED: rows written meanwhile stay as they are; at most
+    COMPACT_USERS users' at a time). Skipped while another transaction compacts the same
+    campaign. Only flushes."""
+    locked = (
+        await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtext('rewards.report'), hashtext(:c))"),
+            {"c": campaign_id},
+        )
+    ).scalar_one()
+    if not locked:
+        return
+    await session.execute(
+        text(f"""
+        WITH gone AS (
+            DELETE FROM report_counts WHERE campaign_id = :c AND EXISTS (
+                SELECT 1 FROM report_counts f WHERE f.campaign_id = :c AND NOT f.compact)
+            RETURNING *)
+        INSERT INTO report_counts ({_COUNT_KEY}, items, grants, units, compact)
+        SELECT {_COUNT_KEY}, sum(items), sum(grants), sum(units), true FROM gone
+        GROUP BY {_COUNT_KEY} HAVING sum(items) <> 0 OR sum(units) <> 0"""),
+        {"c": campaign_id},
+    )
+    folded = await session.execute(text(_COMPACT_PEOPLE), {"c": campaign_id, "n": COMPACT_USERS})
+    if folded.rowcount > ANALYZE_AFTER_USERS:  # type: ignore[attr-defined]
+        # Many new summaries (a bulk load, a first report): the next plan should know them.
+        await session.execute(text("ANALYZE report_users, report_people"))
+    reach_locked = (
+        await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtext('rewards.report'), hashtext('reach'))")
+        )
+    ).scalar_one()
+    if reach_locked:
+        await session.execute(text(_COMPACT_REACH))
+
+
+async def pending_campaigns(session: AsyncSession) -> list[str]:
+    """The campaigns with count deltas not folded yet."""
+    rows = await session.execute(
+        text(
+            "SELECT campaign_id FROM report_people WHERE NOT compact "
+            "UNION SELECT campaign_id FROM report_counts WHERE NOT compact ORDER BY 1"
+        )
+    )
+    return [r.campaign_id for r in rows]
+
+
+_COMPACT_REACH = """
+    WITH gone AS (
+        DELETE FROM report_reach
+        WHERE EXISTS (SELECT 1 FROM report_reach f WHERE NOT f.compact)
+        RETURNING *)
+    INSERT INTO report_reach (month, prev, users, compact)
+    SELECT month, prev, sum(users), true FROM gone GROUP BY month, prev HAVING sum(users) <> 0"""
+
+
+# Fold the fresh deltas of the users who have some, then rebuild those users' summaries from
+# what was folded (deltas written meanwhile stay fresh: the reader sums them itself).
+_PEOPLE_SUMS = ", ".join(f"sum({c})" for c in _PEOPLE_COUNTS)
+_COMPACT_PEOPLE = f"""
+    WITH fresh AS (
+        SELECT DISTINCT user_id FROM report_people WHERE campaign_id = :c AND NOT compact
+        LIMIT :n),
+    gone AS (
+        DELETE FROM report_people p WHERE p.campaign_id = :c
+            AND p.user_id IN (SELECT user_id FROM fresh)
+        RETURNING p.*),
+    kept AS (
+        INSERT INTO report_people ({_PEOPLE_KEY}, {", ".join(_PEOPLE_COUNTS)}, compact)
+        SELECT {_PEOPLE_KEY}, {_PEOPLE_SUMS}, true FROM gone GROUP BY {_PEOPLE_KEY}
+        HAVING {" OR ".join(f"sum({c}) <> 0" for c in _PEOPLE_COUNTS)}
+        ORDER BY user_id, next_month
+        RETURNING *)
+    INSERT INTO report_users (campaign_id, user_id, grants, won, held_out, fulfilled, first_next)
+    SELECT :c, f.user_id, coalesce(sum(k.grants), 0), coalesce(bool_or(k.granted > 0), false),
+        coalesce(bool_or(k.held_out > 0), false), coalesce(bool_or(k.fulfilled > 0), false),
+        min(k.next_month) FILTER (WHERE k.granted + k.held_out > 0)
+    FROM fresh f LEFT JOIN kept k ON k.user_id = f.user_id GROUP BY f.user_id
+    ON CONFLICT (campaign_id, user_id) DO UPDATE SET grants = excluded.grants,
+        won = excluded.won, held_out = excluded.held_out, fulfilled = excluded.fulfilled,
+        first_next = excluded.first_next"""
 
 
 async def ledger_counts(
     session: AsyncSession, campaign_id: str, labels: Sequence[str], today: date, tz: ZoneInfo
 ) -> list[LedgerCount]:
-    """Grants and units by rule, period, status, fulfilment state, local day recorded, kind."""
+    """Grants and units by rule, period, status, fulfilment state, local day recorded, kind —
+    from the kept counts; the fulfilment state (`overdue` is relative to `today`) at read."""
     rows = await session.execute(
         text(f"""
-        SELECT g.rule_id, g.period, g.status, {FULFILMENT_VIEW_SQL} AS fulfilment,
-            CAST(timezone(:tz, g.created_at) AS date) AS day, i.e->>'kind' AS kind,
-            count(*) FILTER (WHERE i.n = 1) AS grants,
-            sum(CAST(i.e->>'amount' AS bigint)) AS units
-        FROM grants g CROSS JOIN LATERAL jsonb_array_elements(g.items) WITH ORDINALITY AS i(e, n)
-        WHERE {_SCOPE}
-        GROUP BY 1, 2, 3, 4, 5, 6"""),
+        SELECT rule_id, period, status, {FULFILMENT_VIEW_SQL} AS fulfilment,
+            CAST(timezone(:tz, recorded_at) AS date) AS day, kind,
+            sum(grants) AS grants, sum(units) AS units
+        FROM report_counts WHERE campaign_id = :c AND period = ANY(:labels)
+        GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(items) <> 0 OR sum(units) <> 0"""),
         {"c": campaign_id, "labels": list(labels), "today": today, "tz": tz.key},
     )
     return [
@@ -52,6 +134,21 @@ async def ledger_counts(
                     int(r.units))
         for r in rows
     ]  # fmt: skip
+
+
+async def covers_every_period(
+    session: AsyncSession, campaign_id: str, labels: Sequence[str]
+) -> bool:
+    """Whether `labels` hold every period the campaign has grants in (a whole-campaign report):
+    then its people are counted from `report_people`, else from its grants."""
+    outside = await session.execute(
+        text(
+            "SELECT 1 FROM report_counts WHERE campaign_id = :c AND NOT period = ANY(:labels) "
+            "LIMIT 1"
+        ),
+        {"c": campaign_id, "labels": list(labels)},
+    )
+    return outside.first() is None
 
 
 async def draw_entrants(
@@ -122,6 +219,33 @@ class PeopleTotals:
     held_out: GroupStats
 
 
+# Per user: won (granted), held out, a grant fulfilled, and the first month after a period they
+# won or would have won (held out) — kept (a whole-campaign report): the compacted summaries, and
+# for the users with deltas not folded yet, their deltas summed ...
+_FRESH = "SELECT DISTINCT user_id FROM report_people WHERE campaign_id = :c AND NOT compact"
+_USERS_KEPT = f"""
+    SELECT r.user_id, r.won, r.held_out, r.fulfilled, r.first_next FROM report_users r
+    WHERE r.campaign_id = :c AND r.grants > 0 AND r.user_id NOT IN ({_FRESH})
+    UNION ALL
+    SELECT user_id, bool_or(granted > 0), bool_or(held_out > 0), bool_or(fulfilled > 0),
+        min(next_month) FILTER (WHERE granted + held_out > 0)
+    FROM (SELECT user_id, next_month, sum(grants) AS grants, sum(granted) AS granted,
+              sum(held_out) AS held_out, sum(fulfilled) AS fulfilled
+          FROM report_people WHERE campaign_id = :c AND user_id IN ({_FRESH})
+          GROUP BY user_id, next_month) p
+    WHERE grants > 0 GROUP BY user_id"""
+# ... or from the grants of the range's periods.
+_USERS_SCANNED = f"""
+    SELECT g.user_id, bool_or(g.status = 'granted') AS won,
+        bool_or(g.status = 'held_out') AS held_out,
+        bool_or(g.fulfilment_status = 'fulfilled') AS fulfilled,
+        min(report_next_month(g.period)) FILTER (WHERE g.status IN ('granted', 'held_out'))
+            AS first_next
+    FROM grants g WHERE {_SCOPE} GROUP BY g.user_id"""
+_IN_LEDGER_KEPT = "SELECT 1 FROM report_people p WHERE p.campaign_id = :c AND p.user_id = {user}"
+_IN_LEDGER_SCANNED = f"SELECT 1 FROM grants g WHERE g.user_id = {{user}} AND {_SCOPE}"
+
+
 async def people_totals(
     session: AsyncSession,
     campaign_id: str,
@@ -129,31 +253,31 @@ async def people_totals(
     rank_rules: Sequence[tuple[str, str]],
     months: tuple[date, date],
     metric: str,
+    kept: bool,
 ) -> PeopleTotals:
-    """One pass grouping the campaign's grants by user, joined to the month after each user's
-    first period won (active? the uplift metric?)."""
-    # The months after the range's periods: a year period's next is the next January.
-    next_months = (months[0] + timedelta(days=31)).replace(day=1), date(months[1].year + 1, 1, 1)
+    """The campaign's users (from the kept per-user counts when `kept`: the range holds every
+    period of the campaign; else grouping the range's grants by user), the winners joined to the
+    month after the first period they won (active? the uplift metric?), and the range's reached
+    users."""
+    # The months after the range's periods: a week starting in the month before the range's
+    # first day ends in it; a year period's next is the next January.
     params: dict[str, Any] = {
-        "c": campaign_id, "labels": list(labels), "metric": metric, "n0": next_months[0],
-        "n1": next_months[1], **_rank_params(rank_rules),
+        "c": campaign_id, "labels": list(labels), "metric": metric, "n0": months[0],
+        "n1": date(months[1].year + 1, 1, 1), **_rank_params(rank_rules),
     }  # fmt: skip
+    users, in_ledger = (
+        (_USERS_KEPT, _IN_LEDGER_KEPT) if kept else (_USERS_SCANNED, _IN_LEDGER_SCANNED)
+    )
     row = (
         await session.execute(
             text(f"""
-            WITH u AS (
-                SELECT g.user_id, bool_or(g.status = 'granted') AS won,
-                    bool_or(g.status = 'held_out') AS held_out,
-                    bool_or(g.fulfilment_status = 'fulfilled') AS fulfilled,
-                    min(g.period) FILTER (WHERE g.status IN ('granted', 'held_out')) AS first_won
-                FROM grants g WHERE {_SCOPE} GROUP BY g.user_id),
+            WITH u AS ({users}),
             x AS (
                 SELECT u.won, u.held_out, u.fulfilled,
                     coalesce(CAST(um.metrics->>'active' AS float8), 0) >= 1 AS active,
                     coalesce(CAST(um.metrics->>:metric AS float8), 0) AS value
                 FROM u LEFT JOIN (SELECT * FROM user_month WHERE month BETWEEN :n0 AND :n1) um
-                    ON um.user_id = u.user_id
-                    AND um.month = {_NEXT_MONTH_SQL.format(label="u.first_won")}),
+                    ON um.user_id = u.user_id AND um.month = u.first_next),
             extra AS (
                 SELECT DISTINCT split_part(e, '#', 1) AS user_id FROM draws d
                     CROSS JOIN LATERAL unnest(d.entries) AS e
@@ -169,22 +293,13 @@ async def people_totals(
                 count(*) FILTER (WHERE held_out AND NOT won) AS nh,
                 avg(value) FILTER (WHERE held_out AND NOT won) AS mh,
                 var_samp(value) FILTER (WHERE held_out AND NOT won) AS vh,
-                (SELECT count(*) FROM extra WHERE NOT EXISTS (SELECT 1 FROM grants g
-                    WHERE g.user_id = extra.user_id AND {_SCOPE})) AS extra
+                (SELECT count(*) FROM extra WHERE NOT EXISTS
+                    ({in_ledger.format(user="extra.user_id")})) AS extra
             FROM x"""),
             params,
         )
     ).one()
-    if months[0] == months[1]:
-        reached_sql = "SELECT count(*) FROM user_month WHERE month = :m0"
-    else:
-        reached_sql = (  # in primary-key order: counted without hashing or sorting
-            "SELECT count(*) FROM (SELECT DISTINCT user_id FROM user_month "
-            "WHERE month BETWEEN :m0 AND :m1 ORDER BY user_id) x"
-        )
-    reached = (
-        await session.execute(text(reached_sql), {"m0": months[0], "m1": months[1]})
-    ).scalar_one()
+    reached = await reached_users(session, months)
     return PeopleTotals(
         reached=int(reached),
         entered=int(row.in_ledger) + int(row.extra),
@@ -194,6 +309,19 @@ async def people_totals(
         treated=GroupStats(int(row.nt), _f(row.mt), _f(row.vt)),
         held_out=GroupStats(int(row.nh), _f(row.mh), _f(row.vh)),
     )
+
+
+async def reached_users(session: AsyncSession, months: tuple[date, date]) -> int:
+    """Users with stored metrics in some month of [months] (migration 0009 `report_reach`):
+    each user's first month in the range is the one whose previous month is before it."""
+    reached = await session.execute(
+        text(
+            "SELECT coalesce(sum(users), 0) FROM report_reach WHERE month BETWEEN :m0 AND :m1 "
+            "AND (prev IS NULL OR prev < :m0)"
+        ),
+        {"m0": months[0], "m1": months[1]},
+    )
+    return int(reached.scalar_one())
 
 
 def _f(v: Any) -> float | None:

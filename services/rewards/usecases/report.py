@@ -1,6 +1,7 @@
 """Report on a campaign (SPEC §12): per rule and period, its people, grants, units and money,
-budget use, notices, the funnel and the holdout's uplift. Reads in one read-only snapshot, then
-asks notify for the notices (never an HTTP call inside the transaction)."""
+budget use, notices, the funnel and the holdout's uplift. Folds the counts kept since the last
+report (store/report.py `compact`), reads in one read-only snapshot, then asks notify for the
+notices (never an HTTP call inside the transaction)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,15 @@ async def campaign_report(
     team's, 422 for an empty range."""
     today = now.astimezone(tz).date()
     async with sessions() as session, session.begin():
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-        # Grouping a million grants by user hashes in memory rather than spilling to disk.
-        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
         doc = await campaigns.get(session, request.campaign_id)
         check_team(reader, doc["team"], f"campaign {request.campaign_id}")
+        # The count deltas written since the last report, folded before the snapshot is taken
+        # (READ COMMITTED: it waits on no writer).
+        await counts.compact(session, request.campaign_id)
+    async with sessions() as session, session.begin():
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        # Grouping a million grants or users hashes in memory rather than spilling to disk.
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
         version, d = _definition(doc)
         window = (
             d.starts_at.astimezone(tz).date(),
@@ -85,8 +90,9 @@ async def campaign_report(
         entries = await counts.draw_entrants(session, cid, labels)
         ranked = await counts.rank_people(session, cid, labels, rank_rules)
         months = (first.replace(day=1), last.replace(day=1))
+        kept = await counts.covers_every_period(session, cid, labels)
         totals = await counts.people_totals(
-            session, cid, labels, rank_rules, months, request.metric
+            session, cid, labels, rank_rules, months, request.metric, kept
         )
         budgets = await counts.budgets(session, cid)
         seed = await holdouts.published(session, cid)
@@ -122,6 +128,19 @@ async def campaign_report(
         "uplift": report.uplift_section(request.metric, uplift_of(totals.treated, totals.held_out)),
         "kinds": kinds,
     }
+
+
+async def compact_pending(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Fold every campaign's report count deltas (each campaign in a transaction of its own),
+    so they do not pile up between reports and the first report after a busy day stays fast.
+    The settler calls it on its timer; a campaign another replica is folding is skipped.
+    Returns the campaigns folded."""
+    async with sessions() as session:
+        pending = await counts.pending_campaigns(session)
+    for campaign_id in pending:
+        async with sessions() as session, session.begin():
+            await counts.compact(session, campaign_id)
+    return len(pending)
 
 
 def report_csv(doc: dict[str, Any]) -> str:
