@@ -115,20 +115,22 @@ async def test_an_admin_who_raised_the_amount_cannot_approve_it_after_the_owner_
     assert withdraw["after"]["version"] == 1
 
 
-async def test_a_fresh_save_of_the_same_json_is_still_its_first_writers(
+async def test_a_changed_copy_of_an_open_edit_is_still_its_writers(
     api: httpx.AsyncClient, keys: Keys
 ) -> None:
-    """The chain of edits broken by a fork of version 1, the admin's definition saved again
-    by the owner as a fresh PUT: content identity still bars the admin."""
-    owner = key_id(keys.owner)
+    """The admin's draft is no longer the newest (the owner forked version 1), and the owner
+    saves the admin's definition with one character changed: every open edit's authors are
+    inherited, so the admin still may not approve it (the second reader's bypass)."""
+    owner, admin = key_id(keys.owner), key_id(keys.admin)
     c = await create(api, keys.owner)
     base = f"/v1/campaigns/{c['campaign_id']}"
     million = with_amount(c["versions"][0]["definition"], 1_000_000)
     assert (await call(api, "PUT", f"{base}/draft", keys.admin, million)).status_code == 200
     r = await call(api, "POST", f"{base}/versions:fork", keys.owner, {"from_version": 1})
-    assert r.status_code == 201 and r.json()["versions"][-1]["authors"] == [owner]
-    r = await call(api, "PUT", f"{base}/draft", keys.owner, million)
-    assert r.status_code == 200 and r.json()["versions"][-1]["authors"] == [owner]
+    assert r.status_code == 201 and r.json()["versions"][-1]["authors"] == [owner, admin]
+    pasted = {**million, "name": million["name"] + "."}
+    r = await call(api, "PUT", f"{base}/draft", keys.owner, pasted)
+    assert r.status_code == 200 and r.json()["versions"][-1]["authors"] == [owner, admin]
     assert (await call(api, "POST", f"{base}/versions/4:submit", keys.owner)).status_code == 200
 
     refused = await call(api, "POST", f"{base}/versions/4:approve", keys.admin)

@@ -22,14 +22,14 @@ def make_version(
     version: int,
     saver: str,
     definition: dict[str, Any],
-    saved_from: VersionState | None = None,
+    saved_from: list[VersionState] | None = None,
     status: str = lifecycle.DRAFT,
     submitted_by: str | None = None,
 ) -> VersionState:
     """A version as the store records it: authors from what it was saved from."""
     return VersionState(
         version, status, saver, submitted_by,
-        lifecycle.authors_of_save(saver, saved_from), lifecycle.content_key(definition),
+        lifecycle.authors_of_save(saver, saved_from or []), lifecycle.content_key(definition),
     )  # fmt: skip
 
 
@@ -44,15 +44,15 @@ def refused(version: VersionState, approver: str, versions: list[VersionState]) 
 
 
 def test_a_first_version_has_its_saver_as_only_author() -> None:
-    assert lifecycle.authors_of_save(OWNER, None) == (OWNER,)
+    assert lifecycle.authors_of_save(OWNER, []) == (OWNER,)
 
 
 def test_an_edit_of_a_version_not_yet_approved_keeps_its_authors_then_the_saver() -> None:
     v1 = make_version(1, OWNER, ORIGINAL, status=lifecycle.SUBMITTED, submitted_by=OWNER)
-    assert lifecycle.edit_base([v1]) == v1
-    v2 = make_version(2, ADMIN, MILLION, lifecycle.edit_base([v1]))
+    assert lifecycle.open_edits([v1]) == [v1]
+    v2 = make_version(2, ADMIN, MILLION, lifecycle.open_edits([v1]))
     assert v2.authors == (OWNER, ADMIN) and v2.author == ADMIN
-    v3 = make_version(3, OWNER, MILLION, lifecycle.edit_base([v1, v2]))
+    v3 = make_version(3, OWNER, MILLION, lifecycle.open_edits([v1, v2]))
     assert v3.authors == (OWNER, ADMIN) and v3.author == OWNER  # each author once
 
 
@@ -61,22 +61,43 @@ def test_an_edit_of_a_version_not_yet_approved_keeps_its_authors_then_the_saver(
 )
 def test_an_edit_after_an_approval_starts_a_new_chain_of_authors(status: str) -> None:
     live = make_version(1, ADMIN, ORIGINAL, status=status)
-    assert lifecycle.edit_base([live]) is None
-    assert make_version(2, OWNER, MILLION, lifecycle.edit_base([live])).authors == (OWNER,)
+    assert lifecycle.open_edits([live]) == []
+    assert make_version(2, OWNER, MILLION, lifecycle.open_edits([live])).authors == (OWNER,)
 
 
 def test_a_fork_keeps_the_authors_of_its_source_whatever_its_status() -> None:
     v1 = make_version(1, OWNER, ORIGINAL, status=lifecycle.ACTIVE)
-    v2 = make_version(2, ADMIN, MILLION, None)
-    fork = make_version(3, OWNER, MILLION, v2)
+    v2 = make_version(2, ADMIN, MILLION)
+    fork = make_version(3, OWNER, MILLION, [v2])
     assert fork.authors == (ADMIN, OWNER)
-    assert make_version(4, APPROVER, ORIGINAL, v1).authors == (OWNER, APPROVER)
+    assert make_version(4, APPROVER, ORIGINAL, [v1]).authors == (OWNER, APPROVER)
+
+
+def test_a_changed_copy_of_an_open_edit_still_bars_its_writer() -> None:
+    """The second reader's bypass: the owner forks the live version (the admin's draft is no
+    longer the newest), pastes the admin's unapproved amount with a one-character change —
+    the admin is still an author: every open edit's authors are inherited."""
+    v1 = make_version(1, OWNER, ORIGINAL, status=lifecycle.ACTIVE)
+    v2 = make_version(2, ADMIN, MILLION, lifecycle.open_edits([v1]))
+    v3 = make_version(3, OWNER, ORIGINAL, [v1, *lifecycle.open_edits([v1, v2])])
+    assert v3.authors == (OWNER, ADMIN)
+    pasted = {**MILLION, "name": "Invite."}
+    v4 = make_version(4, OWNER, pasted, lifecycle.open_edits([v1, v2, v3]))
+    assert set(v4.authors) == {OWNER, ADMIN}
+    refused(v4, ADMIN, [v1, v2, v3, v4])
+
+
+def test_drafts_older_than_the_newest_approval_are_closed() -> None:
+    v1 = make_version(1, ADMIN, MILLION)  # a draft nobody took further
+    v2 = make_version(2, OWNER, ORIGINAL, status=lifecycle.ACTIVE)
+    assert lifecycle.open_edits([v1, v2]) == []
+    assert make_version(3, OWNER, ORIGINAL, lifecycle.open_edits([v1, v2])).authors == (OWNER,)
 
 
 def test_a_version_saved_before_authors_were_recorded_counts_its_saver() -> None:
     old = VersionState(1, lifecycle.DRAFT, OWNER)  # authors () as before migration 0008
     assert old.editors == (OWNER,)
-    assert lifecycle.authors_of_save(ADMIN, old) == (OWNER, ADMIN)
+    assert lifecycle.authors_of_save(ADMIN, [old]) == (OWNER, ADMIN)
 
 
 # --- approval -------------------------------------------------------------------------------
@@ -86,8 +107,8 @@ def test_an_admin_who_edited_cannot_approve_after_the_owner_re_saves_it() -> Non
     """The hostile test's finding: admin edits the amount after the owner's submission, the
     owner re-saves the same content, the admin approves."""
     v1 = make_version(1, OWNER, ORIGINAL, status=lifecycle.SUBMITTED, submitted_by=OWNER)
-    v2 = make_version(2, ADMIN, MILLION, lifecycle.edit_base([v1]))
-    v3 = make_version(3, OWNER, MILLION, lifecycle.edit_base([v1, v2]))
+    v2 = make_version(2, ADMIN, MILLION, lifecycle.open_edits([v1]))
+    v3 = make_version(3, OWNER, MILLION, lifecycle.open_edits([v1, v2]))
     submitted = VersionState(3, lifecycle.SUBMITTED, OWNER, OWNER, v3.authors, v3.content)
     versions = [v1, v2, submitted]
     detail = refused(submitted, ADMIN, versions)
@@ -97,15 +118,15 @@ def test_an_admin_who_edited_cannot_approve_after_the_owner_re_saves_it() -> Non
 
 
 def test_a_fresh_save_of_someone_elses_content_is_still_theirs() -> None:
-    """The chain is broken (a fork of the approved version), the same JSON saved again: the
-    admin wrote an identical definition in another version, so may not approve it."""
-    v1 = make_version(1, OWNER, ORIGINAL, status=lifecycle.ACTIVE)
-    v2 = make_version(2, ADMIN, MILLION, lifecycle.edit_base([v1]))
-    v3 = make_version(3, OWNER, ORIGINAL, v1)  # a fork of v1: (OWNER,)
-    v4 = make_version(4, OWNER, dict(MILLION), lifecycle.edit_base([v1, v2, v3]))
-    assert v4.authors == (OWNER,)
-    submitted = VersionState(4, lifecycle.SUBMITTED, OWNER, OWNER, v4.authors, v4.content)
-    versions = [v1, v2, v3, submitted]
+    """The admin's draft is closed (a later version was approved), the same JSON saved again by
+    the owner: no open edit to inherit from, but the admin wrote an identical definition in
+    another version, so may not approve it."""
+    v1 = make_version(1, ADMIN, MILLION)
+    v2 = make_version(2, OWNER, ORIGINAL, status=lifecycle.ACTIVE)
+    v3 = make_version(3, OWNER, dict(MILLION), lifecycle.open_edits([v1, v2]))
+    assert v3.authors == (OWNER,)
+    submitted = VersionState(3, lifecycle.SUBMITTED, OWNER, OWNER, v3.authors, v3.content)
+    versions = [v1, v2, submitted]
     refused(submitted, ADMIN, versions)
     lifecycle.check_approver(submitted, APPROVER, versions)
 
@@ -118,7 +139,7 @@ def test_identical_content_ignores_key_order_and_nothing_else() -> None:
 
 def test_an_author_of_different_content_may_approve() -> None:
     v1 = make_version(1, ADMIN, ORIGINAL, status=lifecycle.SUPERSEDED)
-    v2 = make_version(2, OWNER, MILLION, lifecycle.edit_base([v1]))
+    v2 = make_version(2, OWNER, MILLION, lifecycle.open_edits([v1]))
     submitted = VersionState(2, lifecycle.SUBMITTED, OWNER, OWNER, v2.authors, v2.content)
     lifecycle.check_approver(submitted, ADMIN, [v1, submitted])
 

@@ -159,8 +159,9 @@ class Version(BaseModel):
     author: str = Field(description="The key that saved this version (see `authors`)")
     authors: list[str] = Field(
         description="Everyone who wrote this version, in the order they first did: whoever "
-        "saved it, plus whoever wrote the version it was copied from (a fork) or built on (a "
-        "save while the newest version was not yet approved). None of them may approve it, "
+        "saved it, plus whoever wrote any version still open when it was saved (not yet "
+        "approved, newer than the last approved one) and, for a fork, its source. None of "
+        "them may approve it, "
         "nor may its submitter or anyone who wrote another version of this campaign with "
         "exactly the same definition (403 `self_approval`, SPEC §15 four eyes)"
     )

@@ -8,8 +8,8 @@ Four eyes (SPEC §15): everyone who edited or submitted a version is barred from
 With immutable versions "edited" means more than "saved this row", so a version records its
 `authors` — the principal who saved it and every author of the content it was saved from
 (`authors_of_save`) — and approval is also refused to an author of any version of the campaign
-with an identical definition (`barred_from_approving`): re-saving someone else's edit, through
-the chain or as a fresh save of the same JSON, does not make it approvable by them.
+with an identical definition (`barred_from_approving`): re-saving someone else's open edit, changed
+or not, or saving the same JSON afresh, does not make it approvable by them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from shared.errors import Conflict, Forbidden
 
 DRAFT, SUBMITTED, APPROVED = "draft", "submitted", "approved"
 ACTIVE, PAUSED, ENDED, SUPERSEDED = "active", "paused", "ended", "superseded"
-# Not yet approved: an edit saved on top of such a version continues its content.
+# Not yet approved: a save while such a version is open may continue its content.
 UNAPPROVED = frozenset({DRAFT, SUBMITTED})
 SELF_APPROVAL = (
     "four eyes (SPEC §15): a version is approved only by a principal who wrote or submitted none "
@@ -55,22 +55,28 @@ def content_key(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def edit_base(versions: Sequence[VersionState]) -> VersionState | None:
-    """The version an edit (`PUT …/draft`) continues: the newest version while it is not yet
-    approved (draft or submitted) — one chain of edits since the last approval. Once the newest
-    is approved, live or done, its content has had its second pair of eyes and an edit starts a
-    new chain (content identity in `barred_from_approving` still covers a save of the same
-    definition)."""
-    newest = versions[-1] if versions else None
-    return newest if newest is not None and newest.status in UNAPPROVED else None
+def open_edits(versions: Sequence[VersionState]) -> list[VersionState]:
+    """The versions a save may continue: every version not yet approved (draft or submitted)
+    newer than the newest one that was approved (approved, live or done) — the campaign's open
+    edits. Any of them may be what the saver loaded and changed (an editor can open any draft),
+    so a new version inherits the authors of all of them: after the owner forks the live version
+    and pastes an admin's unapproved draft into it, the admin is still among its authors. Once a
+    later version is approved, older drafts are closed: copying one of them by hand is the
+    copier's own writing (content identity in `barred_from_approving` still covers the same
+    definition saved again)."""
+    approved = [v.version for v in versions if v.status not in UNAPPROVED]
+    newest_approved = max(approved, default=0)
+    return [v for v in versions if v.status in UNAPPROVED and v.version > newest_approved]
 
 
-def authors_of_save(saver: str, saved_from: VersionState | None) -> tuple[str, ...]:
-    """A new version's authors: every author of the version it was saved from — a fork's source
-    (whatever its status), an edit's `edit_base` — then the saver, each once, in the order
-    they first wrote it."""
-    inherited = saved_from.editors if saved_from is not None else ()
-    return inherited if saver in inherited else (*inherited, saver)
+def authors_of_save(saver: str, saved_from: Iterable[VersionState]) -> tuple[str, ...]:
+    """A new version's authors: every author of the versions it was saved from — a fork's
+    source (whatever its status) and the open edits (`open_edits`) — then the saver, each
+    once, in the order they first wrote."""
+    out: list[str] = []
+    for v in saved_from:
+        out += [a for a in v.editors if a not in out]
+    return (*out, saver) if saver not in out else tuple(out)
 
 
 def withdrawn_by_save(versions: Iterable[VersionState]) -> list[int]:

@@ -166,11 +166,11 @@ async def edit(
 ) -> dict[str, Any]:
     """Save a draft: always a new numbered version (SPEC §10 Versions) — two variants can then
     be simulated against each other; none is ever overwritten. It continues the newest
-    version's authors while that one is not yet approved (lifecycle.edit_base)."""
+    authors of every open edit (lifecycle.open_edits)."""
     before = await get(session, campaign_id, lock=True)
     lifecycle.check_editable(before["state"])
-    base = lifecycle.edit_base([_state(v) for v in before["versions"]])
-    return await _new_draft(session, before, definition, actor, base, "campaign.edit")
+    open_edits = lifecycle.open_edits([_state(v) for v in before["versions"]])
+    return await _new_draft(session, before, definition, actor, open_edits, "campaign.edit")
 
 
 async def fork(
@@ -185,7 +185,8 @@ async def fork(
             f"campaign '{campaign_id}' has no version {from_version}", code="version_not_found"
         )
     definition = CampaignDefinition.model_validate(source["definition"])
-    return await _new_draft(session, before, definition, actor, _state(source), "version.fork")
+    saved_from = [_state(source), *lifecycle.open_edits([_state(v) for v in before["versions"]])]
+    return await _new_draft(session, before, definition, actor, saved_from, "version.fork")
 
 
 async def _new_draft(
@@ -193,7 +194,7 @@ async def _new_draft(
     before: dict[str, Any],
     definition: CampaignDefinition,
     actor: str,
-    saved_from: VersionState | None,
+    saved_from: list[VersionState],
     action: str,
 ) -> dict[str, Any]:
     """Insert the next version as a draft; every submitted version goes back to draft (its
