@@ -5,8 +5,9 @@ body still arriving, but nothing bounds the *head*: a client that sends one head
 few seconds holds its connection, and a few thousand such clients hold every connection a
 process admits (`--limit-concurrency`). This protocol gives each request head
 `ENGAGE_HEADER_READ_TIMEOUT_S` (10 s) from the moment the connection opens or the previous
-response ends: past it the client gets 408 and the connection is closed. Data arriving does not
-extend the deadline — a drip is exactly what it is for.
+response ends: past it the connection is closed, with a 408 when part of a head had arrived
+(silently when none had: an idle connection). Data arriving does not extend the deadline — a
+drip is exactly what it is for.
 
 Selected with `uvicorn --http shared.http_protocol:HeaderDeadlineProtocol` (engage/stack.py) or
 `http=HeaderDeadlineProtocol` (engage/cli.py).
@@ -47,6 +48,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_read_timeout_s()
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_started = False  # some byte of the awaited head arrived
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -55,6 +57,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_deadline is not None:
+            self._head_started = True
+        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -67,6 +74,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._head_started = False
         self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
 
     def _disarm(self) -> None:
@@ -80,5 +88,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being answered (its head arrived): not ours to cut
-        self.transport.write(TIMEOUT_RESPONSE)
+        if self._head_started:  # an answer to a request that began
+            self.transport.write(TIMEOUT_RESPONSE)
+        # else an idle connection: closed silently, as idle connections are — a 408 written
+        # unasked could be read by a client as the answer to the request it is just sending
         self.transport.close()

@@ -134,7 +134,7 @@ async def _drip_head(port: int, first: bytes = b"") -> bytes:
 async def test_a_head_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -> None:
     """A client that drips its request head (slowloris) holds the connection only until the
     head deadline (ENGAGE_HEADER_READ_TIMEOUT_S), on a new connection and on a kept-alive one;
-    a request whose head arrived is answered as usual."""
+    a request whose head arrived is answered as usual; an idle connection is closed silently."""
     scoring = stack.start_service(
         "scoring",
         instance="-slowhead",
@@ -153,5 +153,10 @@ async def test_a_head_that_drips_is_cut_off_with_408(stack: Stack, keys: Keys) -
         answer = await _drip_head(scoring.port, first=whole)
         responses = answer.split(b"HTTP/1.1 ")[1:]
         assert [r[:3] for r in responses] == [b"200", b"408"], answer[:500]
+
+        # An idle connection (no byte of a request) is closed without an unasked answer.
+        reader, writer = await asyncio.open_connection("127.0.0.1", scoring.port)
+        assert await asyncio.wait_for(reader.read(), timeout=30) == b""
+        writer.close()
     finally:
         scoring.stop()
