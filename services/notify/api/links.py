@@ -71,7 +71,7 @@ USER_LINKS = [
         f"GET {USER}/notifications",
         "POST /v1/notifications/{notification_id}:resend",
         _FIRST_NOTIFICATION,
-        "Send their newest notification again",
+        "Send the first notification listed (their oldest) again",
     ),
     Link(
         "POST /v1/notifications/{notification_id}:resend",

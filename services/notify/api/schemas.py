@@ -27,9 +27,15 @@ def _month_in_span(label: str) -> str:
     return label
 
 
-# The pattern says the span too (years 2000–2099), so the document does not promise more.
+# The document's pattern says the span too (years 2000–2099), so it does not promise more; the
+# check itself names the span in its message.
 SegmentMonth = Annotated[
-    str, Field(pattern=r"^20\d{2}-(0[1-9]|1[0-2])$"), AfterValidator(_month_in_span)
+    str,
+    Field(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+        json_schema_extra={"pattern": r"^20\d{2}-(0[1-9]|1[0-2])$"},
+    ),
+    AfterValidator(_month_in_span),
 ]
 
 

@@ -5,6 +5,7 @@ notices (never an HTTP call inside the transaction)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -21,8 +22,10 @@ from services.rewards.store import campaigns, holdouts
 from services.rewards.store import report as counts
 from shared.auth import Principal
 from shared.errors import ValidationFailed
+from shared.failures import is_transient
 from shared.ownership import check_team
 
+log = logging.getLogger(__name__)
 REPORT_WORK_MEM = "256MB"
 NoticeCounts = Callable[[str], Awaitable[dict[str, Any] | None]]
 
@@ -133,14 +136,21 @@ async def campaign_report(
 async def compact_pending(sessions: async_sessionmaker[AsyncSession]) -> int:
     """Fold every campaign's report count deltas (each campaign in a transaction of its own),
     so they do not pile up between reports and the first report after a busy day stays fast.
-    The settler calls it on its timer; a campaign another replica is folding is skipped.
-    Returns the campaigns folded."""
+    The settler calls it on its timer; a campaign another replica is folding is skipped; a
+    campaign that fails is logged and left for the next pass. Returns the campaigns folded."""
     async with sessions() as session:
         pending = await counts.pending_campaigns(session)
+    folded = 0
     for campaign_id in pending:
-        async with sessions() as session, session.begin():
-            await counts.compact(session, campaign_id)
-    return len(pending)
+        try:
+            async with sessions() as session, session.begin():
+                await counts.compact(session, campaign_id)
+            folded += 1
+        except Exception as exc:  # one campaign's failure does not starve the others
+            if is_transient(exc):
+                raise
+            log.exception("report counts not folded", extra={"campaign_id": campaign_id})
+    return folded
 
 
 def report_csv(doc: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS report_counts (
     compact boolean NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS report_counts_campaign ON report_counts (campaign_id, period);
+CREATE INDEX IF NOT EXISTS report_counts_fresh ON report_counts (campaign_id) WHERE NOT compact;
 CREATE TABLE IF NOT EXISTS report_people (
     campaign_id text NOT NULL,
     user_id text NOT NULL,
@@ -112,7 +113,8 @@ _COUNT = """
         sum(g.sign * CAST(i.e->>'amount' AS bigint)), {compact}
     FROM ({rows}) g CROSS JOIN LATERAL jsonb_array_elements(g.items) WITH ORDINALITY AS i(e, n)
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-    HAVING sum(g.sign) <> 0 OR sum(g.sign * CAST(i.e->>'amount' AS bigint)) <> 0;
+    HAVING sum(g.sign) <> 0 OR sum(g.sign * CAST(i.e->>'amount' AS bigint)) <> 0
+        OR coalesce(sum(g.sign) FILTER (WHERE i.n = 1), 0) <> 0;
     INSERT INTO report_people (campaign_id, user_id, next_month, grants, granted, held_out,
         fulfilled, compact)
     SELECT g.campaign_id, g.user_id, report_next_month(g.period), sum(g.sign),
