@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run a benchmark: bash bench/run.sh ingest [--scale 0.2]
+#   bash bench/run.sh bounded [--users 300000]   simulations under their limits (healthz, RSS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +19,19 @@ HTTP_LATENCY = Histogram(
     "HTTP request latency by service and route template.",
     ["service", "route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+# Expensive requests (shared/heavy.py): simulations, reports, segment counts.
+HEAVY_RUNNING = Gauge(
+    "engage_heavy_requests_running",
+    "Expensive requests running now, by service and kind.",
+    ["service", "kind"],
+)
+HEAVY_REFUSED = Counter(
+    "engage_heavy_requests_refused_total",
+    "Expensive requests refused with 429, by service, kind and the limit that was full "
+    "(service or key).",
+    ["service", "kind", "limit"],
 )
 
 

@@ -41,3 +41,37 @@ class RewardsSettings(BaseSettings):
         "leaves notices out (`engage report` then asks notify itself).",
     )
     notify_key: str = Field(default="", description="A viewer key for notify's read API.")
+    simulation_max_user_days: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Size budget of one simulation: (days in range) × (rules, of both versions "
+        "when compared) × (users with stored days, estimated). Over it: 422 "
+        "`simulation_too_large`, refused before any row is read.",
+    )
+    simulation_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock bound of one simulation (and the statement timeout of its "
+        "transaction); over it the work and its query are cancelled: 503 `simulation_timeout`.",
+    )
+    simulation_max_rss_mb: int = Field(
+        default=1024,
+        ge=64,
+        description="A simulation stops (422 `simulation_too_large`) when the process's "
+        "resident memory passes this while it runs: the grants a version would make are held "
+        "in memory, and a rule that grants on most user-days holds as many.",
+    )
+    simulation_in_thread: bool = Field(
+        default=True,
+        description="Run each simulation on an event loop and a database connection of its "
+        "own in a worker thread, so its Python work cannot hold up the service's other "
+        "requests (/healthz stays fast; bench/RESULTS.md).",
+    )
+    simulation_thread_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling priority (Linux nice) of a simulation's worker thread: the "
+        "event loop serving the other requests comes first.",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import ValidationError
 
 from services.rewards.api.deps import Sessions
@@ -26,6 +26,7 @@ from services.rewards.api.schemas import (
 from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.periods import CAMPAIGN_PERIOD, label_first_day
 from services.rewards.domain.templates import TEMPLATES
+from services.rewards.settings import RewardsSettings
 from services.rewards.usecases import campaigns, simulate
 from services.rewards.usecases.enroll import enroll_group
 from shared.api_auth import (
@@ -35,7 +36,9 @@ from shared.api_auth import (
     RequireUserOrPlatform,
 )
 from shared.api_deps import SessionDep, TimeZone, UnitOfWork
+from shared.auth import Principal
 from shared.errors import ValidationFailed
+from shared.heavy import HEAVY_RESPONSES, heavy, with_client
 from shared.http import problems, reject_unknown_query_params
 from shared.pagination import Page, PageParams, PageQuery, single_int, single_text
 from shared.timebounds import check_day
@@ -137,6 +140,10 @@ async def get_campaign(
     "/campaigns/{campaign_id}/draft",
     response_model=Campaign,
     summary="Save a draft: every save is a new numbered version, never an overwrite",
+    description="The new version's `authors` are the saver and the authors of every open edit "
+    "(a version not yet approved, newer than the last approved one). A version awaiting "
+    "approval (`submitted`) goes "
+    "back to `draft` (audited `version.withdraw`): nobody approves a campaign being edited.",
 )
 async def edit_draft(
     campaign_id: CampaignId,
@@ -152,6 +159,8 @@ async def edit_draft(
     response_model=Campaign,
     status_code=201,
     summary="Fork a new draft version from any version",
+    description="The fork's `authors` are the source version's, the open edits' (as on a save) "
+    "and the forker; a `submitted` version goes back to `draft`, as on a save.",
 )
 async def fork_version(
     campaign_id: CampaignId, body: ForkVersion, session: UnitOfWork, owner: RequireCampaignOwner
@@ -173,7 +182,10 @@ async def submit_version(
 @router.post(
     "/campaigns/{campaign_id}/versions/{version}:approve",
     response_model=Campaign,
-    summary="Approve a submitted version (not by its author or submitter)",
+    summary="Approve a submitted version (by none of those who wrote or submitted it)",
+    description="Four eyes (SPEC §15): 403 `self_approval` for the submitter, any of the "
+    "version's `authors`, and any author of another version of the campaign with the same "
+    "definition — re-saving someone else's edit does not make it theirs to approve.",
 )
 async def approve_version(
     campaign_id: CampaignId, version: VersionNo, session: UnitOfWork, approver: RequireApprover
@@ -302,6 +314,26 @@ async def list_settlements(
     }
 
 
+def _simulation_limits(request: Request) -> simulate.SimulationLimits:
+    """`REWARDS_SIMULATION_*`, read once per app (`app.state.simulation_limits` when wired)."""
+    state = request.app.state
+    if not hasattr(state, "simulation_limits"):
+        s = RewardsSettings()
+        state.simulation_limits = simulate.SimulationLimits(
+            s.simulation_max_user_days,
+            s.simulation_timeout_s,
+            s.simulation_max_rss_mb,
+            s.simulation_in_thread,
+            s.simulation_thread_nice,
+        )
+    limits: simulate.SimulationLimits = state.simulation_limits
+    return limits
+
+
+# At most ENGAGE_HEAVY_MAX_PER_SERVICE simulations and reports at once, one per key (SPEC §15).
+SimulationReader = Annotated[Principal, heavy("rewards", "simulation", RequireCampaignReader)]
+
+
 @router.post(
     "/campaigns/{campaign_id}/versions/{version}:simulate",
     response_model=SimulationResult,
@@ -311,17 +343,29 @@ async def list_settlements(
     "threshold fires on the day it would have fired live, sums stop at the evaluated day and at "
     "`to`, a period-end rule settles the periods that ended by `to`. `against` (any version, "
     "default the live one) adds that version's result and the diff. 422 `range_outside_window` "
-    "when the range does not overlap the version's window.",
+    "when the range does not overlap the version's window.\n\n"
+    "Bounded (SPEC §15, docs/operations.md): 429 with Retry-After when this replica already "
+    "runs ENGAGE_HEAVY_MAX_PER_SERVICE expensive requests or this key "
+    "ENGAGE_HEAVY_MAX_PER_KEY; 422 `simulation_too_large` when (days) × (rules, both versions' "
+    "when compared) × (users with stored days) is over REWARDS_SIMULATION_MAX_USER_DAYS — "
+    "refused before any row is read, with the estimate and the limit — or when the run's "
+    "memory passes REWARDS_SIMULATION_MAX_RSS_MB; 503 `simulation_timeout` past "
+    "REWARDS_SIMULATION_TIMEOUT_S. A client that disconnects cancels the work and its query.",
+    responses=HEAVY_RESPONSES,
 )
 async def simulate_version(
+    request: Request,
     campaign_id: CampaignId,
     version: VersionNo,
     body: Annotated[SimulationRequest, Body()],
     sessions: Sessions,
-    reader: RequireCampaignReader,
+    reader: SimulationReader,
     tz: TimeZone,
+    limits: Annotated[simulate.SimulationLimits, Depends(_simulation_limits)],
 ) -> dict[str, Any]:
-    request = simulate.SimulationRequest(
+    asked = simulate.SimulationRequest(
         campaign_id, version, body.from_day, body.to_day, body.sample, body.against
     )
-    return await simulate.simulate_version(sessions, request, reader, tz, datetime.now(UTC))
+    now = datetime.now(UTC)
+    work = simulate.simulate_version(sessions, asked, reader, tz, now, limits)
+    return await with_client(request, "rewards", work)
