@@ -44,17 +44,7 @@ async def compact(session: AsyncSession, campaign_id: str) -> None:
     ).scalar_one()
     if not locked:
         return
-    await session.execute(
-        text(f"""
-        WITH gone AS (
-            DELETE FROM report_counts WHERE campaign_id = :c AND EXISTS (
-                SELECT 1 FROM report_counts f WHERE f.campaign_id = :c AND NOT f.compact)
-            RETURNING *)
-        INSERT INTO report_counts ({_COUNT_KEY}, items, grants, units, compact)
-        SELECT {_COUNT_KEY}, sum(items), sum(grants), sum(units), true FROM gone
-        GROUP BY {_COUNT_KEY} HAVING sum(items) <> 0 OR sum(units) <> 0"""),
-        {"c": campaign_id},
-    )
+    await session.execute(text(_COMPACT_COUNTS), {"c": campaign_id})
     folded = await session.execute(text(_COMPACT_PEOPLE), {"c": campaign_id, "n": COMPACT_USERS})
     if folded.rowcount > ANALYZE_AFTER_USERS:  # type: ignore[attr-defined]
         # Many new summaries (a bulk load, a first report): the next plan should know them.
@@ -78,6 +68,23 @@ async def pending_campaigns(session: AsyncSession) -> list[str]:
     )
     return [r.campaign_id for r in rows]
 
+
+# Only the keys with fresh deltas are folded (their compacted row and the deltas become one
+# row): the settler folds every few seconds, and rewriting a campaign's every key each time
+# would churn thousands of rows for a handful of changes.
+_KEY_COLUMNS = _COUNT_KEY.split(", ")
+_COMPACT_COUNTS = f"""
+    WITH keys AS (
+        SELECT DISTINCT {_COUNT_KEY} FROM report_counts WHERE campaign_id = :c AND NOT compact),
+    gone AS (
+        DELETE FROM report_counts r USING keys k
+        WHERE r.campaign_id = :c
+            AND ({", ".join(f"r.{c}" for c in _KEY_COLUMNS)})
+                IS NOT DISTINCT FROM ({", ".join(f"k.{c}" for c in _KEY_COLUMNS)})
+        RETURNING r.*)
+    INSERT INTO report_counts ({_COUNT_KEY}, items, grants, units, compact)
+    SELECT {_COUNT_KEY}, sum(items), sum(grants), sum(units), true FROM gone
+    GROUP BY {_COUNT_KEY} HAVING sum(items) <> 0 OR sum(units) <> 0 OR sum(grants) <> 0"""
 
 _COMPACT_REACH = """
     WITH gone AS (
