@@ -5,7 +5,8 @@ Membership: a user is held out when HMAC-SHA256(key = the campaign's holdout see
 the user id), read as a 256-bit big-endian number, falls in the lowest `percent` of the range:
 `int(digest) * 100 < percent * 2**256`. Only SHA-256(seed) is published while the campaign
 runs (store/holdouts.py); once it has ended the seed is revealed and anyone can recompute who
-was held out.
+was held out. A simulation applies the committed seed too, or a public stand-in for a campaign
+that has none yet (`SimulatedHoldout`).
 
 Uplift: the chosen metric's mean among treated users minus its mean among held-out users,
 with a 95% Welch confidence interval (unequal variances, Welch–Satterthwaite degrees of
@@ -19,6 +20,7 @@ import hmac
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 HELD_OUT = "held_out"
 MAX_HOLDOUT_PERCENT = 50
@@ -42,6 +44,47 @@ class Holdout:
 
     def holds(self, user_id: str) -> bool:
         return held_out(self.seed, user_id, self.percent)
+
+
+# -- in a simulation ---------------------------------------------------------------------------
+
+COMMITTED = "committed"  # the campaign's own seed: the users live evaluation holds out
+STAND_IN = "stand_in"  # no seed yet (never activated): an example of who a holdout takes
+
+
+def stand_in_seed(campaign_id: str) -> str:
+    """What a simulation holds out with before the campaign's seed is committed: fixed, so two
+    simulations of a draft agree, and public (SHA-256 of `simulation:holdout:<campaign id>`,
+    hex) — the seed chosen at activation will hold out other users."""
+    return hashlib.sha256(f"simulation:holdout:{campaign_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedHoldout:
+    """The holdout a simulation applies and whose seed it is (`COMMITTED` or `STAND_IN`)."""
+
+    holdout: Holdout
+    seed_source: str  # COMMITTED or STAND_IN
+
+    @classmethod
+    def of(cls, campaign_id: str, committed: str | None, percent: int) -> SimulatedHoldout | None:
+        """With the campaign's committed seed when it has one; None without a holdout."""
+        if percent <= 0:
+            return None
+        if committed is None:
+            return cls(Holdout(stand_in_seed(campaign_id), percent), STAND_IN)
+        return cls(Holdout(committed, percent), COMMITTED)
+
+    def holds(self, user_id: str) -> bool:
+        return self.holdout.holds(user_id)
+
+    def document(self) -> dict[str, Any]:
+        """Percent, which seed, and its SHA-256 (public either way: never the committed seed)."""
+        return {
+            "percent": self.holdout.percent,
+            "seed_source": self.seed_source,
+            "seed_sha256": hashlib.sha256(self.holdout.seed.encode()).hexdigest(),
+        }
 
 
 # -- uplift -----------------------------------------------------------------------------------

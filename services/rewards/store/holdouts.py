@@ -29,6 +29,16 @@ async def commit_seed(session: AsyncSession, campaign_id: str) -> str:
     return str(row.scalar_one())
 
 
+async def seed_of(session: AsyncSession, campaign_id: str) -> str | None:
+    """The campaign's committed holdout seed, None before there is one; never chooses one (a
+    simulation's READ ONLY transaction reads it)."""
+    row = await session.execute(
+        text("SELECT seed FROM holdout_seeds WHERE campaign_id = :c"), {"c": campaign_id}
+    )
+    seed = row.scalar_one_or_none()
+    return None if seed is None else str(seed)
+
+
 async def holdout_of(session: AsyncSession, campaign_id: str, percent: int) -> Holdout | None:
     """The holdout rules apply for a campaign version holding out `percent` of users."""
     if percent <= 0:

@@ -1,6 +1,8 @@
 """Simulate a campaign version (SPEC §5, §9, §10 Versions): run it over a past range of stored
 metrics in a READ ONLY transaction — side effects are impossible, not merely avoided — and,
-when another version is live, the difference from it."""
+when another version is live, the difference from it. Held-out users (SPEC §12) are marked
+`held_out` as live evaluation records them: with the campaign's committed holdout seed, or a
+stand-in before it has one (domain/holdout.py `SimulatedHoldout`), the same for both versions."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.rewards.domain import draws
 from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.decisions import GrantDecision, distinct
+from services.rewards.domain.holdout import SimulatedHoldout
 from services.rewards.domain.periods import Period
 from services.rewards.domain.rules.base import RealTimeKind
 from services.rewards.domain.rules.registry import kind_of
 from services.rewards.domain.simulation import Simulation, diff, outcome, summary
 from services.rewards.domain.simulation_cost import SimulationCost
-from services.rewards.store import bounds, campaigns
+from services.rewards.store import bounds, campaigns, holdouts
 from services.rewards.store.draws import revealed_seeds
 from services.rewards.store.inputs import DrawFn, StoredInputs
 from shared.auth import Principal
@@ -134,10 +137,11 @@ async def _bounded_simulation(
             if other is not None and other != r.version:
                 other_definition = await campaigns.version_definition(session, r.campaign_id, other)
             await _check_cost(session, r, [definition, other_definition], limits)
-            candidate = await _simulate(session, r, definition, tz, now, guard)
+            seed = await holdouts.seed_of(session, r.campaign_id)  # one seed for both versions
+            candidate = await _simulate(session, r, definition, seed, tz, now, guard)
             against, compared = None, None
             if other_definition is not None:
-                baseline = await _simulate(session, r, other_definition, tz, now, guard)
+                baseline = await _simulate(session, r, other_definition, seed, tz, now, guard)
                 against = {"against_version": other, **diff(candidate, baseline, r.sample)}
                 compared = {"version": other, **summary(baseline, r.sample)}
     except (EngageError, TimeoutError):
@@ -221,12 +225,14 @@ async def _simulate(
     session: AsyncSession,
     r: SimulationRequest,
     definition: CampaignDefinition,
+    holdout_seed: str | None,
     tz: ZoneInfo,
     now: datetime,
     guard: MemoryGuard,
 ) -> Simulation:
     """What `definition` grants for the periods within [first, last] that have ended, and its
-    thresholds on the range's stored values."""
+    thresholds on the range's stored values; its held-out users by `holdout_seed` (the
+    campaign's committed one, None = not committed yet: a stand-in)."""
     draw = _simulated_draws(r.campaign_id, await revealed_seeds(session, r.campaign_id))
     inputs = GuardedInputs(
         session, r.campaign_id, definition.window, definition.enrollment_required, tz, draw
@@ -240,7 +246,9 @@ async def _simulate(
             decided = kind.cap(rule, distinct(decided), {}, 0)
         decisions += decided
         guard.check()
-    return outcome(decisions, {str(k): v for k, v in definition.budgets.items()})
+    holdout = SimulatedHoldout.of(r.campaign_id, holdout_seed, definition.holdout_percent)
+    budgets = {str(k): v for k, v in definition.budgets.items()}
+    return outcome(decisions, budgets, holdout, definition.unit_prices)
 
 
 class MemoryGuard:
