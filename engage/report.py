@@ -1,8 +1,9 @@
 """`engage report campaign ID` and `engage report month YYYY-MM` (SPEC §12): the tables a
 campaign owner reads the morning after, printed, and PNG charts written beside them.
 
-A campaign report is rewards' `GET /v1/campaigns/{id}/report` (notices filled in from notify's
-`GET /v1/notifications/counts?campaign_id=` when rewards could not ask); a month report is
+A campaign report is rewards' `GET /v1/campaigns/{id}/report` (notices, over the campaign and
+per rule and period, filled in from notify's `GET /v1/notifications/counts?campaign_id=` when
+rewards could not ask); a month report is
 scoring's `GET /v1/stats/month/{m}` (overall, `?by=province`, `?by=client`) and
 `GET /v1/stats/day/{d}` for each day of the month so far. Tables use `rich` when it is
 installed, plain aligned text otherwise; charts use matplotlib (a dev dependency, installed by
@@ -102,10 +103,29 @@ async def fetch_campaign(
         async with httpx.AsyncClient(base_url=urls["notify"], headers=headers, timeout=30) as c:
             r = await c.get("/v1/notifications/counts", params={"campaign_id": campaign_id})
             if r.status_code == 200:
-                doc["notices"] = r.json()
-                told = int(doc["notices"].get("told_users") or 0)
+                counted = r.json()
+                doc["periods"] = _with_period_notices(doc["periods"], counted.pop("periods", None))
+                doc["notices"] = counted
+                told = int(counted.get("told_users") or 0)
                 doc["funnel"] = _with_told(doc["funnel"], told)
     return doc
+
+
+def _with_period_notices(
+    periods: list[dict[str, Any]], counted: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Each rule's period with notify's count of its notices and the users they told (0 when
+    notify has none for it); unchanged when notify does not count per period."""
+    if counted is None:
+        return periods
+    by = {(c["rule_id"], c["period"]): c for c in counted}
+    out = []
+    for p in periods:
+        c = by.get((p["rule_id"], p["period"]), {})
+        out.append({**p, "told": int(c.get("told_users") or 0),
+                    "notices": dict(c.get("counts") or {}),
+                    "notice_reasons": list(c.get("reasons") or [])})  # fmt: skip
+    return out
 
 
 def _with_told(funnel: list[dict[str, Any]], told: int) -> list[dict[str, Any]]:
@@ -151,6 +171,7 @@ def render_campaign(doc: dict[str, Any], out_dir: Path) -> Printed:
                 "winners",
                 "held out",
                 "granted",
+                "told",
                 "fulfilled",
                 "overdue",
                 *kinds,
@@ -163,6 +184,7 @@ def render_campaign(doc: dict[str, Any], out_dir: Path) -> Printed:
                     p["winners"],
                     p["held_out"],
                     p["grants"].get("granted", 0),
+                    p.get("told"),  # None (—): notify not asked
                     p["fulfilment"].get("fulfilled", 0),
                     p["fulfilment"].get("overdue", 0),
                     *(p["units"].get(k, 0) for k in kinds),

@@ -1,12 +1,15 @@
-"""Notify's counts of one campaign's reward notices (SPEC §12), read over HTTP for the campaign
-report when rewards is told where notify is (REWARDS_NOTIFY_URL); otherwise the report says
-notices are unknown and `engage report` asks notify itself."""
+"""Notify's counts of one campaign's reward notices (SPEC §12), over the campaign and per rule
+and period, read over HTTP for the campaign report when rewards is told where notify is
+(REWARDS_NOTIFY_URL); otherwise the report says notices are unknown and `engage report` asks
+notify itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
+from services.rewards.domain.report import PeriodNotices
 
 
 class NotifyCounts:
@@ -30,3 +33,18 @@ class NotifyCounts:
             return None
         doc: dict[str, Any] = r.json()
         return doc
+
+
+def period_notices(doc: dict[str, Any]) -> list[PeriodNotices] | None:
+    """The per rule and period counts of notify's answer; None from a notify that does not
+    count per period (before its migration 0009), so the periods' notices stay unknown."""
+    periods = doc.get("periods")
+    if periods is None:
+        return None
+    return [
+        PeriodNotices(
+            str(p["rule_id"]), str(p["period"]), {str(s): int(n) for s, n in p["counts"].items()},
+            list(p.get("reasons") or []), int(p.get("told_users") or 0),
+        )
+        for p in periods
+    ]  # fmt: skip

@@ -1,14 +1,17 @@
 """The campaign report (SPEC §12) on a real PostgreSQL against an independent computation
 (tests/reference/report_model.py): a two-rule campaign with a 20% holdout is fed through the
 real ledger (record_grants with the campaign's holdout), fulfilment reports, a frozen draw and
-the month metrics rewards stores, with a planted effect on next month's activity; the report's
-entrants, winners, held-out users, money, funnel and uplift must equal the reference."""
+the month metrics rewards stores, with a planted effect on next month's activity, and its
+winners' reward notices queued in notify and left in various statuses; the report's entrants,
+winners, held-out users, money, each period's notices, the funnel and the uplift must equal the
+reference."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,12 +27,13 @@ from engage.stack import ServiceProcess, Stack
 from services.notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
 from services.notify.domain.notices import grant_notice, schedule
 from services.notify.store import notifications as notify_store
+from services.notify.usecases.notifications import resend
 from services.rewards.app import MIGRATIONS
 from services.rewards.domain.decisions import GrantDecision
 from services.rewards.domain.fulfilment import FulfilmentReport
 from services.rewards.domain.holdout import Holdout
 from services.rewards.store import holdouts, ledger
-from services.rewards.usecases.report import ReportRequest, campaign_report
+from services.rewards.usecases.report import ReportRequest, campaign_report, report_csv
 from shared.auth import Principal, Role
 from shared.db import make_engine, make_sessionmaker, migrate
 from shared.records import GrantRecord
@@ -38,6 +42,7 @@ from tests.reference import report_model as ref
 
 pytestmark = pytest.mark.asyncio
 SCHEMA = "rewards_report_test"
+NOTIFY_SCHEMA = "notify_report_test"
 TZ = ZoneInfo("Asia/Shanghai")
 READER = Principal("k_report", "report", frozenset({Role.VIEWER}), 1.0)  # no team, as CAMPAIGN
 CAMPAIGN = "cmp_00000000a11c"
@@ -84,6 +89,72 @@ async def sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSessio
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def notify_sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    assert stack.database_url
+    engine = make_engine(stack.database_url, NOTIFY_SCHEMA)
+    await migrate(engine, NOTIFY_MIGRATIONS, NOTIFY_SCHEMA, MetaData())
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+def grant_record(grant_id: int, campaign: str, rule: str, period: str, user: str) -> GrantRecord:
+    return GrantRecord.model_validate(
+        {
+            "event": "recorded", "grant_id": grant_id, "campaign_id": campaign, "version": 1,
+            "rule_id": rule, "role": "user", "user_id": user, "period": period,
+            "status": "granted", "items": [{"kind": "credit_fen", "amount": 100}],
+            "fulfil_by": date(2026, 4, 10),
+        }
+    )  # fmt: skip
+
+
+REASONS = {"deferred": "daily_cap", "suppressed": "opted_out", "failed": "receipt: UNDELIV"}
+
+
+async def queue_notices(
+    sessions: async_sessionmaker[AsyncSession],
+    grants: Sequence[GrantRecord],
+    statuses: Sequence[str],
+    old: Sequence[int] = (),
+) -> list[ref.Notice]:
+    """Queue each grant's reward notice as notify's consumer does, leave it in its status (with
+    a reason where one applies), and wipe the rule and period of the grants `old` as if queued
+    before notices kept them. Returns the notices as the reference sees them."""
+    notices = [n for n in map(grant_notice, grants) if n is not None]
+    async with sessions() as s, s.begin():
+        policies = await notify_store.policies(s)
+        await notify_store.enqueue(s, schedule(notices, policies, datetime.now(UTC)))
+        await s.execute(
+            text(
+                "UPDATE notifications n SET status = x.st, reason = x.r FROM unnest("
+                "CAST(:src AS text[]), CAST(:st AS text[]), CAST(:r AS text[])) AS x(src, st, r) "
+                "WHERE n.source = x.src"
+            ),
+            {
+                "src": [f"grant:{g.grant_id}" for g in grants],
+                "st": list(statuses),
+                "r": [REASONS.get(st) for st in statuses],
+            },
+        )
+        await s.execute(
+            text(
+                "UPDATE notifications SET rule_id = NULL, period = NULL "
+                "WHERE source = ANY(CAST(:src AS text[]))"
+            ),
+            {"src": [f"grant:{g}" for g in old]},
+        )
+    return [
+        ref.Notice(
+            None if g.grant_id in old else g.rule_id, None if g.grant_id in old else g.period,
+            g.user_id, st,
+        )
+        for g, st in zip(grants, statuses, strict=True)
+    ]  # fmt: skip
 
 
 def decision(rule: str, user: str, items: dict[str, int]) -> GrantDecision:
@@ -176,17 +247,47 @@ async def feed(sessions: async_sessionmaker[AsyncSession], w: World) -> None:
             )
 
 
-async def told(campaign_id: str) -> dict[str, Any]:
-    return {"counts": {"sent": 7}, "told_users": 7}
+NOTICE_STATUSES = ["queued", "deferred", "sent", "delivered", "failed", "suppressed"]
+
+
+async def notify_winners(
+    sessions: async_sessionmaker[AsyncSession], notify: async_sessionmaker[AsyncSession]
+) -> list[ref.Notice]:
+    """Every winner's reward notice, in a status drawn at random, and one more notice of a
+    checkin winner queued before notices kept their rule and period (delivered: it tells a
+    user the periods' notices may not)."""
+    async with sessions() as s:
+        rows = await s.execute(
+            text(
+                "SELECT grant_id, rule_id, period, user_id FROM grants WHERE campaign_id = :c "
+                "AND status = 'granted' ORDER BY grant_id"
+            ),
+            {"c": CAMPAIGN},
+        )
+        grants = [grant_record(r.grant_id, CAMPAIGN, r.rule_id, r.period, r.user_id) for r in rows]
+    rng = random.Random(1616)
+    statuses = [rng.choice(NOTICE_STATUSES) for _ in grants]
+    untold = next(g for g, st in zip(grants, statuses, strict=True) if st not in ref.TOLD)
+    grants.append(grant_record(10**9, CAMPAIGN, untold.rule_id, untold.period, untold.user_id))
+    statuses.append("delivered")
+    return await queue_notices(notify, grants, statuses, old=[10**9])
 
 
 async def test_the_report_equals_the_reference(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], notify_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     w = World(seed="c0ffee" * 10)
     await feed(sessions, w)
+    made = await notify_winners(sessions, notify_sessions)
+
+    async def counted(campaign_id: str) -> dict[str, Any]:  # notify's answer, as over HTTP
+        async with notify_sessions() as s:
+            got = await notify_store.campaign_counts(s, campaign_id)
+        doc: dict[str, Any] = orjson.loads(orjson.dumps(asdict(got)))
+        return doc
+
     now = datetime(2026, 4, 20, tzinfo=UTC)  # grants due by 04-10 and not fulfilled: overdue
-    doc = await campaign_report(sessions, ReportRequest(CAMPAIGN), READER, TZ, now, told)
+    doc = await campaign_report(sessions, ReportRequest(CAMPAIGN), READER, TZ, now, counted)
 
     periods = {(p["rule_id"], p["period"]): p for p in doc["periods"]}
     for rule, exp in (("checkin", w.checkin), ("draw", w.draw)):
@@ -205,6 +306,22 @@ async def test_the_report_equals_the_reference(
         "data_mb": ref.money(100 * n_checkin, PRICES["data_mb"]),
     }
     assert periods[("draw", "2026-03")]["money_fen"] == {"prize": None}  # no price, no money
+    expected_notices = ref.notices_per_period(made)
+    assert set(expected_notices) == {("checkin", "2026-03"), ("draw", "2026-03")}
+    for key, exp_notices in expected_notices.items():
+        assert periods[key]["notices"] == exp_notices.counts, key
+        assert periods[key]["told"] == len(exp_notices.told), key
+        reasons = [(r["status"], r["reason"], r["n"]) for r in periods[key]["notice_reasons"]]
+        expected_reasons = [(st, REASONS.get(st), n) for st, n in exp_notices.counts.items()]
+        assert sorted(reasons) == sorted(expected_reasons), key
+    csv_rows = {(r[0], r[1]): r for r in (line.split(",") for line in report_csv(doc).splitlines())}
+    header = csv_rows.pop(("rule_id", "period"))
+    for key, exp_notices in expected_notices.items():
+        row = dict(zip(header, csv_rows[key], strict=True))
+        assert row["told"] == str(len(exp_notices.told)), key
+        assert row["notices_suppressed"] == str(exp_notices.counts.get("suppressed", 0)), key
+    assert "periods" not in doc["notices"]  # the campaign's notices stay whole
+    assert doc["notices"]["counts"]["delivered"] == sum(n.status == "delivered" for n in made)
     assert doc["totals"]["money_fen_total"] == 200 * n_checkin + 300 * n_checkin
     assert doc["totals"]["money_fen_fulfilled"] == 500 * fulfilled
     assert doc["totals"]["unpriced_kinds"] == ["prize"]
@@ -216,7 +333,8 @@ async def test_the_report_equals_the_reference(
         "reached": len(w.reached),
         "entered": len(entered),
         "won": len(w.winners),
-        "told": 7,
+        # with the notice of no period: told in the campaign, in no period
+        "told": len(ref.told_users(made)),
         "fulfilled": fulfilled,
         "active_next_period": len(active_april),
     }
@@ -338,50 +456,44 @@ async def test_the_report_over_http_json_csv_404_and_422(
         assert hashlib.sha256(seed.encode()).hexdigest() == r.json()["holdout"]["seed_sha256"]
 
 
-# -- notify's counts per campaign ---------------------------------------------------------------
+# -- notify's counts per campaign, rule and period ------------------------------------------------
 
 
-async def test_notify_counts_a_campaigns_notices_by_status_and_reason(stack: Stack) -> None:
-    assert stack.database_url
-    engine = make_engine(stack.database_url, "notify_report_test")
-    await migrate(engine, NOTIFY_MIGRATIONS, "notify_report_test", MetaData())
-    sessions = make_sessionmaker(engine)
-    try:
-        grants = [
-            GrantRecord.model_validate(
-                {
-                    "event": "recorded",
-                    "grant_id": i,
-                    "campaign_id": CAMPAIGN,
-                    "version": 1,
-                    "rule_id": "r",
-                    "role": "user",
-                    "user_id": f"n{i % 4}",
-                    "period": "2026-03",
-                    "status": "granted",
-                    "items": [{"kind": "credit_fen", "amount": 100}],
-                    "fulfil_by": date(2026, 4, 10),
-                }
-            )
-            for i in range(6)
-        ]
-        notices = [n for n in map(grant_notice, grants) if n is not None]
-        async with sessions() as s, s.begin():
-            policies = await notify_store.policies(s)
-            await notify_store.enqueue(s, schedule(notices, policies, datetime.now(UTC)))
-            await s.execute(
-                text(
-                    "UPDATE notifications SET status = CASE WHEN source IN ('grant:0', 'grant:1') "
-                    "THEN 'sent' WHEN source = 'grant:2' THEN 'suppressed' ELSE status END, "
-                    "reason = CASE WHEN source = 'grant:2' THEN 'opted_out' END"
-                )
-            )
-        async with sessions() as s:
-            got = await notify_store.campaign_counts(s, CAMPAIGN)
-            other = await notify_store.campaign_counts(s, "cmp_ffffffffffff")
-        assert got.counts == {"queued": 3, "sent": 2, "suppressed": 1}
-        assert {"status": "suppressed", "reason": "opted_out", "n": 1} in got.reasons
-        assert got.told_users == 2 and got.users["queued"] == 3
-        assert other.counts == {} and other.told_users == 0
-    finally:
-        await engine.dispose()
+async def test_notify_counts_a_campaigns_notices_by_status_and_reason_and_per_period(
+    notify_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    campaign = "cmp_00000000a11d"
+    periods = [("r", "2026-03"), ("r", "2026-04"), ("s", "2026-03")]
+    first = 900_000  # grant ids of no other test's campaign
+    grants = [grant_record(first + i, campaign, *periods[i % 3], f"n{i % 4}") for i in range(12)]
+    statuses = ["sent", "delivered", "suppressed", "queued", "failed", "deferred"] * 2
+    # the second grant's notice (delivered to n1, whose others were not) was queued before
+    # notices kept their rule and period: it counts, and tells n1, in the campaign, in no period
+    made = await queue_notices(notify_sessions, grants, statuses, old=[first + 1])
+    async with notify_sessions() as s:
+        original = await s.execute(
+            text("SELECT id FROM notifications WHERE source = :s"), {"s": f"grant:{first}"}
+        )
+        original_id = original.scalar_one()
+    again = await resend(notify_sessions, original_id, "k_admin")  # keeps its original's period
+    made.append(ref.Notice("r", "2026-03", again.user_id, again.status))
+    async with notify_sessions() as s:
+        got = await notify_store.campaign_counts(s, campaign)
+        other = await notify_store.campaign_counts(s, "cmp_ffffffffffff")
+
+    assert got.counts == {"sent": 2, "delivered": 2, "suppressed": 2, "queued": 3,
+                          "failed": 2, "deferred": 2}  # fmt: skip
+    assert {"status": "suppressed", "reason": "opted_out", "n": 2} in got.reasons
+    assert got.told_users == len(ref.told_users(made)) == 4
+    expected = ref.notices_per_period(made)
+    assert [(p.rule_id, p.period) for p in got.periods] == sorted(expected)
+    for p in got.periods:
+        exp = expected[(p.rule_id, p.period)]
+        assert p.counts == exp.counts, p
+        assert p.told_users == len(exp.told), p
+        assert sum(r["n"] for r in p.reasons) == sum(exp.counts.values()), p
+    assert sum(sum(p.counts.values()) for p in got.periods) == sum(got.counts.values()) - 1
+    assert {p.period: p.told_users for p in got.periods if p.rule_id == "r"} == {
+        "2026-03": 2, "2026-04": 1,
+    }  # fmt: skip
+    assert other.counts == {} and other.told_users == 0 and other.periods == []

@@ -87,6 +87,19 @@ def test_notify_fills_in_who_was_told() -> None:
     assert funnel[4]["share"] == 0.8  # fulfilled is a share of the winners, not of the told
 
 
+def test_notify_fills_in_who_was_told_per_rule_and_period(tmp_path: Path) -> None:
+    doc = campaign_doc()
+    counted = [{"rule_id": "draw", "period": "2026-10", "counts": {"delivered": 97},
+                "reasons": [{"status": "delivered", "reason": None, "n": 97}],
+                "told_users": 96}]  # fmt: skip
+    doc["periods"] = report._with_period_notices(doc["periods"], counted)
+    assert doc["periods"][0]["told"] == 96 and doc["periods"][0]["notices"] == {"delivered": 97}
+    assert report._with_period_notices(doc["periods"], None) == doc["periods"]  # old notify
+    printed = report.render_campaign(doc, tmp_path)
+    line = next(x for x in printed.text.splitlines() if "draw 2026-10" in x)
+    assert " 96 " in line
+
+
 def test_a_month_report_charts_provinces_days_and_lifecycle(tmp_path: Path) -> None:
     item = {"province": None, "client": None, "active_users": 50, "new_users": 5,
             "messages": 900, "online_hours": 12.5, "sessions": 70, "checkins": 30,

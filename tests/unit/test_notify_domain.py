@@ -27,7 +27,12 @@ from services.notify.domain.delivery import (
     next_attempt,
 )
 from services.notify.domain.messages import describe_rewards
-from services.notify.domain.notices import NewNotification, grant_notice, schedule
+from services.notify.domain.notices import (
+    NewNotification,
+    grant_notice,
+    resend_notice,
+    schedule,
+)
 from services.notify.domain.opt_outs import is_unsubscribe
 from services.notify.domain.policy import Decision, Policy, backoff, decide, local_day, policy_for
 from services.notify.domain.templates import (
@@ -244,6 +249,19 @@ def test_a_recorded_grant_becomes_a_reward_notice_in_the_users_words() -> None:
     assert notice.params == {
         "campaign": "Play and get gifts", "rewards": "2元话费", "fulfil_by": "2026-12-10",
     }  # fmt: skip
+
+
+def test_a_reward_notice_and_its_resend_carry_the_grants_campaign_rule_and_period() -> None:
+    notice = grant_notice(_grant(rule_id="checkin", period="2026-03"))
+    assert notice is not None
+    assert (notice.campaign_id, notice.rule_id, notice.period) == (
+        "cmp_000000000001", "checkin", "2026-03",
+    )  # fmt: skip
+    again = resend_notice(notice, 41, 1)
+    assert (again.source, again.resent_from) == ("resend:41:1", 41)
+    assert (again.campaign_id, again.rule_id, again.period) == (
+        notice.campaign_id, notice.rule_id, notice.period,
+    )  # fmt: skip
 
 
 def test_revoked_or_unfunded_grants_send_nothing() -> None:

@@ -190,3 +190,30 @@ def test_money_per_period_and_funnel_shares() -> None:
     header, line = csv_text.splitlines()
     row = dict(zip(header.split(","), line.split(","), strict=True))
     assert row["grants_held_out"] == "2" and row["money_fen_total"] == "900"
+
+
+def test_each_period_carries_its_own_notices_and_a_period_without_any_told_no_one() -> None:
+    figures = [report.PeriodFigures("r", "2026-03"), report.PeriodFigures("r", "2026-04")]
+    march = report.PeriodNotices(
+        "r", "2026-03", {"delivered": 3, "suppressed": 1},
+        [{"status": "delivered", "reason": None, "n": 3},
+         {"status": "suppressed", "reason": "opted_out", "n": 1}], 2,
+    )  # fmt: skip
+    outside = report.PeriodNotices("r", "2026-02", {"sent": 9}, [], 9)  # not in the report
+    got = report.with_notices(figures, [march, outside])
+    assert [(f.period, f.told, f.notices) for f in got] == [
+        ("2026-03", 2, {"delivered": 3, "suppressed": 1}),
+        ("2026-04", 0, {}),
+    ]
+    assert figures[0].told is None  # the figures given are left as they were
+    header, *lines = report.to_csv(got, []).splitlines()
+    rows = [dict(zip(header.split(","), line.split(","), strict=True)) for line in lines]
+    assert rows[0]["told"] == "2" and rows[0]["notices_delivered"] == "3"
+    assert rows[0]["notices_suppressed"] == "1" and rows[0]["notices_failed"] == "0"
+    assert rows[1]["told"] == "0"
+
+
+def test_without_notify_a_periods_notices_are_unknown_not_zero() -> None:
+    header, line = report.to_csv([report.PeriodFigures("r", "2026-03")], []).splitlines()
+    row = dict(zip(header.split(","), line.split(","), strict=True))
+    assert row["told"] == "" and row["notices_sent"] == ""

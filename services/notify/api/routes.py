@@ -129,7 +129,8 @@ async def resend(
     "/notifications/counts",
     response_model=Counts,
     summary="Notifications by status, optionally for one source prefix (e.g. grant:) or one "
-    "campaign's reward notices (with reasons and users, SPEC §12)",
+    "campaign's reward notices (with reasons and users, over the campaign and per rule and "
+    "period, SPEC §12)",
 )
 async def counts(
     sessions: Sessions,

@@ -182,6 +182,21 @@ class NoticeReason(BaseModel):
     n: int
 
 
+class PeriodNoticeCounts(BaseModel):
+    """One rule's period of the campaign: the reward notices of its winners."""
+
+    rule_id: str = Field(description="The campaign rule whose grants asked for these notices")
+    period: str = Field(description="The rule's period the grants were for (e.g. 2026-03)")
+    counts: dict[str, int] = Field(description="This period's notices by status")
+    reasons: list[NoticeReason] = Field(
+        description="This period's notices by status and reason (why one was deferred, "
+        "suppressed or failed)"
+    )
+    told_users: int = Field(
+        description="Winners of this period with at least one of its notices sent or delivered"
+    )
+
+
 class Counts(BaseModel):
     counts: dict[str, int]
     reasons: list[NoticeReason] | None = Field(
@@ -192,6 +207,13 @@ class Counts(BaseModel):
     )
     told_users: int | None = Field(
         default=None, description="With campaign_id: users with a notice sent or delivered"
+    )
+    periods: list[PeriodNoticeCounts] | None = Field(
+        default=None,
+        description="With campaign_id: the same per rule and period, by rule then period. "
+        "Notices sent before notify kept their grant's rule and period (migration 0009) count "
+        "in the campaign's figures above and in no period; a resent notice counts in its "
+        "original's period",
     )
 
 

@@ -31,7 +31,10 @@ class NewNotification:
     not_before: datetime | None = None  # None: due at once
     priority: int = OTHER  # lower goes first when cap slots are short
     resent_from: int | None = None  # the notification this one sends again
-    campaign_id: str | None = None  # a reward notice's campaign (a resend: its original's)
+    # A reward notice's campaign, and its grant's rule and period (a resend: its original's).
+    campaign_id: str | None = None
+    rule_id: str | None = None
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ def grant_notice(grant: GrantRecord, locale: str = "zh-CN") -> NewNotification |
         },
         priority=CREDIT_FIRST if credit else REWARD,
         campaign_id=grant.campaign_id,
+        rule_id=grant.rule_id,
+        period=grant.period,
     )
 
 
@@ -96,7 +101,8 @@ def request_notice(req: SendRequest) -> NewNotification:
 
 def resend_notice(original: NewNotification, original_id: int, nth: int) -> NewNotification:
     """A notice sent again (SPEC §11 care): a new notification of its own, linked to the
-    original, through the same policy (cap, window, TTL) as any other."""
+    original, through the same policy (cap, window, TTL) as any other. Its campaign, rule and
+    period are its original's (the store copies them when the original row has them)."""
     return NewNotification(
         source=f"resend:{original_id}:{nth}",
         user_id=original.user_id,
@@ -107,4 +113,7 @@ def resend_notice(original: NewNotification, original_id: int, nth: int) -> NewN
         params=dict(original.params),
         priority=original.priority,
         resent_from=original_id,
+        campaign_id=original.campaign_id,
+        rule_id=original.rule_id,
+        period=original.period,
     )

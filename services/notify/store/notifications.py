@@ -61,21 +61,25 @@ async def enqueue(session: AsyncSession, items: list[ScheduledNotification]) -> 
 
 
 async def _insert(session: AsyncSession, items: list[ScheduledNotification]) -> list[int]:
+    # A resend (resent_from) without a campaign of its own takes its original's campaign, rule
+    # and period (SPEC §12: the campaign report counts it with the original's).
     if not items:
         return []
     rows = await session.execute(
         text("""
         INSERT INTO notifications (source, user_id, template, category, channel, locale, params,
                                    status, not_before, expires_at, priority, resent_from,
-                                   campaign_id)
-        SELECT s, u, t, c, ch, l, p, 'queued', nb, e, pr, rf,
-            coalesce(cid, (SELECT o.campaign_id FROM notifications o WHERE o.id = rf))
+                                   campaign_id, rule_id, period)
+        SELECT x.s, x.u, x.t, x.c, x.ch, x.l, x.p, 'queued', x.nb, x.e, x.pr, x.rf,
+            coalesce(x.cid, o.campaign_id), coalesce(x.rid, o.rule_id), coalesce(x.per, o.period)
         FROM unnest(
             CAST(:s AS text[]), CAST(:u AS text[]), CAST(:t AS text[]), CAST(:c AS text[]),
             CAST(:ch AS text[]), CAST(:l AS text[]), CAST(:p AS jsonb[]),
             CAST(:e AS timestamptz[]), CAST(:nb AS timestamptz[]), CAST(:pr AS smallint[]),
-            CAST(:rf AS bigint[]), CAST(:cid AS text[]))
-            AS x(s, u, t, c, ch, l, p, e, nb, pr, rf, cid)
+            CAST(:rf AS bigint[]), CAST(:cid AS text[]), CAST(:rid AS text[]),
+            CAST(:per AS text[]))
+            AS x(s, u, t, c, ch, l, p, e, nb, pr, rf, cid, rid, per)
+        LEFT JOIN notifications o ON o.id = x.rf
         ON CONFLICT (source, user_id, template) DO NOTHING RETURNING id"""),
         {
             "s": [i.notice.source for i in items],
@@ -90,6 +94,8 @@ async def _insert(session: AsyncSession, items: list[ScheduledNotification]) -> 
             "pr": [i.notice.priority for i in items],
             "rf": [i.notice.resent_from for i in items],
             "cid": [i.notice.campaign_id for i in items],
+            "rid": [i.notice.rule_id for i in items],
+            "per": [i.notice.period for i in items],
         },
     )
     return [int(r.id) for r in rows]
@@ -351,42 +357,97 @@ async def status_counts(
 
 
 @dataclass(frozen=True, slots=True)
+class PeriodNotices:
+    """The reward notices of one rule's period of a campaign (SPEC §12): by status, by status
+    and reason, and how many distinct users they told."""
+
+    rule_id: str
+    period: str
+    counts: dict[str, int]
+    reasons: list[dict[str, Any]]
+    told_users: int  # users with at least one of this period's notices sent or delivered
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignNotices:
-    """A campaign's reward notices (SPEC §12): by status, by status and reason, and how many
-    distinct users each status reached."""
+    """A campaign's reward notices (SPEC §12): by status, by status and reason, how many
+    distinct users each status reached, and the same per rule and period. A notice queued
+    before notices carried their rule and period (migration 0009) is in the campaign's figures
+    and in no period's."""
 
     counts: dict[str, int]
     reasons: list[dict[str, Any]]
     users: dict[str, int]
     told_users: int  # users with at least one notice sent or delivered
+    periods: list[PeriodNotices]
+
+
+TOLD = ("sent", "delivered")
+Reasons = dict[tuple[str, str | None], int]  # notices by (status, reason)
 
 
 async def campaign_counts(session: AsyncSession, campaign_id: str) -> CampaignNotices:
     rows = await session.execute(
         text(
-            "SELECT status, reason, count(*) AS n "
-            "FROM notifications WHERE campaign_id = :c GROUP BY status, reason "
-            "ORDER BY status, reason NULLS FIRST"
+            "SELECT rule_id, period, status, reason, count(*) AS n "
+            "FROM notifications WHERE campaign_id = :c GROUP BY rule_id, period, status, reason"
         ),
         {"c": campaign_id},
     )
-    reasons = [{"status": r.status, "reason": r.reason, "n": int(r.n)} for r in rows]
+    whole: Reasons = {}
+    per_period: dict[tuple[str, str], Reasons] = {}
+    for r in rows:
+        key = (r.status, r.reason)
+        whole[key] = whole.get(key, 0) + int(r.n)
+        if r.rule_id is not None and r.period is not None:  # None: queued before 0009
+            per_period.setdefault((r.rule_id, r.period), {})[key] = int(r.n)
+    # Distinct users per status, told over the campaign and told per rule and period (a notice
+    # of no period is told in the campaign only).
     users = await session.execute(
         text(
-            "SELECT coalesce(status, 'told') AS status, count(DISTINCT user_id) AS users "
-            "FROM (SELECT CASE WHEN status IN ('sent', 'delivered') THEN 'told' END AS told, "
-            "status, user_id FROM notifications WHERE campaign_id = :c) n "
-            "GROUP BY GROUPING SETS ((status), (told)) HAVING status IS NOT NULL OR told "
-            "IS NOT NULL"
+            "SELECT 'status' AS scope, CAST(NULL AS text) AS rule_id, CAST(NULL AS text) AS "
+            "period, status, count(DISTINCT user_id) AS users FROM notifications "
+            "WHERE campaign_id = :c GROUP BY status "
+            "UNION ALL SELECT CASE GROUPING(rule_id, period) WHEN 0 THEN 'period' "
+            "ELSE 'campaign' END, rule_id, period, NULL, count(DISTINCT user_id) "
+            "FROM notifications WHERE campaign_id = :c AND status = ANY(:told) "
+            "GROUP BY GROUPING SETS ((rule_id, period), ())"
         ),
-        {"c": campaign_id},
+        {"c": campaign_id, "told": list(TOLD)},
     )
-    by_status = {u.status: int(u.users) for u in users}
-    told = by_status.pop("told", 0)
+    by_status: dict[str, int] = {}
+    told: dict[tuple[str, str] | None, int] = {}  # None: the whole campaign
+    for u in users:
+        if u.scope == "status":
+            by_status[u.status] = int(u.users)
+        elif u.scope == "campaign":
+            told[None] = int(u.users)
+        elif u.rule_id is not None and u.period is not None:
+            told[(u.rule_id, u.period)] = int(u.users)
+    return CampaignNotices(
+        counts=_by_status(whole),
+        reasons=_by_status_and_reason(whole),
+        users=dict(sorted(by_status.items())),
+        told_users=told.get(None, 0),
+        periods=[
+            PeriodNotices(rule, period, _by_status(n), _by_status_and_reason(n),
+                          told.get((rule, period), 0))
+            for (rule, period), n in sorted(per_period.items())
+        ],
+    )  # fmt: skip
+
+
+def _by_status(reasons: Reasons) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for r in reasons:
-        counts[r["status"]] = counts.get(r["status"], 0) + r["n"]
-    return CampaignNotices(counts, reasons, by_status, told)
+    for (status, _), n in sorted(reasons.items(), key=lambda kv: kv[0][0]):
+        counts[status] = counts.get(status, 0) + n
+    return counts
+
+
+def _by_status_and_reason(reasons: Reasons) -> list[dict[str, Any]]:
+    """Rows {status, reason, n} by status, then reason (none first)."""
+    order = sorted(reasons.items(), key=lambda kv: (kv[0][0], kv[0][1] is not None, kv[0][1]))
+    return [{"status": s, "reason": r, "n": n} for (s, r), n in order]
 
 
 async def waiting_counts(session: AsyncSession) -> dict[str, int]:

@@ -370,23 +370,59 @@ class Template(BaseModel):
     description: str
 
 
+class SimulationHoldout(BaseModel):
+    """The holdout a simulation applied (SPEC §12)."""
+
+    percent: int = Field(description="The version's `holdout_percent`")
+    seed_source: Literal["committed", "stand_in"] = Field(
+        description="`committed`: the campaign's own holdout seed (committed at its first "
+        "activation), so the held-out users are the ones live evaluation holds out; "
+        "`stand_in`: the campaign has no seed yet (never activated), so a public stand-in "
+        "(SHA-256 of `simulation:holdout:<campaign id>`, hex) shows how many a holdout "
+        "takes — the seed chosen at activation will hold out other users"
+    )
+    seed_sha256: str = Field(description="SHA-256 of the seed used (never the seed itself)")
+
+
 class SimulationResult(BaseModel):
     campaign_id: str
     version: int
     from_day: date = Field(serialization_alias="from")
     to_day: date = Field(serialization_alias="to")
-    grants: int
-    by_rule: dict[str, dict[str, int]]
-    budget_use: dict[str, dict[str, int | None]]
+    grants: int = Field(
+        description="Grants the ledger would record, every status (granted, budget_exhausted, "
+        "held_out)"
+    )
+    granted: int = Field(description="Of which granted: paid and told")
+    held_out: int = Field(
+        description="Of which `held_out`: would-be winners in the holdout, evaluated like anyone "
+        "(they take places under caps and in draws) but never granted, paid or told"
+    )
+    by_rule: dict[str, dict[str, int]] = Field(description="Grants by rule and status")
+    units: dict[str, int] = Field(description="Granted units by reward kind (held-out: none)")
+    money_fen: dict[str, int | None] = Field(
+        description="Granted units × the version's unit price; null = no price"
+    )
+    money_fen_total: int = Field(description="Of the kinds with a price")
+    budget_use: dict[str, dict[str, int | None]] = Field(
+        description="Units spent by granted grants and the budget, per kind (held-out grants "
+        "spend none)"
+    )
+    holdout: SimulationHoldout | None = Field(
+        description="The holdout applied; null when the version holds out no one"
+    )
     sample: list[dict[str, Any]]
     against: dict[str, Any] | None = Field(
         default=None,
-        description="The compared version's own result (`version`, `grants`, `by_rule`, "
-        "`budget_use`, `sample`); null when there is none to compare with",
+        description="The compared version's own result (`version`, `grants`, `granted`, "
+        "`held_out`, `by_rule`, `units`, `money_fen`, `money_fen_total`, `budget_use`, "
+        "`holdout`, `sample`), its holdout with its own percent and the same seed; null when "
+        "there is none to compare with",
     )
     diff: dict[str, Any] | None = Field(
         description="Against `against` or the live version (null when simulating that version "
-        "itself, or when nothing is live)"
+        "itself, or when nothing is live); a grant whose status moves between `granted` and "
+        "`held_out` is `changed`"
     )
 
 
@@ -397,6 +433,12 @@ class ForkVersion(_Body):
 
 
 # -- campaign report (SPEC §12, domain/report.py) -------------------------------------------
+
+
+class NoticeReason(BaseModel):
+    status: str
+    reason: str | None = Field(description="Why (a deferral, suppression or failure); null: none")
+    n: int = Field(description="Notices")
 
 
 class ReportPeriod(BaseModel):
@@ -414,6 +456,20 @@ class ReportPeriod(BaseModel):
     units: dict[str, int] = Field(description="Granted units by reward kind")
     money_fen: dict[str, int | None] = Field(description="Units × unit price; null = no price")
     money_fen_total: int
+    told: int | None = Field(
+        default=None,
+        description="Winners of this rule and period told: at least one of its reward notices "
+        "sent or delivered (from notify); null when notify was not asked",
+    )
+    notices: dict[str, int] | None = Field(
+        default=None,
+        description="This period's reward notices by status (queued, deferred, sending, sent, "
+        "delivered, failed, expired, suppressed); null when notify was not asked. Notices sent "
+        "before notify kept their grant's rule and period are in the campaign's `notices` only",
+    )
+    notice_reasons: list[NoticeReason] | None = Field(
+        default=None, description="This period's reward notices by status and reason"
+    )
 
 
 class ReportTotals(BaseModel):
@@ -462,10 +518,16 @@ class HoldoutSeed(BaseModel):
 
 
 class NoticeCounts(BaseModel):
-    counts: dict[str, int]
-    reasons: list[dict[str, Any]] | None = None
-    users: dict[str, int] | None = None
-    told_users: int | None = None
+    """The campaign's reward notices, every period's and those without one together."""
+
+    counts: dict[str, int] = Field(description="By status")
+    reasons: list[dict[str, Any]] | None = Field(
+        default=None, description="By status and reason: {status, reason, n}"
+    )
+    users: dict[str, int] | None = Field(default=None, description="Distinct users per status")
+    told_users: int | None = Field(
+        default=None, description="Users with at least one notice sent or delivered"
+    )
 
 
 class CampaignReport(BaseModel):

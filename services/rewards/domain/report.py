@@ -10,6 +10,9 @@ Definitions (docs/metrics.md, "Campaign report"):
   apart);
 - **money**: units × the campaign's unit price (SPEC §10), in fen, for granted grants; a kind
   without a price has no money (null), never 0;
+- **notices** of a rule's period: its reward notices by status and reason, and the users
+  they told (one sent or delivered), from notify's counts per rule and period; a notice notify
+  queued before it kept the grant's rule and period is in the campaign's notices only;
 - **funnel**: reached (users with stored metrics in a month of the range) → entered → won →
   told (a reward notice sent or delivered, from notify) → fulfilled (a grant fulfilled) →
   active next period (a winner active in the month after the first period they won or, held
@@ -24,7 +27,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -33,6 +36,10 @@ from services.rewards.domain.prices import Prices, cost_fen
 
 GRANT_STATUSES = ("granted", "budget_exhausted", "held", "excluded", "revoked", HELD_OUT)
 FULFILMENT_STATES = ("pending", "fulfilled", "failed", "overdue")
+# Notify's statuses (SPEC §6), the CSV's notice columns; the JSON keeps any other it reports.
+NOTICE_STATUSES = (
+    "queued", "deferred", "sending", "sent", "delivered", "failed", "expired", "suppressed"
+)  # fmt: skip
 FUNNEL_STEPS = ("reached", "entered", "won", "told", "fulfilled", "active_next_period")
 DEFAULT_UPLIFT_METRIC = "activity_points"
 
@@ -81,12 +88,28 @@ class PeriodFigures:
     units: dict[str, int] = field(default_factory=dict)  # granted units by kind
     money_fen: dict[str, int | None] = field(default_factory=dict)
     money_fen_total: int = 0  # of the kinds with a price
+    # From notify (None: not asked, or it does not count per period): users told, notices by
+    # status and by (status, reason).
+    told: int | None = None
+    notices: dict[str, int] | None = None
+    notice_reasons: list[dict[str, Any]] | None = None
 
 
 def price_units(units: Mapping[str, int], prices: Prices) -> tuple[dict[str, int | None], int]:
     """Money per kind (None without a price) and the total of those with one."""
     money = {k: cost_fen(prices, k, n) for k, n in sorted(units.items())}
     return money, sum(m for m in money.values() if m is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodNotices:
+    """Notify's count of one rule's period's reward notices."""
+
+    rule_id: str
+    period: str
+    counts: dict[str, int]  # by status
+    reasons: list[dict[str, Any]]  # {status, reason, n}
+    told_users: int  # users with one of them sent or delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +237,24 @@ def per_period(
     return [out[k] for k in sorted(out)]
 
 
+def with_notices(
+    figures: Iterable[PeriodFigures], notices: Iterable[PeriodNotices]
+) -> list[PeriodFigures]:
+    """Each period's figures with its notices (a period without any told no one: 0). Notify's
+    periods the report does not show (outside its range) are left out."""
+    by = {(n.rule_id, n.period): n for n in notices}
+    out = []
+    for f in figures:
+        n = by.get((f.rule_id, f.period))
+        if n is None:
+            out.append(replace(f, told=0, notices={}, notice_reasons=[]))
+        else:
+            out.append(
+                replace(f, told=n.told_users, notices=dict(n.counts), notice_reasons=n.reasons)
+            )
+    return out
+
+
 def totals(
     figures: Sequence[PeriodFigures], units: Iterable[UnitCount], prices: Prices
 ) -> dict[str, Any]:
@@ -282,7 +323,8 @@ CSV_COLUMNS = (
 
 def to_csv(figures: Sequence[PeriodFigures], kinds: Sequence[str]) -> str:
     """One line per rule and period: people, grants by status and fulfilment, units and money
-    by kind (empty money = no price)."""
+    by kind (empty money = no price), then users told and notices by status (empty: notify was
+    not asked)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
@@ -291,6 +333,8 @@ def to_csv(figures: Sequence[PeriodFigures], kinds: Sequence[str]) -> str:
             *(f"units_{k}" for k in kinds),
             *(f"money_fen_{k}" for k in kinds),
             "money_fen_total",
+            "told",
+            *(f"notices_{s}" for s in NOTICE_STATUSES),
         ]
     )
     for f in figures:
@@ -301,5 +345,12 @@ def to_csv(figures: Sequence[PeriodFigures], kinds: Sequence[str]) -> str:
             + [f.units.get(k, 0) for k in kinds]
             + ["" if f.money_fen.get(k) is None else f.money_fen[k] for k in kinds]
             + [f.money_fen_total]
+            + _notice_cells(f)
         )
     return buf.getvalue()
+
+
+def _notice_cells(f: PeriodFigures) -> list[int | str]:
+    if f.told is None or f.notices is None:
+        return [""] * (1 + len(NOTICE_STATUSES))
+    return [f.told, *(f.notices.get(s, 0) for s in NOTICE_STATUSES)]

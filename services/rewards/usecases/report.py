@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.rewards.domain import report
 from services.rewards.domain.campaign import CampaignDefinition
 from services.rewards.domain.holdout import uplift_of
+from services.rewards.notices import period_notices
 from services.rewards.store import campaigns, holdouts
 from services.rewards.store import report as counts
 from shared.auth import Principal
@@ -111,6 +112,12 @@ async def campaign_report(
     figures = report.per_period(grants, units, people, d.unit_prices)
     notice_doc = await notices(request.campaign_id) if notices is not None else None
     steps["told"] = None if notice_doc is None else int(notice_doc.get("told_users") or 0)
+    if notice_doc is not None:
+        by_period = period_notices(notice_doc)
+        if by_period is not None:
+            figures = report.with_notices(figures, by_period)
+        # The campaign's notices stay whole; each period's are in its row.
+        notice_doc = {k: v for k, v in notice_doc.items() if k != "periods"}
     kinds = sorted({u.kind for u in units})
     return {
         "campaign_id": request.campaign_id,
