@@ -87,7 +87,7 @@ async def run_schema(
                 chunk = envs[i : i + BATCH]
                 await prepared.prepare_events(chunk, now)
                 async with sessions() as session, session.begin():
-                    await apply_events(session, chunk, TZ, now, retention)
+                    await apply_events(session, chunk, TZ, now)
             rates.append(len(envs) / (time.perf_counter() - started))
             async with sessions() as session:
                 sizes.append(

@@ -61,7 +61,7 @@ async def through_scoring(
     Returns (new events, events refused for a sealed day)."""
     await LedgerDays(sessions, R).prepare_events(envs, now)
     async with sessions() as session, session.begin():
-        outcome = await apply_events(session, envs, TZ, now, R)
+        outcome = await apply_events(session, envs, TZ, now)
     return len(outcome.new_events), len(outcome.sealed)
 
 
@@ -163,7 +163,7 @@ async def test_a_new_import_day_is_held_from_its_creation(
     await LedgerDays(sessions, R).prepare_events(envs, START)
     assert await maintain_once(sessions, R, START + timedelta(hours=1)) == []
     async with sessions() as session, session.begin():
-        outcome = await apply_events(session, envs, TZ, START + timedelta(hours=1), R)
+        outcome = await apply_events(session, envs, TZ, START + timedelta(hours=1))
     assert (len(outcome.new_events), len(outcome.sealed)) == (1, 0)
 
 
@@ -183,6 +183,6 @@ async def test_two_replicas_importing_the_same_old_day_do_not_deadlock(
 
     async def apply(batch: list[Envelope]) -> int:
         async with sessions() as session, session.begin():
-            return len((await apply_events(session, batch, TZ, START, R)).new_events)
+            return len((await apply_events(session, batch, TZ, START)).new_events)
 
     assert await asyncio.gather(*(apply(b) for b in batches)) == [150] * 4

@@ -64,9 +64,7 @@ class EventsConsumer(TransactionalConsumer[Envelope, BatchOutcome]):
         await self._ledger_days.prepare_events(values, self._clock())
 
     async def apply(self, session: AsyncSession, values: list[Envelope]) -> BatchOutcome:
-        return await apply_events(
-            session, values, self._tz, self._clock(), self._retention, self._thresholds
-        )
+        return await apply_events(session, values, self._tz, self._clock(), self._thresholds)
 
     def after_commit(self, result: BatchOutcome, replayed: int) -> None:
         committed = datetime.now(UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -85,9 +85,26 @@ async def open_days(
     return {d for d, is_open in known.items() if is_open}
 
 
-async def keep_new(
-    session: AsyncSession, envelopes: Sequence[Envelope], now: datetime, retention: Retention
-) -> LedgerOutcome:
+async def stamp_imports(
+    session: AsyncSession, days: Sequence[date], now: datetime, fresh_for: timedelta
+) -> None:
+    """Stamp the old `days` a batch imports into (in a short transaction of their own, before
+    the batch): each day's import hold runs from its last import. A stamp younger than
+    `fresh_for` is left alone — the hold is days, so a minute's slack costs nothing and saves a
+    write per batch. Rows are locked in day order, so two replicas stamping cannot deadlock."""
+    await session.execute(text(LOCK_TIMEOUT))
+    await session.execute(
+        text(
+            "UPDATE ledger_days SET last_old_event_at = :now WHERE day IN ("
+            "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
+            "AND (last_old_event_at IS NULL OR last_old_event_at < :stale) "
+            "ORDER BY day FOR UPDATE)"
+        ),
+        {"now": now, "days": sorted(set(days)), "stale": now - fresh_for},
+    )
+
+
+async def keep_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> LedgerOutcome:
     """Record every event in the ledger; return the events never seen before, and apart the
     events of sealed days (never applied). The days' rows are locked FOR SHARE, so a day cannot
     be sealed and dropped while this batch writes to it."""
@@ -99,28 +116,18 @@ async def keep_new(
         return outcome
     day_of = {i: ledger_day(env.event.occurred_at) for i, env in unique.items()}
     days = sorted(set(day_of.values()))
-    old = [d for d in days if is_old(d, now, retention)]
-    live = [d for d in days if not is_old(d, now, retention)]
-    open_: set[date] = set()
-    if old:  # an import: it keeps the day's ledger for the import hold. Locked FOR UPDATE
-        # straight away (sorted): taking FOR SHARE first and upgrading deadlocks two replicas.
-        rows = await session.execute(
-            text(
-                "UPDATE ledger_days SET last_old_event_at = :now "
-                "WHERE day = ANY(:days) AND sealed_at IS NULL RETURNING day"
-            ),
-            {"now": now, "days": old},
-        )
-        open_ |= {r[0] for r in rows}
-    if live:
-        rows = await session.execute(
-            text(
-                "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
-                "ORDER BY day FOR SHARE"
-            ),
-            {"days": live},
-        )
-        open_ |= {r[0] for r in rows}
+    # Old days (imports) were stamped before the batch (`stamp_imports`, its own transaction):
+    # here every day's row is only shared, so replicas importing the same days never wait on
+    # one another (an UPDATE here held each day's row until the batch committed and made two
+    # replicas take turns).
+    rows = await session.execute(
+        text(
+            "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
+            "ORDER BY day FOR SHARE"
+        ),
+        {"days": days},
+    )
+    open_: set[date] = {r[0] for r in rows}
     ids = sorted(i for i in unique if day_of[i] in open_)  # sorted: index walked in order
     outcome.sealed = [env for i, env in unique.items() if day_of[i] not in open_]
     if not ids:

@@ -36,7 +36,6 @@ from services.scoring.domain.friends import earliest, moves
 from services.scoring.domain.group_facts import Refusal
 from services.scoring.domain.membership import MembershipFlip, membership_flips, pairs_of, spans_of
 from services.scoring.domain.periods import local_day, month_of
-from services.scoring.domain.retention import Retention
 from services.scoring.domain.sessions import update_sessions
 from services.scoring.store import (
     friends,
@@ -75,7 +74,6 @@ def _step(name: str) -> Iterator[None]:
     STEP_SECONDS.labels(name).observe(time.perf_counter() - start)
 
 
-DEFAULT_RETENTION = Retention()
 DEFAULT_THRESHOLDS = AnomalyThresholds()
 
 
@@ -92,14 +90,14 @@ async def apply_events(
     envelopes: Sequence[Envelope],
     tz: ZoneInfo,
     now: datetime,
-    retention: Retention = DEFAULT_RETENTION,
     thresholds: AnomalyThresholds = DEFAULT_THRESHOLDS,
 ) -> BatchOutcome:
     """Fold the batch's never-seen events into every metric they change, and mark those
-    metrics for the changelog. The days' ledger partitions must exist (LedgerDays.prepare)."""
+    metrics for the changelog. The days' ledger partitions must exist and import days be stamped
+    (LedgerDays.prepare_events, before the batch's transaction)."""
     outcome = BatchOutcome()
     with _step("ledger"):
-        kept = await ledger.keep_new(session, envelopes, now, retention)
+        kept = await ledger.keep_new(session, envelopes)
     outcome.new_events, outcome.sealed = kept.fresh, kept.sealed
     outcome.duplicates = len(envelopes) - len(outcome.new_events) - len(outcome.sealed)
     if not outcome.new_events:

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scoring.domain.retention import Retention, days_to_prepare, ledger_day
+from services.scoring.domain.retention import Retention, days_to_prepare, is_old, ledger_day
 from services.scoring.store import anomalies, ledger
 from shared.contract import Envelope
 
@@ -35,6 +35,9 @@ SEALED_EVENTS = Counter(
     "Events refused because their UTC day's ledger was already dropped (docs/operations.md).",
 )
 
+# An import day's stamp is refreshed at most this often: its hold is days long.
+STAMP_EVERY = timedelta(minutes=1)
+
 
 class LedgerDays:
     """Makes sure the days of a batch have their partitions (DDL outside the batch's
@@ -46,6 +49,7 @@ class LedgerDays:
         self._sessions = sessions
         self._retention = retention or Retention()
         self._seen: set[date] = set()
+        self._stamped: dict[date, datetime] = {}
 
     async def prepare(self, days: Iterable[date], now: datetime | None = None) -> None:
         missing = set(days) - self._seen
@@ -58,7 +62,20 @@ class LedgerDays:
     async def prepare_events(
         self, envelopes: Iterable[Envelope], now: datetime | None = None
     ) -> None:
-        await self.prepare({ledger_day(env.event.occurred_at) for env in envelopes}, now)
+        """The batch's days exist, and the old ones (an import) are stamped (ledger.py
+        `stamp_imports`) — at most once a minute per day and process."""
+        now = now or datetime.now(UTC)
+        days = {ledger_day(env.event.occurred_at) for env in envelopes}
+        await self.prepare(days, now)
+        due = sorted(
+            d for d in days
+            if is_old(d, now, self._retention)
+            and not (d in self._stamped and now - self._stamped[d] < STAMP_EVERY)
+        )  # fmt: skip
+        if due:
+            async with self._sessions() as session, session.begin():
+                await ledger.stamp_imports(session, due, now, STAMP_EVERY)
+            self._stamped.update(dict.fromkeys(due, now))
 
 
 def refused_sealed(envelopes: list[Envelope]) -> None:
