@@ -28,9 +28,11 @@ from engage.demo_campaigns import (
     settle_now,
 )
 from engage.demo_notify import (
+    broadcast_to_segment,
     open_reward_window,
     print_every_winner_told,
     print_notices,
+    render_broadcast,
     wait_notices,
 )
 from engage.demo_review import render as render_review
@@ -120,8 +122,11 @@ async def simulate_through_ingest(
     return imported, posted
 
 
-async def print_leaderboards(scoring_url: str, key: str, month: str, top: int = 3) -> None:
-    """The top groups of the provinces with the most groups, through the read API."""
+async def print_leaderboards(
+    scoring_url: str, key: str, month: str, top: int = 3
+) -> dict[str, list[dict[str, Any]]]:
+    """The top groups of the provinces with the most groups, through the read API; the boards
+    by province."""
     boards: dict[str, list[dict[str, Any]]] = {}
     async with httpx.AsyncClient(
         base_url=scoring_url, timeout=30, headers={"Authorization": f"Bearer {key}"}
@@ -144,6 +149,7 @@ async def print_leaderboards(scoring_url: str, key: str, month: str, top: int = 
                 for i in items[:top]
             )
         )
+    return boards
 
 
 def _row(label: str, value: object) -> str:
@@ -261,8 +267,9 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         )
     )
     this_month = month_start(now.astimezone(tz).date())
+    boards = {}
     for month in (previous_month(this_month), this_month):
-        await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
+        boards[month] = await print_leaderboards(scoring.url, viewer, month.strftime("%Y-%m"))
 
     # What a prize hunter tries (SPEC §14): refused at ingest or by scoring, or flagged.
     relay_key = await key("im-relay", Role.INGEST)
@@ -308,6 +315,13 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         notify.url, viewer, notices, await campaign_examples(rewards.url, viewer, campaigns)
     )
     told = await print_every_winner_told(url)
+    # A notice to a segment (SPEC §6): last month's top groups of the province with most groups.
+    province = max(boards[previous_month(this_month)].items(), key=lambda kv: len(kv[1]))[0]
+    broadcast = await broadcast_to_segment(
+        notify.url, (campaign_keys.owner, campaign_keys.approver, campaign_keys.admin),
+        previous_month(this_month).strftime("%Y-%m"), province,
+    )  # fmt: skip
+    print(render_broadcast(broadcast))
     # The morning after (SPEC §12): last month's report and one campaign's, with their charts.
     reports = await demo_reports(
         {"scoring": scoring.url, "rewards": rewards.url, "notify": notify.url},
@@ -332,4 +346,5 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         print("\nRunning; Ctrl-C stops everything.")
         await asyncio.Event().wait()
     ok = not missing and tally.keyed_by_user and verified and told and drilled.ok
+    ok = ok and broadcast.recipients > 0
     return 0 if ok else 1

@@ -280,19 +280,60 @@ def _campaign_charts(doc: dict[str, Any], out_dir: Path) -> tuple[list[Path], li
     right.set_title("uplift (treated − held out), 95% CI")
     paths.append(_save(fig, plt, out_dir / f"{cid}-uplift.png"))
 
-    if doc["budget_use"]:
+    spend = _spend_by_period(doc["periods"])
+    if spend:
         fig, ax = plt.subplots(figsize=(8, 4))
-        for kind in sorted({b["kind"] for b in doc["budget_use"]}):
-            pts = [b for b in doc["budget_use"] if b["kind"] == kind]
-            ax.plot([date.fromisoformat(b["day"]) for b in pts], [b["cumulative"] for b in pts],
-                    marker=".", label=kind)  # fmt: skip
+        for kind, pts in sorted(spend.items()):
+            ax.step([d for d, _ in pts], [n for _, n in pts], where="post", marker=".",
+                    label=kind)  # fmt: skip
         for b in doc["budgets"]:
             ax.axhline(b["total"], linestyle="--", linewidth=0.8, color="grey")
-        ax.set_title(f"{doc['name']}: budget use (units granted or held, cumulative)")
+            ax.annotate(f"budget {b['kind']}", (0.01, b["total"]), xycoords=("axes fraction",
+                        "data"), va="bottom", fontsize=8, color="grey")  # fmt: skip
+        ax.set_title(f"{doc['name']}: units granted, cumulative by period (budget dashed)")
+        ax.set_ylim(bottom=0)
         ax.legend()
         fig.autofmt_xdate()
         paths.append(_save(fig, plt, out_dir / f"{cid}-budget.png"))
     return paths, []
+
+
+def _spend_by_period(periods: list[dict[str, Any]]) -> dict[str, list[tuple[date, int]]]:
+    """Granted units per kind, cumulative over the periods' first days (a period of the whole
+    campaign has no day and is left out): how the campaign spent over its window, whenever the
+    grants were recorded (a backfill records a month of grants in one day)."""
+    by_day: dict[str, dict[date, int]] = {}
+    for p in periods:
+        first = _first_day(p["period"])
+        if first is None:
+            continue
+        for kind, n in p["units"].items():
+            days = by_day.setdefault(kind, {})
+            days[first] = days.get(first, 0) + int(n)
+    out: dict[str, list[tuple[date, int]]] = {}
+    for kind, days in by_day.items():
+        total, pts = 0, []
+        for d in sorted(days):
+            total += days[d]
+            pts.append((d, total))
+        out[kind] = pts
+    return out
+
+
+def _first_day(label: str) -> date | None:
+    """The first day of a day, ISO week, month or year label; None for `campaign`."""
+    try:
+        if len(label) == 10:
+            return date.fromisoformat(label)
+        if len(label) == 8 and label[5] == "W":
+            return date.fromisocalendar(int(label[:4]), int(label[6:]), 1)
+        if len(label) == 7:
+            return date.fromisoformat(f"{label}-01")
+        if len(label) == 4:
+            return date(int(label), 1, 1)
+    except ValueError:
+        return None
+    return None
 
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:

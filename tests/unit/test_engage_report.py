@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,20 @@ def test_a_month_report_charts_provinces_days_and_lifecycle(tmp_path: Path) -> N
     assert sorted(p.name for p in printed.charts) == [
         "month-2026-10-days.png", "month-2026-10-lifecycle.png", "month-2026-10-provinces.png"
     ]  # fmt: skip
+
+
+def test_the_spend_chart_adds_up_granted_units_by_each_periods_first_day() -> None:
+    """Cumulative by the periods' own days, whenever the grants were recorded; a week starts on
+    its Monday, a month on its 1st; the whole-campaign period has no day."""
+    periods = [
+        {"period": "2026-10-02", "units": {"data_mb": 100}},
+        {"period": "2026-10-01", "units": {"data_mb": 200, "credit_fen": 5}},
+        {"period": "2026-W41", "units": {"credit_fen": 10}},
+        {"period": "2026-11", "units": {"data_mb": 1}},
+        {"period": "campaign", "units": {"data_mb": 999}},
+    ]
+    spend = report._spend_by_period(periods)
+    assert spend["data_mb"] == [
+        (date(2026, 10, 1), 200), (date(2026, 10, 2), 300), (date(2026, 11, 1), 301)
+    ]  # fmt: skip
+    assert spend["credit_fen"] == [(date(2026, 10, 1), 5), (date(2026, 10, 5), 15)]
