@@ -316,12 +316,17 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     )
     told = await print_every_winner_told(url)
     # A notice to a segment (SPEC §6): last month's top groups of the province with most groups.
-    province = max(boards[previous_month(this_month)].items(), key=lambda kv: len(kv[1]))[0]
-    broadcast = await broadcast_to_segment(
-        notify.url, (campaign_keys.owner, campaign_keys.approver, campaign_keys.admin),
-        previous_month(this_month).strftime("%Y-%m"), province,
-    )  # fmt: skip
-    print(render_broadcast(broadcast))
+    last_boards = boards[previous_month(this_month)]
+    broadcast = None
+    if last_boards:
+        province = max(last_boards.items(), key=lambda kv: len(kv[1]))[0]
+        broadcast = await broadcast_to_segment(
+            notify.url, (campaign_keys.owner, campaign_keys.approver, campaign_keys.admin),
+            previous_month(this_month).strftime("%Y-%m"), province,
+        )  # fmt: skip
+        print(render_broadcast(broadcast))
+    else:
+        print("\nBroadcast to a segment: skipped (no group was ranked last month)")
     # The morning after (SPEC §12): last month's report and one campaign's, with their charts.
     reports = await demo_reports(
         {"scoring": scoring.url, "rewards": rewards.url, "notify": notify.url},
@@ -346,5 +351,5 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
         print("\nRunning; Ctrl-C stops everything.")
         await asyncio.Event().wait()
     ok = not missing and tally.keyed_by_user and verified and told and drilled.ok
-    ok = ok and broadcast.recipients > 0
+    ok = ok and (broadcast is None or broadcast.recipients > 0)
     return 0 if ok else 1

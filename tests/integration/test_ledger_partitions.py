@@ -99,6 +99,8 @@ async def test_an_import_counts_once_while_held_and_is_refused_once_sealed(
     later = START + R.import_hold - timedelta(hours=1)
     await maintain_once(sessions, R, later)
     assert await through_scoring(sessions, envs, later) == (0, 0)
+    # The re-import moved the hold: past the first batch's hold, the day is still kept.
+    assert await maintain_once(sessions, R, START + R.import_hold + timedelta(hours=1)) == []
     # The hold counts from the last import batch; after it, the day is dropped and sealed.
     sealed_at = later + R.import_hold
     sealed = await maintain_once(sessions, R, sealed_at)
@@ -171,7 +173,9 @@ async def test_two_replicas_importing_the_same_old_day_do_not_deadlock(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Imports are keyed by user, so every replica writes the same old days at once: each
-    batch locks the old days' rows for update straight away, in one order."""
+    stamps the days in a short transaction of its own (day order) and then shares their rows
+    for its batch — four replicas at once, in opposite day orders, neither deadlock nor wait
+    for one another's batches."""
     old = START - timedelta(days=120)
     days = [old + timedelta(days=d) for d in range(3)]
     batches = [
@@ -179,9 +183,11 @@ async def test_two_replicas_importing_the_same_old_day_do_not_deadlock(
          for i in range(50) for d in (days if r % 2 else reversed(days))]
         for r in range(4)
     ]  # fmt: skip
-    await LedgerDays(sessions, R).prepare_events([e for b in batches for e in b], START)
+    # The partitions exist first (as after any earlier batch); the stamps race below.
+    await LedgerDays(sessions, R).prepare([ledger_day(d) for d in days], START)
 
     async def apply(batch: list[Envelope]) -> int:
+        await LedgerDays(sessions, R).prepare_events(batch, START)  # a replica of its own
         async with sessions() as session, session.begin():
             return len((await apply_events(session, batch, TZ, START)).new_events)
 

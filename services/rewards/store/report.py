@@ -72,15 +72,19 @@ async def pending_campaigns(session: AsyncSession) -> list[str]:
 # Only the keys with fresh deltas are folded (their compacted row and the deltas become one
 # row): the settler folds every few seconds, and rewriting a campaign's every key each time
 # would churn thousands of rows for a handful of changes.
-_KEY_COLUMNS = _COUNT_KEY.split(", ")
+_NULLABLE = ("fulfilment_status", "fulfil_by")
+# `=` where a column is never NULL — a hash join; a row-wise IS NOT DISTINCT FROM forced a nested
+# loop over every row of the campaign times every fresh key (seconds for a bulk fulfilment).
+_KEY_MATCH = " AND ".join(
+    f"r.{c} IS NOT DISTINCT FROM k.{c}" if c in _NULLABLE else f"r.{c} = k.{c}"
+    for c in _COUNT_KEY.split(", ")
+)
 _COMPACT_COUNTS = f"""
     WITH keys AS (
         SELECT DISTINCT {_COUNT_KEY} FROM report_counts WHERE campaign_id = :c AND NOT compact),
     gone AS (
         DELETE FROM report_counts r USING keys k
-        WHERE r.campaign_id = :c
-            AND ({", ".join(f"r.{c}" for c in _KEY_COLUMNS)})
-                IS NOT DISTINCT FROM ({", ".join(f"k.{c}" for c in _KEY_COLUMNS)})
+        WHERE r.campaign_id = :c AND {_KEY_MATCH}
         RETURNING r.*)
     INSERT INTO report_counts ({_COUNT_KEY}, items, grants, units, compact)
     SELECT {_COUNT_KEY}, sum(items), sum(grants), sum(units), true FROM gone

@@ -91,14 +91,15 @@ async def stamp_imports(
     """Stamp the old `days` a batch imports into (in a short transaction of their own, before
     the batch): each day's import hold runs from its last import. A stamp younger than
     `fresh_for` is left alone — the hold is days, so a minute's slack costs nothing and saves a
-    write per batch. Rows are locked in day order, so two replicas stamping cannot deadlock."""
+    write per batch. Rows are locked in day order (FOR NO KEY UPDATE: batches' KEY SHARE locks
+    do not block it), so two replicas stamping cannot deadlock."""
     await session.execute(text(LOCK_TIMEOUT))
     await session.execute(
         text(
             "UPDATE ledger_days SET last_old_event_at = :now WHERE day IN ("
             "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
             "AND (last_old_event_at IS NULL OR last_old_event_at < :stale) "
-            "ORDER BY day FOR UPDATE)"
+            "ORDER BY day FOR NO KEY UPDATE)"
         ),
         {"now": now, "days": sorted(set(days)), "stale": now - fresh_for},
     )
@@ -106,8 +107,8 @@ async def stamp_imports(
 
 async def keep_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> LedgerOutcome:
     """Record every event in the ledger; return the events never seen before, and apart the
-    events of sealed days (never applied). The days' rows are locked FOR SHARE, so a day cannot
-    be sealed and dropped while this batch writes to it."""
+    events of sealed days (never applied). The days' rows are locked FOR KEY SHARE, so a day
+    cannot be sealed (FOR UPDATE) and dropped while this batch writes to it."""
     unique: dict[str, Envelope] = {}
     for env in envelopes:  # one event id, however it is spelled (a UUID's case is not its id)
         unique.setdefault(env.event.event_id.lower(), env)
@@ -117,13 +118,15 @@ async def keep_new(session: AsyncSession, envelopes: Sequence[Envelope]) -> Ledg
     day_of = {i: ledger_day(env.event.occurred_at) for i, env in unique.items()}
     days = sorted(set(day_of.values()))
     # Old days (imports) were stamped before the batch (`stamp_imports`, its own transaction):
-    # here every day's row is only shared, so replicas importing the same days never wait on
-    # one another (an UPDATE here held each day's row until the batch committed and made two
-    # replicas take turns).
+    # here every day's row is only KEY SHARE-locked, so replicas importing the same days never
+    # wait on one another (an UPDATE here held each day's row until the batch committed and
+    # made two replicas take turns) nor on a stamp (NO KEY UPDATE does not conflict with it;
+    # FOR SHARE would, and a stream of overlapping batches could starve the stamp), while the
+    # seal's FOR UPDATE still waits for every batch writing to the day.
     rows = await session.execute(
         text(
             "SELECT day FROM ledger_days WHERE day = ANY(:days) AND sealed_at IS NULL "
-            "ORDER BY day FOR SHARE"
+            "ORDER BY day FOR KEY SHARE"
         ),
         {"days": days},
     )
@@ -170,7 +173,7 @@ async def seal_day(
 ) -> Sealed | None:
     """Mark `day` sealed (in the caller's transaction) if it still expires: from the commit on,
     batches refuse its events. The day's row is locked FOR UPDATE first, so a batch writing to
-    it finishes before (its FOR SHARE) and the next one sees it sealed."""
+    it finishes before (its FOR KEY SHARE) and the next one sees it sealed."""
     await session.execute(text(LOCK_TIMEOUT))
     row = (
         await session.execute(
