@@ -104,7 +104,10 @@ async def fetch_campaign(
             r = await c.get("/v1/notifications/counts", params={"campaign_id": campaign_id})
             if r.status_code == 200:
                 counted = r.json()
-                doc["periods"] = _with_period_notices(doc["periods"], counted.pop("periods", None))
+                unattributed = int(counted.get("unattributed") or 0)
+                doc["periods"] = _with_period_notices(
+                    doc["periods"], counted.pop("periods", None), unattributed
+                )
                 doc["notices"] = counted
                 told = int(counted.get("told_users") or 0)
                 doc["funnel"] = _with_told(doc["funnel"], told)
@@ -112,15 +115,19 @@ async def fetch_campaign(
 
 
 def _with_period_notices(
-    periods: list[dict[str, Any]], counted: list[dict[str, Any]] | None
+    periods: list[dict[str, Any]], counted: list[dict[str, Any]] | None, unattributed: int = 0
 ) -> list[dict[str, Any]]:
     """Each rule's period with notify's count of its notices and the users they told (0 when
-    notify has none for it); unchanged when notify does not count per period."""
+    notify has none for it, unknown while notify holds notices of no period); unchanged when
+    notify does not count per period."""
     if counted is None:
         return periods
     by = {(c["rule_id"], c["period"]): c for c in counted}
     out = []
     for p in periods:
+        if (p["rule_id"], p["period"]) not in by and unattributed:
+            out.append({**p, "told": None, "notices": None, "notice_reasons": None})
+            continue
         c = by.get((p["rule_id"], p["period"]), {})
         out.append({**p, "told": int(c.get("told_users") or 0),
                     "notices": dict(c.get("counts") or {}),

@@ -493,6 +493,7 @@ async def test_notify_counts_a_campaigns_notices_by_status_and_reason_and_per_pe
         assert p.told_users == len(exp.told), p
         assert sum(r["n"] for r in p.reasons) == sum(exp.counts.values()), p
     assert sum(sum(p.counts.values()) for p in got.periods) == sum(got.counts.values()) - 1
+    assert got.unattributed == 1 and other.unattributed == 0  # the old notice, said so
     assert {p.period: p.told_users for p in got.periods if p.rule_id == "r"} == {
         "2026-03": 2, "2026-04": 1,
     }  # fmt: skip

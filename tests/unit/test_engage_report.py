@@ -135,3 +135,13 @@ def test_the_spend_chart_adds_up_granted_units_by_each_periods_first_day() -> No
         (date(2026, 10, 1), 200), (date(2026, 10, 2), 300), (date(2026, 11, 1), 301)
     ]  # fmt: skip
     assert spend["credit_fen"] == [(date(2026, 10, 1), 5), (date(2026, 10, 5), 15)]
+
+
+def test_notify_holding_notices_of_no_period_leaves_a_period_without_its_own_unknown(
+    tmp_path: Path,
+) -> None:
+    doc = campaign_doc()
+    doc["periods"] = report._with_period_notices(doc["periods"], [], unattributed=2)
+    assert doc["periods"][0]["told"] is None and doc["periods"][0]["notices"] is None
+    printed = report.render_campaign(doc, tmp_path)  # renders an unknown, does not fail
+    assert "draw 2026-10" in printed.text

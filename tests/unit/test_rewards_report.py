@@ -217,3 +217,18 @@ def test_without_notify_a_periods_notices_are_unknown_not_zero() -> None:
     header, line = report.to_csv([report.PeriodFigures("r", "2026-03")], []).splitlines()
     row = dict(zip(header.split(","), line.split(","), strict=True))
     assert row["told"] == "" and row["notices_sent"] == ""
+
+
+def test_while_notify_holds_notices_of_no_period_a_period_without_its_own_is_unknown() -> None:
+    """Notices sent before notify kept their period could be any period's: a period with none
+    of its own says unknown (None, an empty CSV cell), not a zero that may be wrong."""
+    figures = [report.PeriodFigures("r", "2026-03"), report.PeriodFigures("r", "2026-04")]
+    march = report.PeriodNotices("r", "2026-03", {"delivered": 3}, [], 3)
+    got = report.with_notices(figures, [march], unattributed=5)
+    assert [(f.period, f.told, f.notices) for f in got] == [
+        ("2026-03", 3, {"delivered": 3}),
+        ("2026-04", None, None),
+    ]
+    header, *lines = report.to_csv(got, []).splitlines()
+    rows = [dict(zip(header.split(","), line.split(","), strict=True)) for line in lines]
+    assert rows[1]["told"] == "" and rows[1]["notices_delivered"] == ""

@@ -215,6 +215,11 @@ class Counts(BaseModel):
         "in the campaign's figures above and in no period; a resent notice counts in its "
         "original's period",
     )
+    unattributed: int | None = Field(
+        default=None,
+        description="With campaign_id: notices of no rule and period (sent before notify kept "
+        "them): while there are any, a period without notices of its own may have had some",
+    )
 
 
 class SandboxMessage(BaseModel):

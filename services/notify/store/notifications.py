@@ -380,6 +380,7 @@ class CampaignNotices:
     users: dict[str, int]
     told_users: int  # users with at least one notice sent or delivered
     periods: list[PeriodNotices]
+    unattributed: int = 0  # notices of no rule and period (queued before migration 0009)
 
 
 TOLD = ("sent", "delivered")
@@ -396,11 +397,14 @@ async def campaign_counts(session: AsyncSession, campaign_id: str) -> CampaignNo
     )
     whole: Reasons = {}
     per_period: dict[tuple[str, str], Reasons] = {}
+    unattributed = 0
     for r in rows:
         key = (r.status, r.reason)
         whole[key] = whole.get(key, 0) + int(r.n)
-        if r.rule_id is not None and r.period is not None:  # None: queued before 0009
+        if r.rule_id is not None and r.period is not None:
             per_period.setdefault((r.rule_id, r.period), {})[key] = int(r.n)
+        else:  # queued before 0009
+            unattributed += int(r.n)
     # Distinct users per status, told over the campaign and told per rule and period (a notice
     # of no period is told in the campaign only).
     users = await session.execute(
@@ -434,6 +438,7 @@ async def campaign_counts(session: AsyncSession, campaign_id: str) -> CampaignNo
                           told.get((rule, period), 0))
             for (rule, period), n in sorted(per_period.items())
         ],
+        unattributed=unattributed,
     )  # fmt: skip
 
 

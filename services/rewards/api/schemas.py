@@ -528,6 +528,11 @@ class NoticeCounts(BaseModel):
     told_users: int | None = Field(
         default=None, description="Users with at least one notice sent or delivered"
     )
+    unattributed: int | None = Field(
+        default=None,
+        description="Notices of no rule and period (sent before notify kept them); while there "
+        "are any, a period without notices of its own shows them as unknown (null)",
+    )
 
 
 class CampaignReport(BaseModel):

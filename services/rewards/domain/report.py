@@ -238,15 +238,19 @@ def per_period(
 
 
 def with_notices(
-    figures: Iterable[PeriodFigures], notices: Iterable[PeriodNotices]
+    figures: Iterable[PeriodFigures], notices: Iterable[PeriodNotices], unattributed: int = 0
 ) -> list[PeriodFigures]:
-    """Each period's figures with its notices (a period without any told no one: 0). Notify's
-    periods the report does not show (outside its range) are left out."""
+    """Each period's figures with its notices (a period without any told no one: 0 — unless
+    notify holds notices of no period, sent before it kept them: then such a period's notices
+    are unknown, None, not a zero that may be wrong). Notify's periods the report does not show
+    (outside its range) are left out."""
     by = {(n.rule_id, n.period): n for n in notices}
     out = []
     for f in figures:
         n = by.get((f.rule_id, f.period))
-        if n is None:
+        if n is None and unattributed:
+            out.append(replace(f, told=None, notices=None, notice_reasons=None))
+        elif n is None:
             out.append(replace(f, told=0, notices={}, notice_reasons=[]))
         else:
             out.append(

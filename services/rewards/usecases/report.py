@@ -115,7 +115,8 @@ async def campaign_report(
     if notice_doc is not None:
         by_period = period_notices(notice_doc)
         if by_period is not None:
-            figures = report.with_notices(figures, by_period)
+            unattributed = int(notice_doc.get("unattributed") or 0)
+            figures = report.with_notices(figures, by_period, unattributed)
         # The campaign's notices stay whole; each period's are in its row.
         notice_doc = {k: v for k, v in notice_doc.items() if k != "periods"}
     kinds = sorted({u.kind for u in units})
