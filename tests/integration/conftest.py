@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engage.stack import ServiceProcess, Stack
 from services.ingest.admin import issue_api_key
 from shared.auth import Role
+from shared.db import make_engine, make_sessionmaker, migrate
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from own_stack(tmp_path_factory, "var")
+
+
+@asynccontextmanager
+async def migrated_sessions(
+    stack: Stack, migrations: Path, schema: str, pool_size: int = 10
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a service's schema of the stack's database, migrated first (a use case run
+    in-process, no service started); the engine is disposed after."""
+    assert stack.database_url
+    engine = make_engine(stack.database_url, schema, pool_size=pool_size)
+    try:
+        await migrate(engine, migrations, schema, MetaData())
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Stack]:

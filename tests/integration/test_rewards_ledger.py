@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,7 +16,7 @@ from engage.stack import Stack
 from services.rewards.app import MIGRATIONS
 from services.rewards.domain.decisions import GrantDecision
 from services.rewards.store.ledger import record_grants, revoke_grant
-from shared.db import make_engine, make_sessionmaker, migrate
+from tests.integration.conftest import migrated_sessions
 
 pytestmark = pytest.mark.asyncio
 SCHEMA = "rewards_ledger_test"
@@ -25,13 +25,8 @@ CONTENDERS = 20
 
 @pytest.fixture(scope="module")
 async def sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert stack.database_url
-    engine = make_engine(stack.database_url, SCHEMA, pool_size=CONTENDERS)
-    await migrate(engine, MIGRATIONS, SCHEMA, MetaData())
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(stack, MIGRATIONS, SCHEMA, pool_size=CONTENDERS) as sessions:
+        yield sessions
 
 
 async def new_campaign(sessions: async_sessionmaker[AsyncSession], name: str, budget: int) -> str:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engage.progress import wait_keys_known
@@ -35,9 +35,8 @@ from services.rewards.domain.holdout import Holdout
 from services.rewards.store import holdouts, ledger
 from services.rewards.usecases.report import ReportRequest, campaign_report, report_csv
 from shared.auth import Principal, Role
-from shared.db import make_engine, make_sessionmaker, migrate
 from shared.records import GrantRecord
-from tests.integration.conftest import Keys
+from tests.integration.conftest import Keys, migrated_sessions
 from tests.reference import report_model as ref
 
 pytestmark = pytest.mark.asyncio
@@ -82,24 +81,14 @@ DEFINITION: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 async def sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert stack.database_url
-    engine = make_engine(stack.database_url, SCHEMA)
-    await migrate(engine, MIGRATIONS, SCHEMA, MetaData())
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(stack, MIGRATIONS, SCHEMA) as sessions:
+        yield sessions
 
 
 @pytest.fixture(scope="module")
 async def notify_sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert stack.database_url
-    engine = make_engine(stack.database_url, NOTIFY_SCHEMA)
-    await migrate(engine, NOTIFY_MIGRATIONS, NOTIFY_SCHEMA, MetaData())
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(stack, NOTIFY_MIGRATIONS, NOTIFY_SCHEMA) as sessions:
+        yield sessions
 
 
 def grant_record(grant_id: int, campaign: str, rule: str, period: str, user: str) -> GrantRecord:

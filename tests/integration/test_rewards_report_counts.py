@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engage.stack import Stack
@@ -30,7 +30,7 @@ from services.rewards.store import ledger
 from services.rewards.store import report as counts
 from services.rewards.store.ledger import FULFILMENT_VIEW_SQL
 from services.rewards.usecases.report import compact_pending
-from shared.db import make_engine, make_sessionmaker, migrate
+from tests.integration.conftest import migrated_sessions
 
 pytestmark = pytest.mark.asyncio
 SCHEMA = "rewards_report_counts_test"
@@ -41,13 +41,8 @@ LABELS = ["2026", "2026-03", *(f"2026-03-0{d}" for d in range(1, 6)), "2026-W10"
 
 @pytest.fixture(scope="module")
 async def sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert stack.database_url
-    engine = make_engine(stack.database_url, SCHEMA)
-    await migrate(engine, MIGRATIONS, SCHEMA, MetaData())
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with migrated_sessions(stack, MIGRATIONS, SCHEMA) as sessions:
+        yield sessions
 
 
 async def new_campaign(
