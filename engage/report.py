@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from services.rewards.domain.periods import label_first_day
+
 STEP_NAMES = {
     "reached": "reached",
     "entered": "entered",
@@ -311,8 +313,9 @@ def _spend_by_period(periods: list[dict[str, Any]]) -> dict[str, list[tuple[date
     grants were recorded (a backfill records a month of grants in one day)."""
     by_day: dict[str, dict[date, int]] = {}
     for p in periods:
-        first = _first_day(p["period"])
-        if first is None:
+        try:
+            _, first = label_first_day(p["period"])
+        except ValueError:  # `campaign`: no day of its own
             continue
         for kind, n in p["units"].items():
             days = by_day.setdefault(kind, {})
@@ -326,20 +329,6 @@ def _spend_by_period(periods: list[dict[str, Any]]) -> dict[str, list[tuple[date
         out[kind] = pts
     return out
 
-
-def _first_day(label: str) -> date | None:
-    """The first day of a day, ISO week, month or year label; None for `campaign`."""
-    try:
-        if len(label) == 10:
-            return date.fromisoformat(label)
-        if len(label) == 8 and label[5] == "W":
-            return date.fromisocalendar(int(label[:4]), int(label[6:]), 1)
-        if len(label) == 7:
-            return date.fromisoformat(f"{label}-01")
-        if len(label) == 4:
-            return date(int(label), 1, 1)
-    except ValueError:
-        return None
     return None
 
 
