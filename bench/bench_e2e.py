@@ -43,7 +43,7 @@ from bench.bench_ingest import raw_producer_rate
 from bench.bench_scoring import raw_consume_rate
 from engage.demo import split_months
 from engage.demo_campaigns import CampaignKeys, campaign_window, launch_campaigns
-from engage.demo_notify import open_reward_window
+from engage.demo_notify import open_window
 from engage.progress import (
     count_rows,
     processed_events,
@@ -131,7 +131,7 @@ async def keys_and_campaigns(s: Setup, now: datetime) -> None:
     rewards, notify = s.stack.services["rewards"].url, s.stack.services["notify"].url
     await wait_keys_known(rewards, "/v1/templates", [s.keys[n] for n in ("owner", "approver")])
     await wait_keys_known(notify, "/v1/policies", [s.keys["admin"]])
-    await open_reward_window(notify, s.keys["admin"])
+    await open_window(notify, s.keys["admin"])
     tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
     starts_at, ends_at = campaign_window(now, tz)
     keys = CampaignKeys(s.keys["owner"], s.keys["approver"], s.keys["admin"])

@@ -29,7 +29,7 @@ from engage.demo_campaigns import (
 )
 from engage.demo_notify import (
     broadcast_to_segment,
-    open_reward_window,
+    open_window,
     print_every_winner_told,
     print_notices,
     render_broadcast,
@@ -214,7 +214,7 @@ async def _pipeline(stack: Stack, users: int, groups: int, seed: int, keep_runni
     tz = ZoneInfo(os.environ.get("ENGAGE_TIMEZONE", "Asia/Shanghai"))
     await wait_keys_known(rewards.url, "/v1/templates", [viewer, *vars(campaign_keys).values()])
     await wait_keys_known(notify.url, "/v1/policies", [viewer, campaign_keys.admin])
-    await open_reward_window(notify.url, campaign_keys.admin)
+    await open_window(notify.url, campaign_keys.admin)
     starts_at, ends_at = campaign_window(now, tz)
     campaigns = await launch_campaigns(rewards.url, campaign_keys, starts_at, ends_at)
     print(

@@ -13,16 +13,16 @@ from engage.progress import count_rows, wait_consumed, wait_outbox_empty
 ALWAYS_OPEN = {"window_start": "00:00", "window_end": "00:00"}
 
 
-async def open_reward_window(notify_url: str, admin_key: str) -> None:
-    """The demo runs at any hour: reward notices may go out around the clock (the default
-    window is 08:00–21:00 local; outside it they would be `deferred`)."""
+async def open_window(notify_url: str, admin_key: str, category: str = "reward") -> None:
+    """The demo runs at any hour: the category's notices may go out around the clock (the
+    default window is 08:00–21:00 local; outside it they would be `deferred`)."""
     async with httpx.AsyncClient(
         base_url=notify_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
     ) as c:
         policies = (await c.get("/v1/policies")).json()
-        reward = next(p for p in policies if p["category"] == "reward")
-        body = {k: reward[k] for k in ("daily_cap", "ttl_seconds", "marketing")} | ALWAYS_OPEN
-        (await c.put("/v1/policies/reward", json=body)).raise_for_status()
+        policy = next(p for p in policies if p["category"] == category)
+        body = {k: policy[k] for k in ("daily_cap", "ttl_seconds", "marketing")} | ALWAYS_OPEN
+        (await c.put(f"/v1/policies/{category}", json=body)).raise_for_status()
 
 
 async def wait_notices(
@@ -125,17 +125,13 @@ async def broadcast_to_segment(
     `keys`: the owner's, the approver's and an admin's (who opens the service window: the demo
     runs at any hour)."""
     owner_key, approver_key, admin_key = keys
+    await open_window(notify_url, admin_key, "service")
     segment = {"kind": "top_groups", "month": month, "province": province, "top": top}
     text = "感谢您的群在{month}月活跃榜名列前茅！本月继续聊，活动奖励等着您。"
     async with (
         httpx.AsyncClient(base_url=notify_url, timeout=60, headers=_auth(owner_key)) as owner,
         httpx.AsyncClient(base_url=notify_url, timeout=60, headers=_auth(approver_key)) as lead,
     ):
-        policies = (await lead.get("/v1/policies")).json()
-        service = next(p for p in policies if p["category"] == "service")
-        window = {k: service[k] for k in ("daily_cap", "ttl_seconds", "marketing")} | ALWAYS_OPEN
-        opened = await lead.put("/v1/policies/service", json=window, headers=_auth(admin_key))
-        opened.raise_for_status()
         template = {"category": "service", "text": text, "placeholders": ["month"]}
         (
             await owner.put("/v1/templates/top_groups_thanks/im/zh-CN", json=template)
