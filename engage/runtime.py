@@ -109,8 +109,9 @@ class EmbeddedPostgres:
     user: str = "postgres"
     database: str = "engage"
     # PostgreSQL's durable defaults (fsync, synchronous_commit, full_page_writes on). False
-    # only for throw-away stacks (`--unsafe-fast`, the test suite): a power loss or OS crash
-    # can then lose or corrupt what was committed.
+    # only for throw-away stacks (`--unsafe-fast`, the test suite): fsync and full-page writes
+    # off, so a power loss or OS crash can lose or corrupt what was committed (a crash of
+    # PostgreSQL alone cannot: commits still reach the OS before they are acknowledged).
     durable: bool = True
     _system_user: str | None = None
 
@@ -178,11 +179,12 @@ class EmbeddedPostgres:
         self.refuse_if_in_use()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "postmaster.pid").unlink()  # stale: its postmaster is gone
-        unsafe = (
-            ""
-            if self.durable
-            else ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off ")
-        )
+        # Not durable: nothing is flushed to disk, but a commit is still written to the OS before
+        # it is acknowledged (synchronous_commit stays on). A PostgreSQL crash or immediate stop
+        # (the chaos suite's restart) then loses nothing acknowledged; with synchronous_commit
+        # off it lost the last commits after the outbox relay had published them (a grant
+        # notified, then recorded again under a reused id).
+        unsafe = "" if self.durable else "-c fsync=off -c full_page_writes=off "
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {unsafe}-c max_connections=200 "
             # JIT compiles "expensive" plans per execution: +2.5 ms on a 12 ms leaderboard query.
